@@ -1,0 +1,1 @@
+"""Head2Head++ live head reenactment: prepare, train, export and drive avatars."""

@@ -1,0 +1,39 @@
+"""Conditioning-only reenactment and the bench report, through the CLI."""
+import json
+
+import numpy as np
+
+from h2h.app.cli import main
+from h2h.models.video import probe, read_frames
+
+
+def test_conditioning_only_reenactment_writes_one_frame_per_source_frame(prepared, short_clip, tmp_path, capsys):
+    library, _ = prepared
+    out = tmp_path / "reenact.mp4"
+    argv = ["reenact", "--avatar", "sample", "--source", str(short_clip), "--out", str(out), "--conditioning-only"]
+    assert main([*argv, "--library", str(library)]) == 0
+    info = probe(out)
+    assert (info.width, info.height) == (4 * 256, 256)
+    frames = list(read_frames(out))
+    assert len(frames) == len(list(read_frames(short_clip)))
+    nmfc = frames[5][:, 256:512]
+    assert nmfc.any(-1).mean() > 0.05  # the driven face is drawn
+
+
+def test_face_mode_and_unknown_avatar(prepared, short_clip, tmp_path, capsys):
+    library, _ = prepared
+    base = ["reenact", "--source", str(short_clip), "--conditioning-only", "--library", str(library)]
+    assert main([*base, "--avatar", "sample", "--mode", "face", "--out", str(tmp_path / "f.mp4")]) == 0
+    assert main([*base, "--avatar", "ghost", "--out", str(tmp_path / "g.mp4")]) == 1
+    assert "no avatar" in capsys.readouterr().err
+
+
+def test_bench_reports_every_face_stage(short_clip, tmp_path, capsys):
+    out = tmp_path / "bench.json"
+    assert main(["bench", "--source", str(short_clip), "--json", str(out)]) == 0
+    report = json.loads(out.read_text())
+    assert json.loads(capsys.readouterr().out) == report
+    assert set(report["stages_ms"]) == {"decode", "track", "fit", "retarget", "render", "eyes"}
+    assert report["frames_with_face"] == report["frames"] > 0
+    assert all(v > 0 for v in report["stages_ms"].values())
+    assert np.isclose(report["face_total_ms"], sum(report["stages_ms"][k] for k in ("track", "fit", "retarget", "render", "eyes")), atol=0.01)
