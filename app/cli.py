@@ -5,12 +5,14 @@ import argparse
 import logging
 import sys
 from collections.abc import Callable
+from pathlib import Path
 
 from ..models.avatar import AvatarError
+from ..models.checkpoint import CheckpointError
 from ..models.library import LIBRARY_ENV, LibraryError, resolve_library
 from ..models.video import VideoError
 
-USER_ERRORS = (AvatarError, LibraryError, VideoError, FileNotFoundError, PermissionError)
+USER_ERRORS = (AvatarError, CheckpointError, LibraryError, VideoError, FileNotFoundError, PermissionError, OSError)
 
 
 def _library_arg(parser: argparse.ArgumentParser) -> None:
@@ -32,12 +34,58 @@ def cmd_prepare(args: argparse.Namespace) -> int:
 def cmd_reenact(args: argparse.Namespace) -> int:
     from .reenact import reenact
 
-    if not args.conditioning_only:
-        raise AvatarError("the generator is not available yet; pass --conditioning-only to render NMFC + eyes")
     result = reenact(
-        resolve_library(args.library), args.avatar, args.source, args.out, mode=args.mode, max_frames=args.frames
+        resolve_library(args.library),
+        args.avatar,
+        args.source,
+        args.out,
+        mode=args.mode,
+        max_frames=args.frames,
+        conditioning_only=args.conditioning_only,
+        side_by_side=args.side_by_side,
+        run=args.run,
     )
     print(result.summary())
+    return 0
+
+
+def cmd_train(args: argparse.Namespace) -> int:
+    from ..models.avatar import Avatar
+    from ..models.train import RunOptions, Trainer, train_config
+
+    overrides = {"ablation": args.ablation, "seed": args.seed}
+    if args.epochs is not None:
+        overrides["epochs"] = args.epochs
+    config = train_config(args.preset, **overrides)
+    options = RunOptions(
+        run=args.run or ("main" if not args.ablation else args.ablation),
+        max_minutes=args.max_minutes,
+        max_steps=args.max_steps,
+        resume=args.resume,
+        init=args.init,
+        device=args.device,
+        vgg_weights=args.vgg_weights,
+        sample_minutes=args.sample_minutes,
+    )
+    result = Trainer(Avatar.open(resolve_library(args.library), args.name), config, options).run()
+    print(f"trained {args.name}: {result['step']} steps in {result['minutes']:.1f} min -> {result['folder']}")
+    return 0
+
+
+def cmd_eval(args: argparse.Namespace) -> int:
+    import json
+
+    from ..models.avatar import Avatar
+    from ..models.evaluate import available_runs, evaluate, format_table
+
+    avatar = Avatar.open(resolve_library(args.library), args.name)
+    runs = args.run or available_runs(avatar)
+    if not runs:
+        raise AvatarError(f"avatar '{args.name}' has no trained generator; run h2h train {args.name} first")
+    results = evaluate(avatar, runs, args.frames)
+    print(format_table(results))
+    if args.json:
+        Path(args.json).write_text(json.dumps(results, indent=2) + "\n")
     return 0
 
 
@@ -50,7 +98,7 @@ def cmd_bench(args: argparse.Namespace) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="h2h", description="Head2Head++ avatars: prepare, reenact, bench.")
+    parser = argparse.ArgumentParser(prog="h2h", description="Head2Head++ avatars: prepare, train, eval, reenact, bench.")
     parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
@@ -64,13 +112,43 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("reenact", help="drive an avatar from a source video, offline")
     p.add_argument("--avatar", required=True, help="avatar name in the library")
-    p.add_argument("--source", required=True, help="driving video")
+    p.add_argument("--source", help="driving video (not needed with --mode self)")
     p.add_argument("--out", required=True, help="output mp4")
-    p.add_argument("--mode", choices=("head", "face"), default="head", help="head: pose+expression+gaze; face: expression+gaze")
-    p.add_argument("--conditioning-only", action="store_true", help="render NMFC + eye sketch beside the source")
+    p.add_argument(
+        "--mode", choices=("head", "face", "self"), default="head",
+        help="head: pose+expression+gaze; face: expression+gaze; self: the avatar's own test frames",
+    )
+    p.add_argument("--side-by-side", action="store_true", help="source | conditioning | output")
+    p.add_argument("--conditioning-only", action="store_true", help="no generator: source | NMFC | eyes | overlay")
+    p.add_argument("--run", default="main", help="which training run's generator (default: main)")
     p.add_argument("--frames", type=int, default=None, help="stop after N source frames")
     _library_arg(p)
     p.set_defaults(func=cmd_reenact)
+
+    p = sub.add_parser("train", help="train an avatar's generator (Head2Head++ GAN)")
+    p.add_argument("name", help="avatar name in the library")
+    p.add_argument("--preset", choices=("lite", "paper"), default="lite", help="network size (default: lite)")
+    p.add_argument("--epochs", type=int, default=None, help="epochs (default: the preset's, 40 + 20 decay)")
+    p.add_argument("--max-minutes", type=float, default=None, help="stop after this much training time")
+    p.add_argument("--max-steps", type=int, default=None, help="stop after this many steps")
+    p.add_argument("--resume", action="store_true", help="continue the run from its last checkpoint")
+    p.add_argument("--init", metavar="CHECKPOINT_OR_AVATAR", help="start from another avatar's or a pretrained checkpoint")
+    p.add_argument("--device", default="cpu", help="cpu or cuda (default: cpu)")
+    p.add_argument("--ablation", choices=("l1-single",), help="l1-single: L1 loss only, single frames, no GAN")
+    p.add_argument("--run", help="run name, a folder under checkpoints/ (default: main, or the ablation's name)")
+    p.add_argument("--vgg-weights", metavar="PATH", help="torchvision vgg19-dcbb9e9d.pth for the perceptual loss")
+    p.add_argument("--sample-minutes", type=float, default=5.0, help="write a sample grid this often")
+    p.add_argument("--seed", type=int, default=0)
+    _library_arg(p)
+    p.set_defaults(func=cmd_train)
+
+    p = sub.add_parser("eval", help="self-reenactment metrics on the held-out test split")
+    p.add_argument("name", help="avatar name in the library")
+    p.add_argument("--run", action="append", help="training run(s) to score (default: all)")
+    p.add_argument("--frames", type=int, default=None, help="score only the first N test frames")
+    p.add_argument("--json", metavar="OUT", help="also write the metrics as JSON")
+    _library_arg(p)
+    p.set_defaults(func=cmd_eval)
 
     p = sub.add_parser("bench", help="per-stage timings of the live path, as JSON")
     p.add_argument("--source", required=True, help="driving video")

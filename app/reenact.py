@@ -1,18 +1,24 @@
-"""Offline reenactment: drive an avatar from a source video and write an mp4."""
+"""Offline reenactment: drive an avatar from a source video (or its own test frames)."""
 from __future__ import annotations
 
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
+from ..engines.stepper import GeneratorStepper
+from ..engines.torch_engine import TorchEngine
 from ..models.avatar import Avatar, AvatarError
+from ..models.evaluate import conditioning_overlay
 from ..models.geometry.conditioning import ConditioningRenderer, overlay
 from ..models.geometry.face_model import load_face_model
 from ..models.geometry.retarget import Retargeter, SourceCalibration
 from ..models.source import locate_crop, tracked_crops
 from ..models.video import VideoWriter, probe
+
+Frame = tuple[np.ndarray, np.ndarray, np.ndarray]  # source crop, NMFC, eyes
 
 
 @dataclass
@@ -23,27 +29,14 @@ class ReenactResult:
     seconds: float
 
     def summary(self) -> str:
-        return (
-            f"wrote {self.out}: {self.frames} frames ({self.no_face} without a face held the last pose), "
-            f"{self.seconds:.1f} s"
-        )
+        held = f" ({self.no_face} without a face held the last pose)" if self.no_face else ""
+        return f"wrote {self.out}: {self.frames} frames{held}, {self.seconds:.1f} s"
 
 
-def reenact(
-    library: Path,
-    avatar_name: str,
-    source: str | Path,
-    out: str | Path,
-    mode: str = "head",
-    max_frames: int | None = None,
-) -> ReenactResult:
-    """Conditioning-only reenactment: source crop | NMFC | eyes | NMFC over the target."""
-    started = time.perf_counter()
-    avatar = Avatar.open(library, avatar_name)
+def driven_frames(avatar: Avatar, source: Path, mode: str, max_frames: int | None, counter: list[int]) -> tuple[float, Iterator[Frame]]:
+    """(fps, iterator of source crop + retargeted conditioning); frames without a face hold
+    the last conditioning."""
     info = probe(source)
-    out = Path(out)
-    if not out.parent.is_dir():
-        raise AvatarError(f"{out.parent}: output folder does not exist; create it or choose another --out")
     model = load_face_model()
     size = avatar.resolution
     crops, faces = zip(*tracked_crops(info, locate_crop(info), size, model, max_frames))
@@ -51,19 +44,71 @@ def reenact(
     if not found:
         raise AvatarError(f"{info.path}: no face found in the source; use a clip where one face is visible")
     calibration = SourceCalibration.from_frames(model, np.stack(found))
-    train = avatar.split_indices("train")
-    retargeter = Retargeter(model, avatar.subject, mode, target_poses=avatar.poses(train))
-    reference = avatar.read_image("frame", int(train[0]))
-    renderer = ConditioningRenderer(model, size)
-    last = (np.zeros((size, size, 3), np.uint8),) * 2
-    try:
-        with VideoWriter(out, info.fps, (size * 4, size)) as writer:
+    retargeter = Retargeter(model, avatar.subject, mode, target_poses=avatar.poses(avatar.split_indices("train")))
+
+    def frames() -> Iterator[Frame]:
+        renderer = ConditioningRenderer(model, size)
+        last = (np.zeros((size, size, 3), np.uint8),) * 2
+        try:
             for crop, face in zip(crops, faces):
                 if face is not None:
                     last = renderer.render(retargeter.retarget(face.landmarks, face.pupils, calibration.subject))
-                nmfc, eyes = last
-                writer.write(np.concatenate([crop, nmfc, eyes, overlay(reference, nmfc, eyes)], 1))
-    finally:
-        renderer.close()
-    no_face = sum(f is None for f in faces)
-    return ReenactResult(out, len(crops), no_face, time.perf_counter() - started)
+                else:
+                    counter[0] += 1
+                yield crop, *last
+        finally:
+            renderer.close()
+
+    return info.fps, frames()
+
+
+def self_frames(avatar: Avatar, max_frames: int | None) -> Iterator[Frame]:
+    """The avatar's held-out test frames with their own conditioning."""
+    for i in avatar.split_indices("test")[:max_frames]:
+        yield avatar.read_image("frame", int(i)), avatar.read_image("nmfc", int(i)), avatar.read_image("eyes", int(i))
+
+
+def reenact(
+    library: Path,
+    avatar_name: str,
+    source: str | Path | None,
+    out: str | Path,
+    mode: str = "head",
+    max_frames: int | None = None,
+    conditioning_only: bool = False,
+    side_by_side: bool = False,
+    run: str = "main",
+) -> ReenactResult:
+    """Write the reenactment video; see `h2h reenact --help` for the layouts."""
+    started = time.perf_counter()
+    avatar = Avatar.open(library, avatar_name)
+    out = Path(out)
+    if not out.parent.is_dir():
+        raise AvatarError(f"{out.parent}: output folder does not exist; create it or choose another --out")
+    if mode == "self" and conditioning_only:
+        raise AvatarError("--mode self needs the generator; drop --conditioning-only")
+    if mode != "self" and source is None:
+        raise AvatarError(f"--mode {mode} needs --source VIDEO")
+    stepper = None
+    if not conditioning_only:
+        engine = TorchEngine(avatar.path / "checkpoints" / run)
+        stepper = GeneratorStepper(engine.run, avatar.resolution, engine.sequential)
+    no_face = [0]
+    if mode == "self":
+        fps, frames = avatar.fps, self_frames(avatar, max_frames)
+    else:
+        fps, frames = driven_frames(avatar, Path(source), mode, max_frames, no_face)
+    size = avatar.resolution
+    reference = avatar.read_image("frame", int(avatar.split_indices("train")[0]))
+    panels = 4 if conditioning_only else (3 if side_by_side else 1)
+    count = 0
+    with VideoWriter(out, fps, (size * panels, size)) as writer:
+        for crop, nmfc, eyes in frames:
+            if stepper is None:
+                row = [crop, nmfc, eyes, overlay(reference, nmfc, eyes)]
+            else:
+                generated = stepper(nmfc, eyes)
+                row = [crop, conditioning_overlay(nmfc, eyes), generated] if side_by_side else [generated]
+            writer.write(np.concatenate(row, 1))
+            count += 1
+    return ReenactResult(out, count, no_face[0], time.perf_counter() - started)

@@ -1,0 +1,53 @@
+"""The generator's state outside the graph: the 3-frame conditioning window and the two
+previous outputs (DESIGN 7). Engine-agnostic: it calls any step function on numpy arrays."""
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import numpy as np
+
+StepFn = Callable[[np.ndarray, np.ndarray], np.ndarray]
+WINDOW = 3
+PREVIOUS = 2
+
+
+def image_to_input(image: np.ndarray) -> np.ndarray:
+    """uint8 (H, W, C) -> float32 (C, H, W) in [-1, 1]."""
+    return (image.astype(np.float32) / 127.5 - 1.0).transpose(2, 0, 1)
+
+
+def output_to_image(output: np.ndarray) -> np.ndarray:
+    """float (3, H, W) in [-1, 1] -> uint8 (H, W, 3)."""
+    return np.clip((output.transpose(1, 2, 0) + 1.0) * 127.5 + 0.5, 0, 255).astype(np.uint8)
+
+
+class GeneratorStepper:
+    """Feeds a step function G(X[t-2:t], Y~[t-2:t-1]) frame by frame.
+
+    At the start (or after reset) the window is filled with the first conditioning frame
+    and the previous outputs are zeros, as in training. With sequential=False (a single
+    frame model) the previous outputs stay zero.
+    """
+
+    def __init__(self, step: StepFn, size: int = 256, sequential: bool = True) -> None:
+        self.step = step
+        self.size = size
+        self.sequential = sequential
+        self.reset()
+
+    def reset(self) -> None:
+        self._window: list[np.ndarray] = []
+        self._prev = np.zeros((PREVIOUS * 3, self.size, self.size), np.float32)
+
+    def __call__(self, nmfc: np.ndarray, eyes: np.ndarray) -> np.ndarray:
+        """The next output frame (uint8 RGB) for this frame's NMFC and eye sketch."""
+        cond = np.concatenate([image_to_input(nmfc), image_to_input(eyes)], 0)
+        if not self._window:
+            self._window = [cond] * WINDOW
+        else:
+            self._window = self._window[1:] + [cond]
+        window = np.concatenate(self._window, 0)[None]
+        out = np.asarray(self.step(window, self._prev[None]))[0]
+        if self.sequential:
+            self._prev = np.concatenate([self._prev[3:], out.astype(np.float32)], 0)
+        return output_to_image(out)

@@ -1,0 +1,27 @@
+"""PyTorch eager engine: the trained generator step on the CPU or a CUDA GPU (development)."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from ..models.checkpoint import load_generator
+
+
+class TorchEngine:
+    """run(cond, prev) -> frame, numpy float32 in and out, as every engine."""
+
+    provider = "torch"
+
+    def __init__(self, run_folder: Path, device: str = "cpu") -> None:
+        self.generator, self.meta = load_generator(run_folder)
+        self.device = torch.device(device)
+        self.generator.to(self.device)
+        self.precision = "fp32"
+        self.sequential = bool(self.meta.get("sequential", True))
+
+    @torch.inference_mode()
+    def run(self, cond: np.ndarray, prev: np.ndarray) -> np.ndarray:
+        out = self.generator(torch.from_numpy(cond).to(self.device), torch.from_numpy(prev).to(self.device))
+        return out.float().cpu().numpy()

@@ -1,0 +1,78 @@
+"""Checkpoints: atomic training state (resume) and a code-free generator file (inference).
+
+Avatar folders travel between people, so nothing here unpickles code: training state loads
+with torch.load(weights_only=True) and the generator ships as safetensors + JSON.
+"""
+from __future__ import annotations
+
+import dataclasses
+import io
+import json
+from pathlib import Path
+
+import torch
+from safetensors.torch import load_file, save
+
+from .io_utils import atomic_write_bytes
+from .networks import GeneratorConfig, SequentialGenerator
+
+STATE_FILE = "state.pt"
+GENERATOR_FILE = "generator.safetensors"
+GENERATOR_META = "generator.json"
+
+
+class CheckpointError(Exception):
+    """A missing, corrupt or incompatible checkpoint; the message says what to do."""
+
+
+def save_state(path: Path, state: dict) -> None:
+    buf = io.BytesIO()
+    torch.save(state, buf)
+    atomic_write_bytes(path, buf.getvalue())
+
+
+def load_state(path: Path) -> dict:
+    if not path.is_file():
+        raise CheckpointError(f"no checkpoint at {path}; train first or drop --resume")
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as exc:  # torch raises many kinds for corrupt or foreign files
+        raise CheckpointError(f"{path}: not a readable h2h checkpoint ({type(exc).__name__}); delete it or train again") from exc
+    if not isinstance(state, dict) or "generator" not in state or "train_config" not in state:
+        raise CheckpointError(f"{path}: not an h2h training checkpoint")
+    return state
+
+
+def save_generator(folder: Path, generator: SequentialGenerator, meta: dict) -> None:
+    """generator.safetensors (weights) + generator.json (config and training facts)."""
+    tensors = {k: v.detach().cpu().contiguous() for k, v in generator.state_dict().items()}
+    atomic_write_bytes(folder / GENERATOR_FILE, save(tensors))
+    info = {"config": dataclasses.asdict(generator.config), **meta}
+    atomic_write_bytes(folder / GENERATOR_META, json.dumps(info, indent=2).encode())
+
+
+def generator_config_from_dict(data: dict) -> GeneratorConfig:
+    fields = {f.name for f in dataclasses.fields(GeneratorConfig)}
+    unknown = set(data) - fields
+    if unknown:
+        raise CheckpointError(f"generator config has unknown fields {sorted(unknown)}; is it from a newer h2h?")
+    try:
+        return GeneratorConfig(**data)
+    except (TypeError, ValueError) as exc:
+        raise CheckpointError(f"generator config is invalid ({exc})") from exc
+
+
+def load_generator(folder: Path) -> tuple[SequentialGenerator, dict]:
+    """The trained generator (eval mode) and its metadata from a run folder."""
+    meta_file, weights = folder / GENERATOR_META, folder / GENERATOR_FILE
+    if not meta_file.is_file() or not weights.is_file():
+        raise CheckpointError(f"no trained generator in {folder}; run h2h train first")
+    try:
+        meta = json.loads(meta_file.read_text())
+        generator = SequentialGenerator(generator_config_from_dict(meta["config"]))
+        generator.load_state_dict(load_file(weights))
+    except CheckpointError:
+        raise
+    except Exception as exc:
+        raise CheckpointError(f"{folder}: generator files are damaged or do not fit this version ({type(exc).__name__}); train again") from exc
+    return generator.eval(), meta

@@ -1,0 +1,162 @@
+"""Training sequences from an avatar folder (Head2Head++ 3.4 / 4.1).
+
+A sample is L consecutive valid frames with, for each, the conditioning window X[t-2:t]
+(NMFC + eye sketch), the real frame, the real frames' optical flow and the mouth centre.
+Sampling is a pure function of a numpy Generator, so a resumed run draws the same batches.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import cv2
+import numpy as np
+import torch
+from tqdm import tqdm
+
+from .avatar import Avatar, AvatarError
+from .geometry.eyes import draw_eye_sketch, eyelid_opening, pupils_absolute, pupils_relative
+from .geometry.face_model import FaceModel
+from .geometry.fitting import Pose
+from .geometry.retarget import posed_mesh
+
+WINDOW = 3
+
+
+@dataclass(frozen=True)
+class Augment:
+    """Per-sequence random affine (same for conditioning and real frames) and eye jitter."""
+
+    scale: float = 0.05
+    shift: float = 6.0
+    eye_jitter: float = 0.6  # pixels of Gaussian noise on eyelid and pupil points
+
+    @classmethod
+    def off(cls) -> "Augment":
+        return cls(0.0, 0.0, 0.0)
+
+
+@dataclass
+class Batch:
+    cond: torch.Tensor  # (B, L + WINDOW - 1, 6, H, W) in [-1, 1]
+    real: torch.Tensor  # (B, L, 3, H, W) in [-1, 1]
+    flow: torch.Tensor  # (B, L, 2, H, W) pixels, flow[t]: I_t(x) ~ I_{t-1}(x + flow[t](x))
+    mouth: torch.Tensor  # (B, L, 2) pixels
+    index: torch.Tensor  # (B, L) frame indices
+
+    def window(self, t: int) -> torch.Tensor:
+        """Conditioning X[t-2:t] of step t, frames stacked on channels: (B, 18, H, W)."""
+        b, _, c, h, w = self.cond.shape
+        return self.cond[:, t : t + WINDOW].reshape(b, WINDOW * c, h, w)
+
+
+def to_tensor(images: np.ndarray) -> torch.Tensor:
+    """uint8 (..., H, W, 3) -> float (..., 3, H, W) in [-1, 1]."""
+    t = torch.from_numpy(np.ascontiguousarray(images)).float().div_(127.5).sub_(1.0)
+    return t.movedim(-1, -3)
+
+
+def to_image(tensor: torch.Tensor) -> np.ndarray:
+    """float (3, H, W) in [-1, 1] -> uint8 (H, W, 3)."""
+    return ((tensor.detach().clamp(-1, 1) + 1) * 127.5).round().byte().movedim(0, -1).cpu().numpy()
+
+
+class AvatarFrames:
+    """A split of an avatar held in memory: frames, NMFC, eye geometry, flow, mouth centres."""
+
+    def __init__(self, avatar: Avatar, model: FaceModel, split: str = "train", progress: bool = True) -> None:
+        self.avatar, self.model = avatar, model
+        self.indices = avatar.split_indices(split)
+        if len(self.indices) == 0:
+            raise AvatarError(f"avatar '{avatar.name}' has no valid {split} frames; re-run h2h prepare on a longer video")
+        tracks = avatar.tracks
+        subject = avatar.subject
+        load = tqdm(self.indices, desc=f"loading {split} frames", unit="f", disable=not progress, leave=False)
+        self.frames = np.stack([avatar.read_image("frame", i) for i in load])
+        self.nmfc = np.stack([avatar.read_image("nmfc", i) for i in self.indices])
+        self.vertices = np.stack(
+            [
+                posed_mesh(model, subject.neutral, Pose(float(tracks["scale"][i]), tracks["rotation"][i], tracks["translation"][i]), tracks["expression"][i])
+                for i in self.indices
+            ]
+        )
+        self.pupils = np.stack(
+            [
+                pupils_absolute(v, pupils_relative(tracks["landmarks"][i], tracks["pupils"][i]))
+                for v, i in zip(self.vertices, self.indices)
+            ]
+        )
+        with np.load(avatar.path / "conditioning" / "flow.npz", allow_pickle=False) as data:
+            self.flow_small = data["flow"][self.indices]
+        self.mouth = tracks["mouth"][self.indices].astype(np.float32)
+        # position of each frame in `indices`, and whether its predecessor is the previous frame
+        self.consecutive = np.concatenate([[False], np.diff(self.indices) == 1])
+        self.size = self.frames.shape[1]
+
+    def __len__(self) -> int:
+        return len(self.indices)
+
+    def sequence_starts(self, length: int) -> np.ndarray:
+        """Positions p where positions p..p+length-1 are consecutive frames."""
+        ok = np.ones(len(self) - length + 1, bool) if length <= len(self) else np.zeros(0, bool)
+        for k in range(1, length):
+            ok &= self.consecutive[k : len(self) - length + 1 + k]
+        return np.flatnonzero(ok)
+
+    def eyes(self, pos: int, rng: np.random.Generator, jitter: float) -> np.ndarray:
+        vertices, pupils = self.vertices[pos], self.pupils[pos]
+        if jitter > 0:
+            vertices = vertices + rng.normal(scale=jitter, size=vertices.shape).astype(np.float32)
+            pupils = pupils + rng.normal(scale=jitter, size=pupils.shape).astype(np.float32)
+        openings = eyelid_opening(vertices, self.model.topology_lid_pairs)
+        return draw_eye_sketch(vertices, pupils, openings, self.model.topology, self.size)
+
+    def flow(self, pos: int) -> np.ndarray:
+        """Full-resolution flow (H, W, 2) of a frame (zero when its predecessor is not present)."""
+        if not self.consecutive[pos]:
+            return np.zeros((self.size, self.size, 2), np.float32)
+        return cv2.resize(self.flow_small[pos].astype(np.float32), (self.size, self.size), interpolation=cv2.INTER_LINEAR)
+
+    def window_positions(self, pos: int) -> list[int]:
+        """Positions of X[t-2:t] for the frame at pos, repeating the earliest available frame."""
+        out = [pos]
+        for _ in range(WINDOW - 1):
+            p = out[0]
+            out.insert(0, p - 1 if p > 0 and self.consecutive[p] else p)
+        return out
+
+    def sample(self, rng: np.random.Generator, batch: int, length: int, augment: Augment) -> Batch:
+        starts = self.sequence_starts(length)
+        if len(starts) == 0:
+            raise ValueError(f"no run of {length} consecutive valid frames in the split")
+        picks = rng.choice(starts, size=batch, replace=len(starts) < batch)
+        items = [self._sequence(int(p), length, rng, augment) for p in picks]
+        return Batch(*(torch.stack([it[k] for it in items]) for k in range(5)))
+
+    def _sequence(self, start: int, length: int, rng: np.random.Generator, augment: Augment):
+        s = self.size
+        scale = 1.0 + rng.uniform(-augment.scale, augment.scale)
+        shift = rng.uniform(-augment.shift, augment.shift, size=2)
+        matrix = np.array([[scale, 0, (1 - scale) * s / 2 + shift[0]], [0, scale, (1 - scale) * s / 2 + shift[1]]], np.float32)
+        warp = lambda img, interp, border: cv2.warpAffine(img, matrix, (s, s), flags=interp, borderMode=border)
+        positions = list(range(start, start + length))
+        cond_pos = self.window_positions(start)[:-1] + positions
+        cond = [
+            np.concatenate(
+                [
+                    warp(self.nmfc[p], cv2.INTER_NEAREST, cv2.BORDER_CONSTANT),
+                    warp(self.eyes(p, rng, augment.eye_jitter), cv2.INTER_NEAREST, cv2.BORDER_CONSTANT),
+                ],
+                -1,
+            )
+            for p in cond_pos
+        ]
+        real = [warp(self.frames[p], cv2.INTER_LINEAR, cv2.BORDER_REPLICATE) for p in positions]
+        flow = [warp(self.flow(p), cv2.INTER_LINEAR, cv2.BORDER_REPLICATE) * scale for p in positions]
+        mouth = self.mouth[positions] * scale + matrix[:, 2]
+        return (
+            to_tensor(np.stack(cond)),
+            to_tensor(np.stack(real)),
+            torch.from_numpy(np.stack(flow)).movedim(-1, -3).contiguous(),
+            torch.from_numpy(mouth.astype(np.float32)),
+            torch.from_numpy(self.indices[positions]),
+        )

@@ -1,0 +1,82 @@
+"""`h2h eval`: self-reenactment on the held-out test split against a nearest-frame baseline."""
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import numpy as np
+from tqdm import tqdm
+
+from ..engines.stepper import GeneratorStepper
+from ..engines.torch_engine import TorchEngine
+from .avatar import Avatar
+from .geometry.face_model import load_face_model
+from .geometry.tracker import MediaPipeTracker
+from .metrics import frame_metrics, measure_face, nearest_frames, summarise
+
+BASELINE = "nearest-frame baseline"
+
+
+def conditioning_overlay(nmfc: np.ndarray, eyes: np.ndarray) -> np.ndarray:
+    """NMFC with the eye sketch drawn over it (one image per frame, for display and search)."""
+    return np.where(eyes.any(-1, keepdims=True), eyes, nmfc)
+
+
+def self_reenactment(avatar: Avatar, engine: TorchEngine, indices: np.ndarray) -> Iterator[np.ndarray]:
+    """Generated frames for the given frames' own conditioning, sequentially; the window
+    restarts where the valid frames are not consecutive."""
+    stepper = GeneratorStepper(engine.run, avatar.resolution, engine.sequential)
+    previous = None
+    for i in indices:
+        if previous is not None and i != previous + 1:
+            stepper.reset()
+        previous = i
+        yield stepper(avatar.read_image("nmfc", int(i)), avatar.read_image("eyes", int(i)))
+
+
+def score(avatar: Avatar, frames: Callable[[], Iterator[np.ndarray]], indices: np.ndarray, label: str) -> dict:
+    """Metrics of generated frames against the real test frames."""
+    model = load_face_model()
+    neutral = avatar.subject.neutral
+    mouth = avatar.tracks["mouth"]
+    rows = []
+    with MediaPipeTracker(video_mode=False) as tracker:
+        for i, generated in zip(indices, tqdm(frames(), total=len(indices), desc=label, unit="f", leave=False)):
+            real = avatar.read_image("frame", int(i))
+            mask = avatar.read_image("nmfc", int(i)).any(-1)
+            measured = (measure_face(tracker, generated, model, neutral), measure_face(tracker, real, model, neutral))
+            rows.append(frame_metrics(generated, real, mask, mouth[i], measured))
+    return summarise(rows)
+
+
+def evaluate(avatar: Avatar, runs: list[str], max_frames: int | None = None) -> dict[str, dict]:
+    """{run or baseline: metrics} on the test split."""
+    test = avatar.split_indices("test")[:max_frames]
+    train = avatar.split_indices("train")
+    results = {}
+    for run in runs:
+        engine = TorchEngine(avatar.path / "checkpoints" / run)
+        label = f"{run} ({engine.meta.get('preset')}, {engine.meta.get('train_minutes')} min, {engine.meta.get('step')} steps)"
+        results[label] = score(avatar, lambda: self_reenactment(avatar, engine, test), test, run)
+    cond = lambda idx: np.stack([conditioning_overlay(avatar.read_image("nmfc", int(i)), avatar.read_image("eyes", int(i))) for i in idx])
+    nearest = train[nearest_frames(cond(train), cond(test))]
+    results[BASELINE] = score(avatar, lambda: (avatar.read_image("frame", int(i)) for i in nearest), test, "baseline")
+    return results
+
+
+def format_table(results: dict[str, dict]) -> str:
+    keys = ("masked_apd", "apd", "mouth_apd", "psnr", "aeld", "ard", "aed", "sharpness", "face_found")
+    width = max(len(k) for k in results) + 2
+    lines = ["".ljust(width) + "".join(k.rjust(11) for k in keys)]
+    for name, metrics in results.items():
+        lines.append(name.ljust(width) + "".join(f"{metrics[k]:11.3f}" for k in keys))
+    return "\n".join(lines)
+
+
+def available_runs(avatar: Avatar) -> list[str]:
+    folder = avatar.path / "checkpoints"
+    return sorted(p.name for p in folder.iterdir() if (p / "generator.safetensors").is_file()) if folder.is_dir() else []
+
+
+def run_folder(avatar: Avatar, run: str) -> Path:
+    return avatar.path / "checkpoints" / run

@@ -1,0 +1,483 @@
+"""Networks of the video rendering stage (DESIGN 5): the sequential generator and the
+image, mouth and dynamics discriminators.
+
+The generator is used by the live path and by export; the discriminators and the helpers
+that build their inputs are training-only. This module imports nothing from the losses or
+the trainer so that the live path can import the generator alone.
+"""
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, replace
+from typing import Literal
+
+import torch
+from torch import nn
+from torch.nn import functional as F
+
+RGB_CHANNELS = 3
+FLOW_CHANNELS = 2
+
+
+@dataclass(frozen=True)
+class GeneratorConfig:
+    """Shape of the sequential generator; see GENERATOR_PRESETS for the named ones.
+
+    Feature level i (0 = the stem output) has min(ngf * 2**i, max_channels) channels and
+    1/(stem_factor * 2**i) of the input resolution; the trunk runs at level n_down.
+    stem "conv7": reflect-padded 7x7 conv at full resolution; "unshuffle": space-to-depth by
+    unshuffle_factor then a 1x1 conv. skips: add each encoder level to the decoder level of
+    the same size.
+    """
+
+    ngf: int = 64
+    n_down: int = 3
+    max_channels: int = 512
+    n_blocks_encoder: int = 5
+    n_blocks_decoder: int = 4
+    stem: Literal["conv7", "unshuffle"] = "conv7"
+    unshuffle_factor: int = 4
+    upsample: Literal["transpose", "pixelshuffle"] = "transpose"
+    up_kernel: int = 3
+    head_kernel: int = 7
+    norm: Literal["instance", "none"] = "instance"
+    padding: Literal["reflect", "zeros"] = "reflect"
+    depthwise: bool = False
+    expansion: int = 2
+    skips: bool = False
+    window: int = 3
+    prev: int = 2
+    cond_channels: int = 6
+
+    def __post_init__(self) -> None:
+        if self.stem not in ("conv7", "unshuffle"):
+            raise ValueError(f"stem must be 'conv7' or 'unshuffle', got {self.stem!r}")
+        if self.upsample not in ("transpose", "pixelshuffle"):
+            raise ValueError(
+                f"upsample must be 'transpose' or 'pixelshuffle', got {self.upsample!r}"
+            )
+        if self.norm not in ("instance", "none"):
+            raise ValueError(f"norm must be 'instance' or 'none', got {self.norm!r}")
+        if self.padding not in ("reflect", "zeros"):
+            raise ValueError(f"padding must be 'reflect' or 'zeros', got {self.padding!r}")
+        if self.ngf < 1 or self.n_down < 0 or self.window < 1 or self.prev < 0:
+            raise ValueError("ngf and window must be >= 1, n_down and prev >= 0")
+        if self.up_kernel % 2 == 0 or self.head_kernel % 2 == 0:
+            raise ValueError("up_kernel and head_kernel must be odd")
+
+    @property
+    def in_cond(self) -> int:
+        return self.window * self.cond_channels
+
+    @property
+    def in_prev(self) -> int:
+        return self.prev * RGB_CHANNELS
+
+    @property
+    def stem_factor(self) -> int:
+        return self.unshuffle_factor if self.stem == "unshuffle" else 1
+
+    @property
+    def size_multiple(self) -> int:
+        """Input height and width must be multiples of this."""
+        return self.stem_factor * 2**self.n_down
+
+    def channels(self, level: int) -> int:
+        return min(self.ngf * 2**level, self.max_channels)
+
+
+GENERATOR_PRESETS: dict[str, GeneratorConfig] = {
+    # Head2Head++ as published: two conv7 encoders to 512 ch at 32x32, 5+4 residual blocks,
+    # transposed-conv decoder (~1.3 s per 256x256 step on a 2-core CPU).
+    "paper": GeneratorConfig(),
+    # Real time on a 2-core CPU (~2.3 M params, ~24 ms per 256x256 step in ONNX Runtime with
+    # 2 threads): space-to-depth by 4 to 64x64, one stride-2 conv to a 128-ch 32x32 trunk,
+    # PixelShuffle back up with an additive skip from the 64x64 level. InstanceNorm is left
+    # out: it cost ~25% of the step in ONNX Runtime.
+    "lite": GeneratorConfig(
+        ngf=64,
+        n_down=1,
+        max_channels=128,
+        n_blocks_encoder=1,
+        n_blocks_decoder=5,
+        stem="unshuffle",
+        unshuffle_factor=4,
+        upsample="pixelshuffle",
+        up_kernel=1,
+        head_kernel=3,
+        norm="none",
+        padding="zeros",
+        skips=True,
+    ),
+}
+# Tests and smoke runs: the lite layout at a fraction of its width and depth.
+GENERATOR_PRESETS["tiny"] = replace(
+    GENERATOR_PRESETS["lite"], ngf=16, max_channels=32, n_blocks_encoder=0, n_blocks_decoder=1
+)
+
+
+def generator_config(name: str, **overrides: object) -> GeneratorConfig:
+    """A named preset, optionally with some fields replaced."""
+    try:
+        config = GENERATOR_PRESETS[name]
+    except KeyError:
+        raise ValueError(
+            f"unknown generator preset {name!r}; choose one of {sorted(GENERATOR_PRESETS)}"
+        ) from None
+    return replace(config, **overrides) if overrides else config
+
+
+def _norm(kind: str, channels: int) -> nn.Module:
+    return nn.InstanceNorm2d(channels) if kind == "instance" else nn.Identity()
+
+
+def _conv(in_ch: int, out_ch: int, kernel: int, padding_mode: str, groups: int = 1) -> nn.Module:
+    """A size-preserving convolution with reflect or zero padding."""
+    pad = kernel // 2
+    if padding_mode == "reflect" and pad > 0:
+        return nn.Sequential(
+            nn.ReflectionPad2d(pad), nn.Conv2d(in_ch, out_ch, kernel, groups=groups)
+        )
+    return nn.Conv2d(in_ch, out_ch, kernel, padding=pad, groups=groups)
+
+
+class ResidualBlock(nn.Module):
+    """Two 3x3 convs (or an inverted depthwise-separable block) added to the input."""
+
+    def __init__(self, channels: int, config: GeneratorConfig) -> None:
+        super().__init__()
+        pad, norm = config.padding, config.norm
+        if config.depthwise:
+            hidden = channels * config.expansion
+            self.body = nn.Sequential(
+                nn.Conv2d(channels, hidden, 1),
+                _norm(norm, hidden),
+                nn.ReLU(inplace=True),
+                _conv(hidden, hidden, 3, pad, groups=hidden),
+                _norm(norm, hidden),
+                nn.ReLU(inplace=True),
+                nn.Conv2d(hidden, channels, 1),
+                _norm(norm, channels),
+            )
+        else:
+            self.body = nn.Sequential(
+                _conv(channels, channels, 3, pad),
+                _norm(norm, channels),
+                nn.ReLU(inplace=True),
+                _conv(channels, channels, 3, pad),
+                _norm(norm, channels),
+            )
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x + self.body(x)
+
+
+class Encoder(nn.Module):
+    """Stem, n_down stride-2 convs and residual blocks; returns the features of every level."""
+
+    def __init__(self, in_channels: int, config: GeneratorConfig) -> None:
+        super().__init__()
+        c0 = config.channels(0)
+        if config.stem == "unshuffle":
+            f = config.unshuffle_factor
+            # Same map as PixelUnshuffle(f) + 1x1 conv, without the 6-D transpose in ONNX.
+            self.stem = nn.Sequential(
+                nn.Conv2d(in_channels, c0, f, stride=f),
+                _norm(config.norm, c0),
+                nn.ReLU(inplace=True),
+            )
+        else:
+            self.stem = nn.Sequential(
+                _conv(in_channels, c0, 7, config.padding),
+                _norm(config.norm, c0),
+                nn.ReLU(inplace=True),
+            )
+        self.downs = nn.ModuleList(
+            nn.Sequential(
+                nn.Conv2d(config.channels(i), config.channels(i + 1), 3, 2, padding=1),
+                _norm(config.norm, config.channels(i + 1)),
+                nn.ReLU(inplace=True),
+            )
+            for i in range(config.n_down)
+        )
+        deepest = config.channels(config.n_down)
+        self.blocks = nn.Sequential(
+            *(ResidualBlock(deepest, config) for _ in range(config.n_blocks_encoder))
+        )
+
+    def forward(self, x: torch.Tensor) -> list[torch.Tensor]:
+        features = [self.stem(x)]
+        for down in self.downs:
+            features.append(down(features[-1]))
+        features[-1] = self.blocks(features[-1])
+        return features
+
+
+class SequentialGenerator(nn.Module):
+    """Head2Head++ generator: frame t from conditioning t-2..t and the two previous outputs.
+
+    forward(cond, prev): cond (B, window*cond_channels, H, W) in [-1, 1], the conditioning
+    frames oldest first (NMFC 3 + eyes 3 each); prev (B, prev*3, H, W) in [-1, 1], the
+    previous generated frames oldest first, zeros at the start of a sequence. Returns
+    (B, 3, H, W) in [-1, 1]. H and W must be multiples of config.size_multiple.
+    """
+
+    def __init__(self, config: GeneratorConfig | None = None) -> None:
+        super().__init__()
+        self.config = config = config or generator_config("paper")
+        self.cond_encoder = Encoder(config.in_cond, config)
+        self.prev_encoder = Encoder(config.in_prev, config) if config.prev > 0 else None
+        deepest = config.channels(config.n_down)
+        self.trunk = nn.Sequential(
+            *(ResidualBlock(deepest, config) for _ in range(config.n_blocks_decoder))
+        )
+        self.ups = nn.ModuleList(
+            self._up(config.channels(i + 1), config.channels(i), config)
+            for i in reversed(range(config.n_down))
+        )
+        c0 = config.channels(0)
+        if config.stem == "unshuffle":
+            f = config.unshuffle_factor
+            self.head = nn.Sequential(
+                _conv(c0, RGB_CHANNELS * f * f, config.head_kernel, config.padding),
+                nn.PixelShuffle(f),
+                nn.Tanh(),
+            )
+        else:
+            self.head = nn.Sequential(
+                _conv(c0, RGB_CHANNELS, config.head_kernel, config.padding), nn.Tanh()
+            )
+
+    @staticmethod
+    def _up(in_ch: int, out_ch: int, config: GeneratorConfig) -> nn.Module:
+        if config.upsample == "transpose":
+            conv: nn.Module = nn.ConvTranspose2d(
+                in_ch, out_ch, 3, stride=2, padding=1, output_padding=1
+            )
+        else:
+            conv = nn.Sequential(
+                _conv(in_ch, out_ch * 4, config.up_kernel, config.padding), nn.PixelShuffle(2)
+            )
+        return nn.Sequential(conv, _norm(config.norm, out_ch), nn.ReLU(inplace=True))
+
+    def forward(self, cond: torch.Tensor, prev: torch.Tensor) -> torch.Tensor:
+        self._check_inputs(cond, prev)
+        features = self.cond_encoder(cond)
+        if self.prev_encoder is not None:
+            features = [a + b for a, b in zip(features, self.prev_encoder(prev))]
+        x = self.trunk(features[-1])
+        for level, up in zip(reversed(range(self.config.n_down)), self.ups):
+            x = up(x)
+            if self.config.skips:
+                x = x + features[level]
+        return self.head(x)
+
+    def _check_inputs(self, cond: torch.Tensor, prev: torch.Tensor) -> None:
+        c = self.config
+        b, channels, h, w = cond.shape
+        if channels != c.in_cond:
+            raise ValueError(f"cond has {channels} channels, expected {c.in_cond}")
+        if tuple(prev.shape) != (b, c.in_prev, h, w):
+            raise ValueError(f"prev must be {(b, c.in_prev, h, w)}, got {tuple(prev.shape)}")
+        if h % c.size_multiple or w % c.size_multiple:
+            raise ValueError(
+                f"height and width must be multiples of {c.size_multiple}, got {h}x{w}"
+            )
+
+    def example_inputs(
+        self, height: int = 256, width: int = 256, batch: int = 1
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """Zero inputs of the right shapes, for tracing, export and benchmarks."""
+        c = self.config
+        return (
+            torch.zeros(batch, c.in_cond, height, width),
+            torch.zeros(batch, c.in_prev, height, width),
+        )
+
+
+class PatchDiscriminator(nn.Module):
+    """pix2pixHD PatchGAN: returns the output of every block, the last one the patch logits."""
+
+    def __init__(
+        self, in_channels: int, ndf: int = 64, n_layers: int = 3, max_channels: int = 512
+    ) -> None:
+        super().__init__()
+        k, p = 4, 2
+        blocks: list[nn.Module] = [
+            nn.Sequential(nn.Conv2d(in_channels, ndf, k, 2, p), nn.LeakyReLU(0.2, inplace=True))
+        ]
+        nf = ndf
+        for n in range(1, n_layers + 1):
+            nf_prev, nf = nf, min(nf * 2, max_channels)
+            stride = 2 if n < n_layers else 1
+            blocks.append(
+                nn.Sequential(
+                    nn.Conv2d(nf_prev, nf, k, stride, p),
+                    nn.InstanceNorm2d(nf),
+                    nn.LeakyReLU(0.2, inplace=True),
+                )
+            )
+        blocks.append(nn.Conv2d(nf, 1, k, 1, p))
+        self.blocks = nn.ModuleList(blocks)
+
+    def forward(self, x: torch.Tensor) -> list[torch.Tensor]:
+        features = []
+        for block in self.blocks:
+            x = block(x)
+            features.append(x)
+        return features
+
+
+class MultiscalePatchDiscriminator(nn.Module):
+    """PatchGANs applied to the input at `scales` resolutions (full first, then halved).
+
+    Returns one list per scale of the block outputs (for feature matching); the last element
+    of each list is that scale's patch prediction.
+    """
+
+    def __init__(
+        self, in_channels: int, scales: int = 2, n_layers: int = 3, ndf: int = 64
+    ) -> None:
+        super().__init__()
+        if scales < 1:
+            raise ValueError("scales must be >= 1")
+        self.in_channels = in_channels
+        self.discriminators = nn.ModuleList(
+            PatchDiscriminator(in_channels, ndf, n_layers) for _ in range(scales)
+        )
+
+    def forward(self, x: torch.Tensor) -> list[list[torch.Tensor]]:
+        if x.shape[1] != self.in_channels:
+            raise ValueError(f"expected {self.in_channels} input channels, got {x.shape[1]}")
+        outputs = []
+        for i, d in enumerate(self.discriminators):
+            if i > 0:
+                x = F.avg_pool2d(x, 3, stride=2, padding=1, count_include_pad=False)
+            outputs.append(d(x))
+        return outputs
+
+
+def image_discriminator(
+    cond_channels: int = 6, scales: int = 2, n_layers: int = 3, ndf: int = 64
+) -> MultiscalePatchDiscriminator:
+    """D_I: the current frame's conditioning concatenated with an RGB frame (9 ch)."""
+    return MultiscalePatchDiscriminator(cond_channels + RGB_CHANNELS, scales, n_layers, ndf)
+
+
+def mouth_discriminator(
+    cond_channels: int = 6, scales: int = 2, n_layers: int = 3, ndf: int = 64
+) -> MultiscalePatchDiscriminator:
+    """D_M: like D_I, applied to mouth crops made with crop_mouths."""
+    return MultiscalePatchDiscriminator(cond_channels + RGB_CHANNELS, scales, n_layers, ndf)
+
+
+def crop_mouths(images: torch.Tensor, centres: torch.Tensor, size: int = 72) -> torch.Tensor:
+    """Square crops (B, C, size, size) around per-image pixel centres (B, 2) given as (x, y).
+
+    Centres are rounded, and crops that would leave the image are moved inside it. The crop
+    is plain slicing, so gradients flow to `images`.
+    """
+    b, _, h, w = images.shape
+    if h < size or w < size:
+        raise ValueError(f"images of {h}x{w} are smaller than the {size}x{size} mouth crop")
+    if centres.shape != (b, 2):
+        raise ValueError(f"centres must be (B, 2) = ({b}, 2), got {tuple(centres.shape)}")
+    corners = torch.round(centres.detach().to(torch.float64) - size / 2).long().cpu()
+    x0 = corners[:, 0].clamp(0, w - size).tolist()
+    y0 = corners[:, 1].clamp(0, h - size).tolist()
+    return torch.stack(
+        [images[i, :, y : y + size, x : x + size] for i, (x, y) in enumerate(zip(x0, y0))]
+    )
+
+
+def temporal_windows(
+    frames: torch.Tensor,
+    flows: torch.Tensor,
+    skip: int,
+    k: int = 3,
+    starts: Sequence[int] | None = None,
+) -> torch.Tensor:
+    """Dynamics-discriminator inputs: k frames `skip` apart plus the real flow between them.
+
+    frames: (B, T, C, H, W). flows: (B, T, 2, H, W), the real video's flow at this skip:
+    flows[:, t] maps frame t back to frame t - skip, I_t(x) ~ I_{t-skip}(x + flow_t(x)),
+    in pixels, channels (dx, dy); entries with t < skip are unused (compose per-frame flows
+    with losses.compose_flows). Each window starting at s is
+    [frame s, frame s+skip, ..., frame s+(k-1)*skip, flow s+skip, ..., flow s+(k-1)*skip]
+    on channels: k*C + 2*(k-1) channels. `starts` defaults to every start that fits.
+    Returns (B * len(starts), k*C + 2*(k-1), H, W), batch-major.
+    """
+    if frames.dim() != 5 or flows.dim() != 5:
+        raise ValueError("frames and flows must be (B, T, C, H, W)")
+    b, t, _, h, w = frames.shape
+    if flows.shape[:2] != (b, t) or flows.shape[2] != FLOW_CHANNELS or flows.shape[3:] != (h, w):
+        raise ValueError(
+            f"flows must be (B, T, 2, H, W) = ({b}, {t}, 2, {h}, {w}), got {tuple(flows.shape)}"
+        )
+    span = (k - 1) * skip
+    if starts is None:
+        starts = range(t - span)
+    starts = list(starts)
+    if not starts:
+        raise ValueError(
+            f"a window of {k} frames at skip {skip} needs >= {span + 1} frames, got {t}"
+        )
+    if min(starts) < 0 or max(starts) + span >= t:
+        raise ValueError(f"window starts {starts} do not fit in {t} frames at skip {skip}")
+    windows = []
+    for s in starts:
+        idx = [s + j * skip for j in range(k)]
+        clip = frames[:, idx].flatten(1, 2)
+        flow = flows[:, idx[1:]].flatten(1, 2)
+        windows.append(torch.cat([clip, flow], dim=1))
+    return torch.stack(windows, dim=1).flatten(0, 1)
+
+
+class DynamicsDiscriminator(nn.Module):
+    """D_D: one multi-scale PatchGAN per temporal scale (frame skips 1, 3, 9 by default)."""
+
+    def __init__(
+        self,
+        k: int = 3,
+        skips: Sequence[int] = (1, 3, 9),
+        frame_channels: int = RGB_CHANNELS,
+        scales: int = 2,
+        n_layers: int = 3,
+        ndf: int = 64,
+    ) -> None:
+        super().__init__()
+        self.k = k
+        self.skips = tuple(skips)
+        self.in_channels = k * frame_channels + FLOW_CHANNELS * (k - 1)
+        self.discriminators = nn.ModuleList(
+            MultiscalePatchDiscriminator(self.in_channels, scales, n_layers, ndf)
+            for _ in self.skips
+        )
+
+    def frames_needed(self, skip: int) -> int:
+        return (self.k - 1) * skip + 1
+
+    def forward(
+        self,
+        frames: torch.Tensor,
+        flows: Sequence[torch.Tensor],
+        starts: Sequence[Sequence[int] | None] | None = None,
+    ) -> dict[int, list[list[torch.Tensor]]]:
+        """Outputs per skip for every temporal scale whose window fits in the sequence.
+
+        flows[i] holds the real flow at skips[i] (see temporal_windows); starts[i], if
+        given, picks the window starts for that scale.
+        """
+        if len(flows) != len(self.skips):
+            raise ValueError(f"need one flow tensor per skip {self.skips}, got {len(flows)}")
+        outputs: dict[int, list[list[torch.Tensor]]] = {}
+        for i, (skip, d) in enumerate(zip(self.skips, self.discriminators)):
+            if frames.shape[1] < self.frames_needed(skip):
+                continue
+            chosen = starts[i] if starts is not None else None
+            outputs[skip] = d(temporal_windows(frames, flows[i], skip, self.k, chosen))
+        return outputs
+
+
+def count_parameters(module: nn.Module, trainable_only: bool = False) -> int:
+    return sum(p.numel() for p in module.parameters() if p.requires_grad or not trainable_only)

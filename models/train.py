@@ -1,0 +1,462 @@
+"""`h2h train`: the Head2Head++ sequential GAN on an avatar's train split (DESIGN 5).
+
+Self-reenactment: conditioning -> the target's own frames. The generator runs over short
+sequences feeding its own previous outputs; image, mouth and dynamics discriminators,
+feature matching, VGG19 perceptual (when weights are present), flow-warp temporal loss.
+Runs plain or under torchrun (gradients averaged across processes: gloo on CPU, NCCL on GPU).
+"""
+from __future__ import annotations
+
+import csv
+import dataclasses
+import logging
+import math
+import os
+import shutil
+import time
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+
+import cv2
+import numpy as np
+import torch
+from torch import distributed as dist
+from torch import nn
+from torch.nn import functional as F
+from tqdm import tqdm
+
+from .avatar import Avatar
+from .checkpoint import STATE_FILE, CheckpointError, load_state, save_generator, save_state
+from .dataset import WINDOW, Augment, AvatarFrames, Batch, to_image
+from .geometry.face_model import load_face_model
+from .losses import (
+    LossWeights,
+    PerceptualLoss,
+    compose_flows,
+    feature_matching_loss,
+    flow_valid_mask,
+    gan_loss,
+    load_vgg19,
+    warp_loss,
+)
+from .networks import (
+    DynamicsDiscriminator,
+    SequentialGenerator,
+    count_parameters,
+    crop_mouths,
+    generator_config,
+    image_discriminator,
+    mouth_discriminator,
+)
+
+log = logging.getLogger(__name__)
+ABLATIONS = ("l1-single",)
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """Everything that shapes a training run; stored in every checkpoint."""
+
+    preset: str = "lite"
+    epochs: int = 60
+    decay_fraction: float = 1 / 3  # the last third decays the learning rate linearly to 0
+    batch: int = 1
+    seq_start: int = 3
+    seq_max: int = 6
+    lr: float = 2e-4
+    beta1: float = 0.5
+    beta2: float = 0.999
+    ndf: int = 32
+    d_layers: int = 3
+    d_scales: int = 2
+    weights: LossWeights = field(default_factory=LossWeights)
+    l1: float = 10.0  # pixel reconstruction; stands in for VGG when its weights are absent
+    ablation: str | None = None
+    seed: int = 0
+
+
+TRAIN_PRESETS: dict[str, TrainConfig] = {
+    "lite": TrainConfig(),
+    "paper": TrainConfig(preset="paper", ndf=64, l1=0.0, seq_max=9),
+    # for tests and smoke runs: tiny networks, short sequences
+    "tiny": TrainConfig(preset="tiny", ndf=8, d_layers=2, d_scales=1, seq_start=2, seq_max=3),
+}
+
+
+def train_config(preset: str, **overrides: object) -> TrainConfig:
+    if preset not in TRAIN_PRESETS:
+        raise ValueError(f"unknown preset {preset!r}; choose one of {sorted(TRAIN_PRESETS)}")
+    if overrides.get("ablation") not in (None, *ABLATIONS):
+        raise ValueError(f"unknown ablation {overrides['ablation']!r}; choose one of {ABLATIONS}")
+    return replace(TRAIN_PRESETS[preset], **overrides)
+
+
+def config_to_dict(config: TrainConfig) -> dict:
+    return dataclasses.asdict(config)
+
+
+def config_from_dict(data: dict) -> TrainConfig:
+    data = dict(data)
+    data["weights"] = LossWeights(**data["weights"])
+    return TrainConfig(**data)
+
+
+@dataclass
+class RunOptions:
+    """How long and where; not part of the model, may change on --resume."""
+
+    run: str = "main"
+    max_minutes: float | None = None
+    max_steps: int | None = None
+    resume: bool = False
+    init: str | None = None
+    device: str = "cpu"
+    vgg_weights: str | None = None
+    sample_minutes: float = 5.0
+    checkpoint_minutes: float = 5.0
+    checkpoint_steps: int | None = None
+    progress: bool = True
+    threads: int | None = None
+
+
+class Distributed:
+    """World facts under torchrun (WORLD_SIZE/RANK set), or a world of one."""
+
+    def __init__(self, device: str) -> None:
+        self.world = int(os.environ.get("WORLD_SIZE", "1"))
+        self.rank = int(os.environ.get("RANK", "0"))
+        if self.world > 1 and not dist.is_initialized():
+            dist.init_process_group("nccl" if device.startswith("cuda") else "gloo")
+
+    @property
+    def main(self) -> bool:
+        return self.rank == 0
+
+    def broadcast(self, modules: list[nn.Module]) -> None:
+        if self.world > 1:
+            for m in modules:
+                for p in m.state_dict().values():
+                    dist.broadcast(p, 0)
+
+    def average_gradients(self, modules: list[nn.Module]) -> None:
+        if self.world == 1:
+            return
+        for m in modules:
+            for p in m.parameters():
+                if p.grad is not None:
+                    dist.all_reduce(p.grad)
+                    p.grad /= self.world
+
+    def agree(self, flag: bool) -> bool:
+        """True when any process says True (so all stop together)."""
+        if self.world == 1:
+            return flag
+        t = torch.tensor([1.0 if flag else 0.0])
+        dist.all_reduce(t)
+        return bool(t.item() > 0)
+
+
+def resolve_device(device: str) -> torch.device:
+    if device.startswith("cuda") and not torch.cuda.is_available():
+        raise CheckpointError("CUDA was asked for but no CUDA GPU/driver is available; use --device cpu")
+    if device not in ("cpu",) and not device.startswith("cuda"):
+        raise CheckpointError(f"unknown device {device!r}; use cpu or cuda")
+    return torch.device(device)
+
+
+class Trainer:
+    def __init__(self, avatar: Avatar, config: TrainConfig, options: RunOptions) -> None:
+        self.avatar, self.config, self.options = avatar, config, options
+        self.device = resolve_device(options.device)
+        self.world = Distributed(options.device)
+        self.folder = avatar.path / "checkpoints" / options.run
+        torch.manual_seed(config.seed)
+        self.generator = SequentialGenerator(generator_config(config.preset)).to(self.device)
+        self.single = config.ablation == "l1-single"
+        self.discriminators = nn.ModuleDict()
+        if not self.single:
+            d = dict(ndf=config.ndf, n_layers=config.d_layers, scales=config.d_scales)
+            self.discriminators["image"] = image_discriminator(**d)
+            self.discriminators["mouth"] = mouth_discriminator(**d)
+            self.discriminators["dynamics"] = DynamicsDiscriminator(**d)
+        self.discriminators.to(self.device)
+        betas = (config.beta1, config.beta2)
+        self.opt_g = torch.optim.Adam(self.generator.parameters(), lr=config.lr, betas=betas)
+        self.opt_d = (
+            torch.optim.Adam(self.discriminators.parameters(), lr=config.lr, betas=betas) if not self.single else None
+        )
+        self.perceptual = None
+        if not self.single and config.weights.vgg > 0:
+            vgg = load_vgg19(options.vgg_weights)
+            self.perceptual = PerceptualLoss(vgg).to(self.device) if vgg is not None else None
+        self.step = 0
+        self.elapsed = 0.0
+        self.data = AvatarFrames(avatar, load_face_model(), "train", progress=options.progress and self.world.main)
+        self.augment = Augment()
+        if options.resume:
+            self._resume()
+        elif options.init:
+            self._init_from(options.init)
+        self.world.broadcast([self.generator, self.discriminators])
+
+    # ----- schedule -------------------------------------------------------------------
+    @property
+    def steps_per_epoch(self) -> int:
+        mean_len = 1 if self.single else (self.config.seq_start + self.config.seq_max) / 2
+        return max(1, int(len(self.data) / (self.config.batch * mean_len * self.world.world)))
+
+    @property
+    def total_steps(self) -> int:
+        return self.config.epochs * self.steps_per_epoch
+
+    def progress(self) -> float:
+        """Fraction of the run done: by steps, or by time when --max-minutes binds sooner."""
+        p = self.step / self.total_steps
+        if self.options.max_steps:
+            p = max(p, self.step / self.options.max_steps)
+        if self.options.max_minutes:
+            p = max(p, self.elapsed / (self.options.max_minutes * 60))
+        return min(p, 1.0)
+
+    def sequence_length(self) -> int:
+        if self.single:
+            return 1
+        c = self.config
+        grown = c.seq_start + int(self.progress() * 2 * (c.seq_max - c.seq_start + 1))
+        return min(grown, c.seq_max)
+
+    def learning_rate(self) -> float:
+        left = 1.0 - self.progress()
+        return self.config.lr * min(1.0, left / self.config.decay_fraction)
+
+    # ----- one iteration --------------------------------------------------------------
+    def _batch(self) -> Batch:
+        rng = np.random.default_rng([self.config.seed, self.world.rank, self.step])
+        torch.manual_seed(self.config.seed * 1_000_003 + self.world.rank * 10_007 + self.step)
+        batch = self.data.sample(rng, self.config.batch, self.sequence_length(), self.augment)
+        return Batch(*(getattr(batch, f.name).to(self.device) for f in dataclasses.fields(Batch)))
+
+    def _generate(self, batch: Batch) -> torch.Tensor:
+        """Run G over the sequence feeding its own (detached) previous outputs."""
+        b, length = batch.real.shape[:2]
+        h, w = batch.real.shape[-2:]
+        prev = torch.zeros(b, self.generator.config.in_prev, h, w, device=self.device)
+        fakes = []
+        for t in range(length):
+            fake = self.generator(batch.window(t), prev)
+            fakes.append(fake)
+            if not self.single and prev.shape[1]:
+                prev = torch.cat([prev[:, 3:], fake.detach()], 1)
+        return torch.stack(fakes, 1)
+
+    def train_step(self) -> dict[str, float]:
+        for group in self.opt_g.param_groups + (self.opt_d.param_groups if self.opt_d else []):
+            group["lr"] = self.learning_rate()
+        batch = self._batch()
+        fake = self._generate(batch)
+        if self.single:
+            losses_g, losses_d = {"g_l1": F.l1_loss(fake, batch.real) * self.config.l1}, {}
+        else:
+            losses_g, losses_d = self._losses(batch, fake)
+        self.opt_g.zero_grad(set_to_none=True)
+        sum(losses_g.values()).backward()
+        self.world.average_gradients([self.generator])
+        self.opt_g.step()
+        if losses_d:
+            self.opt_d.zero_grad(set_to_none=True)  # also drops what the G loss left in D
+            sum(losses_d.values()).backward()
+            self.world.average_gradients([self.discriminators])
+            self.opt_d.step()
+        return {k: float(v.detach()) for k, v in {**losses_g, **losses_d}.items()}
+
+    def _d_inputs(self, batch: Batch, frames: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """(conditioning + RGB) pairs of every frame, and their mouth crops."""
+        cond = batch.cond[:, WINDOW - 1 :].flatten(0, 1)  # each frame's own conditioning
+        pairs = torch.cat([cond, frames.flatten(0, 1)], 1)
+        return pairs, crop_mouths(pairs, batch.mouth.flatten(0, 1))
+
+    def _losses(self, batch: Batch, fake: torch.Tensor) -> tuple[dict[str, torch.Tensor], dict[str, torch.Tensor]]:
+        """Generator and discriminator losses from three D passes: real, fake, detached fake."""
+        w, ds = self.config.weights, self.discriminators
+        real_pair, real_mouth = self._d_inputs(batch, batch.real)
+        fake_pair, fake_mouth = self._d_inputs(batch, fake)
+        g, d = {}, {}
+        for name, real_in, fake_in, weight in (
+            ("image", real_pair, fake_pair, 1.0),
+            ("mouth", real_mouth, fake_mouth, w.mouth),
+        ):
+            pred_real, pred_fake = ds[name](real_in), ds[name](fake_in)
+            g[f"g_{name}"] = gan_loss(pred_fake, True) * w.gan * weight
+            g[f"g_fm_{name}"] = feature_matching_loss(pred_fake, pred_real) * w.feature_matching * weight
+            d[f"d_{name}"] = 0.5 * (gan_loss(pred_real, True) + gan_loss(ds[name](fake_in.detach()), False))
+        dynamics = ds["dynamics"]
+        flows = [compose_flows(batch.flow, s) for s in dynamics.skips]
+        starts = self._dynamics_starts(fake.shape[1], dynamics)
+        dyn_real = dynamics(batch.real, flows, starts)
+        if dyn_real:
+            dyn_fake = dynamics(fake, flows, starts)
+            dyn_fake_d = dynamics(fake.detach(), flows, starts)
+            g["g_dynamics"] = sum(gan_loss(p, True) for p in dyn_fake.values()) * w.dynamics
+            g["g_fm_dynamics"] = sum(
+                feature_matching_loss(dyn_fake[s], dyn_real[s]) for s in dyn_fake
+            ) * (w.feature_matching * w.dynamics)
+            d["d_dynamics"] = 0.5 * sum(gan_loss(dyn_real[s], True) + gan_loss(dyn_fake_d[s], False) for s in dyn_real)
+        if fake.shape[1] > 1 and w.flow_warp > 0:
+            flow = batch.flow[:, 1:].flatten(0, 1)
+            cur, prev = fake[:, 1:].flatten(0, 1), fake[:, :-1].detach().flatten(0, 1)
+            g["g_warp"] = warp_loss(cur, prev, flow, flow_valid_mask(flow)) * w.flow_warp
+        if self.perceptual is not None:
+            g["g_vgg"] = self.perceptual(fake.flatten(0, 1), batch.real.flatten(0, 1)) * w.vgg
+        if self.config.l1 > 0:
+            g["g_l1"] = F.l1_loss(fake, batch.real) * self.config.l1
+        return g, d
+
+    def _dynamics_starts(self, length: int, dynamics: DynamicsDiscriminator) -> list[list[int] | None]:
+        """One window per temporal scale per step (the last that fits), to bound the cost."""
+        return [[length - dynamics.frames_needed(s)] if length >= dynamics.frames_needed(s) else None for s in dynamics.skips]
+
+    # ----- state ----------------------------------------------------------------------
+    def state(self) -> dict:
+        return {
+            "generator": self.generator.state_dict(),
+            "discriminators": self.discriminators.state_dict(),
+            "opt_g": self.opt_g.state_dict(),
+            "opt_d": self.opt_d.state_dict() if self.opt_d else {},
+            "step": self.step,
+            "elapsed": self.elapsed,
+            "train_config": config_to_dict(self.config),
+            "avatar": self.avatar.name,
+        }
+
+    def save(self) -> None:
+        """Atomic state.pt (resume) and generator files (inference); main process only."""
+        if not self.world.main:
+            return
+        self.folder.mkdir(parents=True, exist_ok=True)
+        save_state(self.folder / STATE_FILE, self.state())
+        meta = {
+            "avatar": self.avatar.name,
+            "preset": self.config.preset,
+            "ablation": self.config.ablation,
+            "sequential": not self.single,
+            "step": self.step,
+            "train_minutes": round(self.elapsed / 60, 2),
+            "resolution": self.avatar.resolution,
+        }
+        save_generator(self.folder, self.generator, meta)
+
+    def _resume(self) -> None:
+        state = load_state(self.folder / STATE_FILE)
+        saved = config_from_dict(state["train_config"])
+        if saved != self.config:
+            diffs = [f.name for f in dataclasses.fields(TrainConfig) if getattr(saved, f.name) != getattr(self.config, f.name)]
+            raise CheckpointError(
+                f"--resume: the checkpoint was trained with different settings ({', '.join(diffs)}); "
+                f"use the same --preset/flags as before, or train a new --run"
+            )
+        self._load_weights(state)
+        self.opt_g.load_state_dict(state["opt_g"])
+        if self.opt_d:
+            self.opt_d.load_state_dict(state["opt_d"])
+        self.step, self.elapsed = int(state["step"]), float(state["elapsed"])
+
+    def _load_weights(self, state: dict) -> None:
+        try:
+            self.generator.load_state_dict(state["generator"])
+            if state.get("discriminators") and not self.single:
+                self.discriminators.load_state_dict(state["discriminators"])
+        except RuntimeError as exc:
+            raise CheckpointError(f"checkpoint does not fit the '{self.config.preset}' networks; pick the preset it was trained with") from exc
+
+    def _init_from(self, source: str) -> None:
+        """Start from another avatar's run or a state.pt (pretrain on many, fine-tune on one)."""
+        path = Path(source)
+        if path.is_dir():
+            path = path / "checkpoints" / self.options.run / STATE_FILE if (path / "avatar.json").exists() else path / STATE_FILE
+        elif not path.exists():
+            path = self.avatar.path.parent / source / "checkpoints" / self.options.run / STATE_FILE
+        self._load_weights(load_state(path))
+
+    # ----- outputs --------------------------------------------------------------------
+    def write_sample(self, batch: Batch, fake: torch.Tensor) -> None:
+        """samples/step_N.png: conditioning | generated | real for a few frames."""
+        if not self.world.main:
+            return
+        rows = []
+        for t in range(min(fake.shape[1], 3)):
+            cond = batch.cond[0, t + WINDOW - 1]
+            nmfc, eyes = to_image(cond[:3]), to_image(cond[3:])
+            shown = np.where(eyes.any(-1, keepdims=True), eyes, nmfc)
+            rows.append(np.concatenate([shown, to_image(fake[0, t]), to_image(batch.real[0, t])], 1))
+        folder = self.folder / "samples"
+        folder.mkdir(parents=True, exist_ok=True)
+        path = folder / f"step_{self.step:07d}.png"
+        cv2.imwrite(str(path), cv2.cvtColor(np.concatenate(rows, 0), cv2.COLOR_RGB2BGR))
+        shutil.copyfile(path, folder / "latest.png")
+
+    def log_row(self, losses: dict[str, float]) -> None:
+        if not self.world.main:
+            return
+        path = self.folder / "log.csv"
+        row = {"step": self.step, "minutes": round(self.elapsed / 60, 3), "lr": self.learning_rate(),
+               "seq_len": self.sequence_length(), **{k: round(v, 5) for k, v in losses.items()}}
+        new = not path.exists()
+        with path.open("a", newline="") as f:
+            writer = csv.DictWriter(f, fieldnames=list(row), extrasaction="ignore")
+            if new:
+                writer.writeheader()
+            writer.writerow(row)
+
+    def finished(self) -> bool:
+        if self.options.max_steps is not None and self.step >= self.options.max_steps:
+            return True
+        if self.options.max_minutes is not None and self.elapsed >= self.options.max_minutes * 60:
+            return True
+        return self.step >= self.total_steps
+
+    def run(self) -> dict:
+        """Train until epochs, --max-steps or --max-minutes; checkpoint on the way and at the end."""
+        self.folder.mkdir(parents=True, exist_ok=True)
+        if self.options.threads:
+            torch.set_num_threads(self.options.threads)
+        log.info(
+            "training %s (%s%s): G %.2f M params, D %.2f M, %d train frames, %d steps/epoch, perceptual loss %s",
+            self.avatar.name, self.config.preset, f", ablation {self.config.ablation}" if self.config.ablation else "",
+            count_parameters(self.generator) / 1e6, count_parameters(self.discriminators) / 1e6,
+            len(self.data), self.steps_per_epoch, "on" if self.perceptual is not None else "off",
+        )
+        bar = tqdm(total=self.total_steps, initial=self.step, unit="step", disable=not (self.options.progress and self.world.main))
+        last_sample = last_ckpt = time.perf_counter()
+        losses: dict[str, float] = {}
+        try:
+            while not self.world.agree(self.finished()):
+                t0 = time.perf_counter()
+                losses = self.train_step()
+                self.step += 1
+                self.elapsed += time.perf_counter() - t0
+                if self.options.max_minutes:
+                    bar.total = max(self.step, min(self.total_steps, int(self.step * self.options.max_minutes * 60 / max(self.elapsed, 1e-6))))
+                bar.update(1)
+                bar.set_postfix(epoch=f"{self.step / self.steps_per_epoch:.1f}", L=self.sequence_length(), **{k: f"{v:.3f}" for k, v in losses.items() if k in ("g_l1", "g_image", "d_image", "g_warp")})
+                if self.step % 10 == 0:
+                    self.log_row(losses)
+                now = time.perf_counter()
+                if now - last_sample >= self.options.sample_minutes * 60:
+                    with torch.no_grad():
+                        batch = self._batch()
+                        self.write_sample(batch, self._generate(batch))
+                    last_sample = now
+                due_steps = self.options.checkpoint_steps and self.step % self.options.checkpoint_steps == 0
+                if due_steps or now - last_ckpt >= self.options.checkpoint_minutes * 60:
+                    self.save()
+                    last_ckpt = now
+        except KeyboardInterrupt:
+            self.save()  # a clean stop keeps every finished step
+            raise
+        finally:
+            bar.close()
+        self.save()
+        with torch.no_grad():
+            batch = self._batch()
+            self.write_sample(batch, self._generate(batch))
+        return {"step": self.step, "minutes": self.elapsed / 60, "losses": losses, "folder": str(self.folder)}

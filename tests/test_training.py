@@ -1,0 +1,156 @@
+"""Trainer behaviour users depend on: exact resume, clear failures, DDP, generator reenactment."""
+import os
+import socket
+
+import numpy as np
+import pytest
+import torch
+import torch.multiprocessing as mp
+
+from h2h.app.cli import main
+from h2h.models import checkpoint as ckpt
+from h2h.models.avatar import Avatar
+from h2h.models.checkpoint import CheckpointError, load_generator
+from h2h.models.dataset import Augment, AvatarFrames
+from h2h.models.train import RunOptions, Trainer, train_config
+from h2h.models.video import read_frames
+
+
+def _trainer(library, run, **options):
+    opts = RunOptions(run=run, progress=False, **options)
+    return Trainer(Avatar.open(library, "sample"), train_config("tiny"), opts)
+
+
+def _weights(trainer):
+    return {k: v.clone() for k, v in trainer.generator.state_dict().items()}
+
+
+def test_dataset_batches_have_the_documented_shapes(prepared, model):
+    library, _ = prepared
+    data = AvatarFrames(Avatar.open(library, "sample"), model, "train", progress=False)
+    batch = data.sample(np.random.default_rng(0), 2, 3, Augment())
+    assert batch.cond.shape == (2, 5, 6, 256, 256) and batch.real.shape == (2, 3, 3, 256, 256)
+    assert batch.flow.shape == (2, 3, 2, 256, 256) and batch.mouth.shape == (2, 3, 2)
+    assert batch.window(0).shape == (2, 18, 256, 256)
+    assert -1.0 <= float(batch.real.min()) and float(batch.real.max()) <= 1.0
+    again = data.sample(np.random.default_rng(0), 2, 3, Augment())
+    assert torch.equal(batch.cond, again.cond)  # sampling is a function of the rng
+
+
+def test_unaugmented_sample_is_the_cached_conditioning(prepared, model):
+    library, _ = prepared
+    avatar = Avatar.open(library, "sample")
+    data = AvatarFrames(avatar, model, "train", progress=False)
+    batch = data.sample(np.random.default_rng(1), 1, 1, Augment.off())
+    i = int(batch.index[0, 0])
+    nmfc = ((batch.cond[0, -1, :3].permute(1, 2, 0) + 1) * 127.5).round().byte().numpy()
+    eyes = ((batch.cond[0, -1, 3:].permute(1, 2, 0) + 1) * 127.5).round().byte().numpy()
+    assert np.array_equal(nmfc, avatar.read_image("nmfc", i))
+    assert (eyes != avatar.read_image("eyes", i)).any(-1).mean() < 0.002
+
+
+def test_killed_and_resumed_run_equals_an_uninterrupted_one(prepared, monkeypatch):
+    library, _ = prepared
+    straight = _trainer(library, "straight", max_steps=4)
+    straight.run()
+    expected = _weights(straight)
+
+    killed = _trainer(library, "killed", max_steps=4, checkpoint_steps=2)
+    original = Trainer.train_step
+
+    def dies_after_the_checkpoint(self):
+        if self.step == 3:
+            raise SystemExit("killed")
+        return original(self)
+
+    monkeypatch.setattr(Trainer, "train_step", dies_after_the_checkpoint)
+    with pytest.raises(SystemExit):
+        killed.run()
+    monkeypatch.setattr(Trainer, "train_step", original)
+    resumed = _trainer(library, "killed", max_steps=4, resume=True)
+    assert resumed.step == 2
+    resumed.run()
+    got = _weights(resumed)
+    assert all(torch.allclose(expected[k], got[k], atol=1e-6) for k in expected)
+
+
+def test_resume_refuses_other_settings(prepared):
+    library, _ = prepared
+    _trainer(library, "mismatch", max_steps=1).run()
+    avatar = Avatar.open(library, "sample")
+    with pytest.raises(CheckpointError, match="different settings"):
+        Trainer(avatar, train_config("tiny", seq_max=4), RunOptions(run="mismatch", resume=True, progress=False))
+
+
+def test_corrupt_checkpoint_is_a_clear_error(prepared, capsys):
+    library, _ = prepared
+    folder = library / "sample" / "checkpoints" / "corrupt"
+    folder.mkdir(parents=True)
+    (folder / "state.pt").write_bytes(b"not a checkpoint at all")
+    code = main(["train", "sample", "--preset", "lite", "--run", "corrupt", "--resume", "--library", str(library)])
+    assert code == 1
+    assert "not a readable h2h checkpoint" in capsys.readouterr().err
+
+
+def test_full_disk_keeps_the_last_good_checkpoint(prepared, monkeypatch):
+    library, _ = prepared
+    trainer = _trainer(library, "disk", max_steps=1)
+    trainer.run()
+    before = (trainer.folder / "state.pt").read_bytes()
+
+    def no_space(path, data):
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(ckpt, "atomic_write_bytes", no_space)
+    trainer.options.max_steps = 2
+    with pytest.raises(OSError):
+        trainer.run()
+    assert (trainer.folder / "state.pt").read_bytes() == before
+    assert ckpt.load_state(trainer.folder / "state.pt")["step"] == 1
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="a GPU is present")
+def test_cuda_asked_for_but_absent(prepared, capsys):
+    library, _ = prepared
+    assert main(["train", "sample", "--device", "cuda", "--max-steps", "1", "--library", str(library)]) == 1
+    assert "CUDA was asked for" in capsys.readouterr().err
+
+
+def test_unknown_avatar(tmp_path, capsys):
+    assert main(["train", "ghost", "--library", str(tmp_path)]) == 1
+    assert "no avatar" in capsys.readouterr().err
+
+
+def _ddp_worker(rank, library, port, out):
+    os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port), WORLD_SIZE="2", RANK=str(rank))
+    torch.set_num_threads(1)
+    trainer = _trainer(library, "ddp", max_steps=1)
+    trainer.run()
+    flat = torch.cat([p.detach().flatten() for p in trainer.generator.parameters()])
+    torch.save(flat, os.path.join(out, f"rank{rank}.pt"))
+    torch.distributed.destroy_process_group()
+
+
+def test_two_process_gloo_step_keeps_replicas_identical(prepared, tmp_path):
+    library, _ = prepared
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    mp.start_processes(_ddp_worker, args=(library, port, str(tmp_path)), nprocs=2, start_method="spawn")
+    a, b = torch.load(tmp_path / "rank0.pt"), torch.load(tmp_path / "rank1.pt")
+    assert torch.equal(a, b)
+    generator, meta = load_generator(library / "sample" / "checkpoints" / "ddp")
+    assert meta["step"] == 1
+
+
+def test_reenact_with_the_generator_writes_one_frame_per_source_frame(prepared, short_clip, tmp_path):
+    library, _ = prepared
+    _trainer(library, "main", max_steps=1).run()
+    out = tmp_path / "out.mp4"
+    argv = ["reenact", "--avatar", "sample", "--source", str(short_clip), "--out", str(out), "--side-by-side"]
+    assert main([*argv, "--library", str(library)]) == 0
+    frames = list(read_frames(out))
+    assert len(frames) == len(list(read_frames(short_clip)))
+    assert frames[0].shape == (256, 3 * 256, 3)
+    assert main(["reenact", "--avatar", "sample", "--mode", "self", "--out", str(tmp_path / "self.mp4"), "--library", str(library)]) == 0
+    assert len(list(read_frames(tmp_path / "self.mp4"))) == 12  # the test split
