@@ -1,9 +1,14 @@
-"""`h2h bench`: per-stage timings of the live face path on a real clip, as JSON."""
+"""`h2h bench`: per-stage timings of the live path on a real clip, as JSON.
+
+Stages are timed one after another in a plain loop (clean medians); then the same frames
+go through the threaded pipeline the live app uses, and both end-to-end rates are reported.
+"""
 from __future__ import annotations
 
 import json
 import os
 import platform
+import resource
 import time
 from collections import defaultdict
 from pathlib import Path
@@ -11,87 +16,124 @@ from pathlib import Path
 import cv2
 import numpy as np
 
+from ..engines import load as load_engine
+from ..models.avatar import Avatar
 from ..models.geometry.conditioning import ConditioningRenderer
 from ..models.geometry.eyes import detect_pupils
 from ..models.geometry.face_model import load_face_model
 from ..models.geometry.retarget import CameraStats, Retargeter, SourceCalibration, Subject
 from ..models.geometry.tracker import MediaPipeTracker
-from ..models.video import probe
+from ..models.video import probe, read_frames
+from .pipeline import FaceStage, GeneratorStage, Packet, Pipeline
 
 FACE_STAGES = ("track", "fit", "retarget", "render", "eyes")
 WARMUP_FRAMES = 5
+SIZE = 256
 
 
-def _default_target(size: int) -> Subject:
+def _default_target() -> Subject:
     """The mean face centred in the frame, standing in for an avatar."""
     model = load_face_model()
-    camera = CameraStats(size * 0.22, 2.0, np.array([size / 2, size / 2, 0.0]), np.array([4.0, 4.0, 1.0]))
+    camera = CameraStats(SIZE * 0.22, 2.0, np.array([SIZE / 2, SIZE / 2, 0.0]), np.array([4.0, 4.0, 1.0]))
     return Subject(model.mean_shape, camera)
 
 
-def run_bench(source: str | Path, frames: int | None = None, json_out: str | Path | None = None) -> str:
-    """Time each stage on every frame of the clip; report medians in ms."""
-    info = probe(source)
+def plain_loop(source: Path, target: Subject, generator: GeneratorStage | None, frames: int | None) -> tuple[dict, int, float]:
+    """Every stage of every frame in turn: ({stage: [ms]}, frames, seconds)."""
     model = load_face_model()
-    size = 256
-    renderer = ConditioningRenderer(model, size)
-    retargeter = Retargeter(model, _default_target(size), "head")
+    renderer = ConditioningRenderer(model, SIZE)
+    retargeter = Retargeter(model, target, "head")
     calibration = SourceCalibration(model)
     times: dict[str, list[float]] = defaultdict(list)
-    cap = cv2.VideoCapture(str(info.path))
-    tracked = 0
+    cap = cv2.VideoCapture(str(source))
+    count, started = 0, time.perf_counter()
     try:
         with MediaPipeTracker(video_mode=True) as tracker:
-            i = 0
-            while frames is None or i < frames:
-                t0 = time.perf_counter()
+            while frames is None or count < frames:
+                t = [time.perf_counter()]
                 ok, bgr = cap.read()
                 if not ok:
                     break
                 rgb = cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB)
-                t1 = time.perf_counter()
+                t.append(time.perf_counter())
                 landmarks = tracker.track(rgb)
-                t2 = time.perf_counter()
+                t.append(time.perf_counter())
+                count += 1
                 if landmarks is None:
-                    i += 1
                     continue
                 pupils = detect_pupils(rgb, landmarks, model.topology)
-                t3 = time.perf_counter()
+                t.append(time.perf_counter())
                 calibration.observe(landmarks)
                 fit = retargeter.fit(landmarks, pupils, calibration.subject)
-                t4 = time.perf_counter()
+                t.append(time.perf_counter())
                 face = retargeter.apply(fit, calibration.subject)
-                t5 = time.perf_counter()
-                renderer.render_nmfc(face)
-                t6 = time.perf_counter()
-                renderer.render_eyes(face)
-                t7 = time.perf_counter()
-                if i >= WARMUP_FRAMES:
-                    for name, dt in zip(
-                        ("decode", "track", "fit", "retarget", "render", "eyes"),
-                        (t1 - t0, t2 - t1, t4 - t3, t5 - t4, t6 - t5, (t3 - t2) + (t7 - t6)),
-                    ):
-                        times[name].append(dt * 1000)
-                tracked += 1
-                i += 1
+                t.append(time.perf_counter())
+                nmfc = renderer.render_nmfc(face)
+                t.append(time.perf_counter())
+                eyes = renderer.render_eyes(face)
+                t.append(time.perf_counter())
+                stage = {
+                    "decode": t[1] - t[0], "track": t[2] - t[1], "fit": t[4] - t[3], "retarget": t[5] - t[4],
+                    "render": t[6] - t[5], "eyes": (t[3] - t[2]) + (t[7] - t[6]),
+                }
+                if generator is not None:
+                    packet = generator.process(Packet(count, t[0], rgb, nmfc=nmfc, eyes=eyes))
+                    stage.update(generator=packet.timings["generator"] / 1e3, convert=packet.timings["convert"] / 1e3)
+                if count > WARMUP_FRAMES:
+                    for k, v in stage.items():
+                        times[k].append(v * 1e3)
     finally:
         cap.release()
         renderer.close()
+    return times, count, time.perf_counter() - started
+
+
+def threaded(source: Path, target: Subject, generator: GeneratorStage | None, frames: int | None,
+             mode: str = "head", target_poses=None) -> tuple[int, float, dict]:
+    """The live pipeline over the same frames, delivering every one: (frames, seconds, medians)."""
+    model = load_face_model()
+    face = FaceStage(model, target, mode, target_poses)
+    if generator is not None:
+        generator.reset()
+    pipeline = Pipeline(read_frames(source, frames), face, generator, sinks=[], realtime=False)
+    started = time.perf_counter()
+    pipeline.start().wait()
+    return pipeline.stats.delivered, time.perf_counter() - started, pipeline.stats.medians()
+
+
+def run_bench(source: str | Path, frames: int | None = None, json_out: str | Path | None = None,
+              library: Path | None = None, avatar_name: str | None = None, engine_choice: str = "auto") -> str:
+    info = probe(source)
+    generator, target, engine_info = None, _default_target(), None
+    if avatar_name:
+        avatar = Avatar.open(library, avatar_name)
+        target = avatar.subject
+        engine = load_engine(avatar.path, engine_choice)
+        generator = GeneratorStage(engine, avatar.resolution)
+        engine_info = {"provider": engine.provider, "precision": engine.precision}
+    times, count, seconds = plain_loop(info.path, target, generator, frames)
     medians = {k: round(float(np.median(v)), 3) for k, v in times.items()}
     face_total = round(sum(medians.get(k, 0.0) for k in FACE_STAGES), 3)
     report = {
         "source": str(info.path),
         "source_size": [info.width, info.height],
-        "frames": i,
-        "frames_with_face": tracked,
-        "timed_frames": len(times["decode"]),
-        "resolution": size,
-        "nmfc_backend": renderer.nmfc.backend,
+        "frames": count,
+        "timed_frames": len(times.get("decode", [])),
+        "resolution": SIZE,
+        "avatar": avatar_name,
+        "engine": engine_info,
         "stages_ms": medians,
         "face_total_ms": face_total,
         "face_path_fps": round(1000.0 / face_total, 1) if face_total else None,
-        "machine": {"cpus": os.cpu_count(), "processor": platform.machine(), "python": platform.python_version()},
+        "plain_loop_fps": round(count / seconds, 2),
     }
+    delivered, t_seconds, pipeline_medians = threaded(info.path, target, generator, frames)
+    report["threaded_fps"] = round(delivered / t_seconds, 2)
+    report["threaded_frames"] = delivered
+    report["threaded_speedup"] = round(report["threaded_fps"] / max(report["plain_loop_fps"], 1e-6), 2)
+    report["threaded_latency_ms"] = round(pipeline_medians.get("latency", 0.0), 1)
+    report["peak_memory_mb"] = round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)
+    report["machine"] = {"cpus": os.cpu_count(), "processor": platform.machine(), "python": platform.python_version()}
     text = json.dumps(report, indent=2)
     if json_out:
         Path(json_out).write_text(text + "\n")

@@ -8,11 +8,12 @@ from collections.abc import Callable
 from pathlib import Path
 
 from ..models.avatar import AvatarError
+from ..engines.base import EngineError
 from ..models.checkpoint import CheckpointError
 from ..models.library import LIBRARY_ENV, LibraryError, resolve_library
 from ..models.video import VideoError
 
-USER_ERRORS = (AvatarError, CheckpointError, LibraryError, VideoError, FileNotFoundError, PermissionError, OSError)
+USER_ERRORS = (AvatarError, CheckpointError, EngineError, LibraryError, VideoError, OSError)
 
 
 def _library_arg(parser: argparse.ArgumentParser) -> None:
@@ -89,10 +90,34 @@ def cmd_eval(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_export(args: argparse.Namespace) -> int:
+    from ..export.onnx_export import export_avatar
+    from ..models.avatar import Avatar
+
+    avatar = Avatar.open(resolve_library(args.library), args.name)
+    result = export_avatar(avatar, args.run)
+    print(f"exported {result.onnx} (max abs error vs PyTorch {result.max_abs_error:.2e} over {result.frames_checked} frames)")
+    if not args.trt:
+        return 0
+    from ..engines.tensorrt_engine import tensorrt_missing
+    from ..export.tensorrt_export import export_tensorrt
+
+    missing = tensorrt_missing()
+    if missing:
+        print(f"h2h export: TensorRT engine not built: {missing}. The ONNX export is done.", file=sys.stderr)
+        return 2
+    trt = export_tensorrt(avatar, fp16=not args.fp32, sequential=True)
+    print(f"built {trt.plan.name} (max abs error vs ONNX Runtime {trt.max_abs_error:.2e})")
+    for name in trt.removed_stale:
+        print(f"removed stale engine {name}")
+    return 0
+
+
 def cmd_bench(args: argparse.Namespace) -> int:
     from .bench import run_bench
 
-    report = run_bench(args.source, frames=args.frames, json_out=args.json)
+    library = resolve_library(args.library) if args.avatar else None
+    report = run_bench(args.source, args.frames, args.json, library, args.avatar, args.engine)
     print(report)
     return 0
 
@@ -150,10 +175,24 @@ def build_parser() -> argparse.ArgumentParser:
     _library_arg(p)
     p.set_defaults(func=cmd_eval)
 
+    p = sub.add_parser("export", help="compile the trained generator to ONNX (and TensorRT)")
+    p.add_argument("name", help="avatar name in the library")
+    p.add_argument("--onnx", action="store_true", help="export ONNX (always done; the flag is for clarity)")
+    p.add_argument("--trt", action="store_true", help="also build a TensorRT engine for this GPU")
+    precision = p.add_mutually_exclusive_group()
+    precision.add_argument("--fp16", action="store_true", help="TensorRT in FP16 (default)")
+    precision.add_argument("--fp32", action="store_true", help="TensorRT in FP32")
+    p.add_argument("--run", default="main", help="which training run to export (default: main)")
+    _library_arg(p)
+    p.set_defaults(func=cmd_export)
+
     p = sub.add_parser("bench", help="per-stage timings of the live path, as JSON")
     p.add_argument("--source", required=True, help="driving video")
     p.add_argument("--frames", type=int, default=None, help="use at most N frames")
     p.add_argument("--json", metavar="OUT", help="also write the JSON report here")
+    p.add_argument("--avatar", help="include the generator of this avatar")
+    p.add_argument("--engine", choices=("auto", "trt", "onnx", "torch"), default="auto", help="generator engine")
+    _library_arg(p)
     p.set_defaults(func=cmd_bench)
     return parser
 

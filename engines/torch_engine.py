@@ -7,19 +7,21 @@ import numpy as np
 import torch
 
 from ..models.checkpoint import load_generator
+from .base import generator_specs
 
 
 class TorchEngine:
     """run(cond, prev) -> frame, numpy float32 in and out, as every engine."""
 
-    provider = "torch"
+    precision = "fp32"
 
     def __init__(self, run_folder: Path, device: str = "cpu") -> None:
         self.generator, self.meta = load_generator(run_folder)
         self.device = torch.device(device)
         self.generator.to(self.device)
-        self.precision = "fp32"
+        self.provider = f"PyTorch ({self.device.type})"
         self.sequential = bool(self.meta.get("sequential", True))
+        self.inputs, self.outputs = generator_specs(int(self.meta.get("resolution", 256)))
 
     @torch.inference_mode()
     def run(self, cond: np.ndarray, prev: np.ndarray) -> np.ndarray:

@@ -1,0 +1,312 @@
+"""The live pipeline (DESIGN 8): capture -> face (track, fit, retarget, render) ->
+generator -> sinks, each on its own thread, joined by queues of one frame.
+
+Real-time mode drops the oldest waiting frame (newest wins; capture never blocks), so a
+slow generator lowers the frame rate instead of growing the latency. Offline mode blocks
+instead, delivering every frame in order (bench, recording a file).
+"""
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections import defaultdict, deque
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+
+import cv2
+import numpy as np
+
+from ..engines.base import Engine
+from ..engines.stepper import GeneratorStepper
+from ..models.geometry.conditioning import ConditioningRenderer, track_face
+from ..models.geometry.eyes import eyelid_opening, pupils_absolute, pupils_relative
+from ..models.geometry.face_model import FaceModel
+from ..models.geometry.fitting import Pose
+from ..models.geometry.retarget import Retargeted, RetargetOptions, Retargeter, SourceCalibration, Subject, posed_mesh
+from ..models.geometry.tracker import create_tracker
+
+log = logging.getLogger(__name__)
+HOLD_SECONDS = 0.5  # keep the last good face this long when the face is lost
+EASE_SECONDS = 1.0  # then ease to the neutral pose over this long
+
+
+@dataclass
+class Packet:
+    """One frame travelling through the pipeline."""
+
+    index: int
+    captured: float
+    source: np.ndarray
+    landmarks: np.ndarray | None = None
+    face_found: bool = False
+    nmfc: np.ndarray | None = None
+    eyes: np.ndarray | None = None
+    output: np.ndarray | None = None
+    timings: dict[str, float] = field(default_factory=dict)
+
+
+class LatestQueue:
+    """A queue of one: in real-time mode put() replaces a waiting item (counted as dropped);
+    otherwise put() waits for room."""
+
+    def __init__(self, realtime: bool) -> None:
+        self.realtime = realtime
+        self._item: Packet | None = None
+        self._cond = threading.Condition()
+        self.dropped = 0
+        self.closed = False
+
+    def put(self, item: Packet) -> None:
+        with self._cond:
+            while not self.realtime and self._item is not None and not self.closed:
+                self._cond.wait(0.1)
+            if self._item is not None:
+                self.dropped += 1
+            self._item = item
+            self._cond.notify_all()
+
+    def get(self, timeout: float = 0.1) -> Packet | None:
+        with self._cond:
+            if self._item is None:
+                self._cond.wait(timeout)
+            item, self._item = self._item, None
+            self._cond.notify_all()
+            return item
+
+    def close(self) -> None:
+        with self._cond:
+            self.closed = True
+            self._cond.notify_all()
+
+    @property
+    def pending(self) -> bool:
+        with self._cond:
+            return self._item is not None
+
+
+class StageStats:
+    """Rolling per-stage milliseconds and output frame rate."""
+
+    def __init__(self, window: int = 120) -> None:
+        self._ms: dict[str, deque] = defaultdict(lambda: deque(maxlen=window))
+        self._out: deque = deque(maxlen=window)
+        self._lock = threading.Lock()
+        self.delivered = 0
+        self.all_ms: dict[str, list[float]] = defaultdict(list)
+
+    def add(self, timings: dict[str, float]) -> None:
+        with self._lock:
+            for k, v in timings.items():
+                self._ms[k].append(v)
+                self.all_ms[k].append(v)
+
+    def delivered_frame(self) -> None:
+        with self._lock:
+            self._out.append(time.perf_counter())
+            self.delivered += 1
+
+    def medians(self) -> dict[str, float]:
+        with self._lock:
+            return {k: float(np.median(v)) for k, v in self._ms.items() if v}
+
+    def fps(self) -> float:
+        with self._lock:
+            if len(self._out) < 2:
+                return 0.0
+            return (len(self._out) - 1) / max(self._out[-1] - self._out[0], 1e-6)
+
+
+class FaceStage:
+    """Track, fit, retarget and render; creates its GL context on first use, so it must be
+    used from one thread. Without a face it holds the last pose, then eases to neutral."""
+
+    def __init__(self, model: FaceModel, target: Subject, mode: str = "head", target_poses: list[Pose] | None = None,
+                 options: RetargetOptions | None = None, size: int = 256, calibration_frames: int = 30) -> None:
+        self.model, self.target, self.size = model, target, size
+        self.retargeter = Retargeter(model, target, mode, target_poses, options)
+        self.calibration = SourceCalibration(model, calibration_frames)
+        self._tracker = None
+        self._renderer: ConditioningRenderer | None = None
+        self._last: Retargeted | None = None
+        self._lost_since: float | None = None
+
+    @property
+    def options(self) -> RetargetOptions:
+        return self.retargeter.options
+
+    def recalibrate(self) -> None:
+        """Take the source's neutral face and camera statistics from the coming frames."""
+        self.calibration.reset()
+        self.retargeter.reset()
+
+    def process(self, packet: Packet) -> Packet:
+        if self._renderer is None:
+            self._tracker = create_tracker(video_mode=True)
+            self._renderer = ConditioningRenderer(self.model, self.size)
+        t0 = time.perf_counter()
+        face = track_face(self._tracker, packet.source, self.model)
+        t1 = time.perf_counter()
+        now = packet.captured
+        if face is not None:
+            self.calibration.observe(face.landmarks)
+            retargeted = self.retargeter.retarget(face.landmarks, face.pupils, self.calibration.subject)
+            self._last, self._lost_since = retargeted, None
+            packet.landmarks, packet.face_found = face.landmarks, True
+        else:
+            self._lost_since = self._lost_since or now
+            retargeted = self._fallback(now - self._lost_since)
+        t2 = time.perf_counter()
+        if retargeted is None:
+            packet.nmfc = packet.eyes = np.zeros((self.size, self.size, 3), np.uint8)
+        else:
+            packet.nmfc, packet.eyes = self._renderer.render(retargeted)
+        t3 = time.perf_counter()
+        packet.timings.update(track=(t1 - t0) * 1e3, retarget=(t2 - t1) * 1e3, render=(t3 - t2) * 1e3)
+        return packet
+
+    def _fallback(self, lost_for: float) -> Retargeted | None:
+        """Hold the last face, then blend its pose and expression towards neutral."""
+        last = self._last
+        if last is None:
+            return None
+        ease = float(np.clip((lost_for - HOLD_SECONDS) / EASE_SECONDS, 0.0, 1.0))
+        if ease == 0.0:
+            return last
+        camera = self.target.camera
+        rotvec = cv2.Rodrigues(np.asarray(last.pose.rotation, np.float64))[0] * (1 - ease)
+        pose = Pose(
+            (1 - ease) * last.pose.scale + ease * camera.scale_mean,
+            cv2.Rodrigues(rotvec)[0],
+            (1 - ease) * last.pose.translation + ease * camera.translation_mean,
+        )
+        expression = last.expression * (1 - ease)
+        vertices = posed_mesh(self.model, self.target.neutral, pose, expression)
+        gaze = pupils_relative(last.vertices, last.pupils) * (1 - ease)
+        return Retargeted(vertices, pupils_absolute(vertices, gaze), eyelid_opening(vertices, self.model.topology_lid_pairs), pose, expression)
+
+    def close(self) -> None:
+        if self._renderer is not None:
+            self._renderer.close()
+            self._tracker.close()
+            self._renderer = self._tracker = None
+
+
+class GeneratorStage:
+    """An engine behind the window/previous-output state; times the engine and the rest."""
+
+    def __init__(self, engine: Engine, size: int = 256) -> None:
+        self.engine = engine
+        self._run_ms = 0.0
+        self.stepper = GeneratorStepper(self._timed_run, size, engine.sequential)
+
+    def _timed_run(self, cond: np.ndarray, prev: np.ndarray) -> np.ndarray:
+        t0 = time.perf_counter()
+        out = self.engine.run(cond, prev)
+        self._run_ms = (time.perf_counter() - t0) * 1e3
+        return out
+
+    def process(self, packet: Packet) -> Packet:
+        t0 = time.perf_counter()
+        packet.output = self.stepper(packet.nmfc, packet.eyes)
+        total = (time.perf_counter() - t0) * 1e3
+        packet.timings.update(generator=self._run_ms, convert=total - self._run_ms)
+        return packet
+
+    def reset(self) -> None:
+        self.stepper.reset()
+
+
+Sink = Callable[[Packet], None]
+
+
+class Pipeline:
+    """capture -> face -> generator -> sinks on three threads."""
+
+    def __init__(self, frames: Iterator[np.ndarray], face: FaceStage, generator: GeneratorStage | None,
+                 sinks: list[Sink], realtime: bool = True) -> None:
+        self.frames, self.face, self.generator = frames, face, generator
+        self.sinks = list(sinks)
+        self.realtime = realtime
+        self.to_face, self.to_generator = LatestQueue(realtime), LatestQueue(realtime)
+        self.stats = StageStats()
+        self.captured = 0
+        self.error: BaseException | None = None
+        self._stop = threading.Event()
+        self._source_done = threading.Event()
+        self._face_done = threading.Event()
+        self._threads: list[threading.Thread] = []
+
+    @property
+    def dropped(self) -> int:
+        return self.to_face.dropped + self.to_generator.dropped
+
+    def start(self) -> "Pipeline":
+        for target, name in ((self._capture, "capture"), (self._face_loop, "face"), (self._generator_loop, "generator")):
+            thread = threading.Thread(target=self._guard(target), name=f"h2h-{name}", daemon=True)
+            thread.start()
+            self._threads.append(thread)
+        return self
+
+    def _guard(self, target: Callable[[], None]) -> Callable[[], None]:
+        def run() -> None:
+            try:
+                target()
+            except BaseException as exc:  # surfaced to the caller through .error
+                log.exception("pipeline thread failed")
+                self.error = exc
+                self._stop.set()
+        return run
+
+    def _capture(self) -> None:
+        try:
+            for i, frame in enumerate(self.frames):
+                if self._stop.is_set():
+                    break
+                self.to_face.put(Packet(i, time.perf_counter(), frame))
+                self.captured += 1
+        finally:
+            self._source_done.set()
+
+    def _face_loop(self) -> None:
+        try:
+            while not self._stop.is_set():
+                packet = self.to_face.get()
+                if packet is None:
+                    if self._source_done.is_set() and not self.to_face.pending:
+                        break
+                    continue
+                self.to_generator.put(self.face.process(packet))
+        finally:
+            self.face.close()
+            self._face_done.set()
+
+    def _generator_loop(self) -> None:
+        while not self._stop.is_set():
+            packet = self.to_generator.get()
+            if packet is None:
+                if self._face_done.is_set() and not self.to_generator.pending:
+                    break
+                continue
+            if self.generator is not None:
+                self.generator.process(packet)
+            packet.timings["latency"] = (time.perf_counter() - packet.captured) * 1e3
+            for sink in self.sinks:
+                sink(packet)
+            self.stats.add(packet.timings)
+            self.stats.delivered_frame()
+
+    def stop(self) -> None:
+        self._stop.set()
+        self.to_face.close()
+        self.to_generator.close()
+
+    def join(self, timeout: float | None = None) -> None:
+        for thread in self._threads:
+            thread.join(timeout)
+
+    def wait(self) -> None:
+        """Run until the source is exhausted and every frame is through; re-raise failures."""
+        self.join()
+        if self.error is not None:
+            raise self.error

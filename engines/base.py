@@ -1,0 +1,38 @@
+"""The engine interface (DESIGN 7): one generator step, numpy float32 in and out."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Protocol
+
+import numpy as np
+
+
+class EngineError(Exception):
+    """An engine that cannot be built or loaded; the message says what to do."""
+
+
+@dataclass(frozen=True)
+class TensorSpec:
+    name: str
+    shape: tuple[int, ...]
+    dtype: str
+
+
+class Engine(Protocol):
+    """A loaded generator step: run(cond (1, 18, H, W), prev (1, 6, H, W)) -> (1, 3, H, W)."""
+
+    provider: str  # e.g. "TensorRT", "ONNX Runtime (CPUExecutionProvider)", "PyTorch (cpu)"
+    precision: str  # "fp32" | "fp16"
+    sequential: bool  # False for single-frame models: prev stays zero
+    inputs: list[TensorSpec]
+    outputs: list[TensorSpec]
+
+    def run(self, cond: np.ndarray, prev: np.ndarray) -> np.ndarray: ...
+
+
+def generator_specs(size: int, window: int = 3, previous: int = 2) -> tuple[list[TensorSpec], list[TensorSpec]]:
+    """The fixed input/output specs of the exported generator step."""
+    return (
+        [TensorSpec("cond", (1, window * 6, size, size), "float32"), TensorSpec("prev", (1, previous * 3, size, size), "float32")],
+        [TensorSpec("frame", (1, 3, size, size), "float32")],
+    )

@@ -1,0 +1,105 @@
+"""Export and engines: ONNX parity, one interface, fallbacks, cache keys, TensorRT where present."""
+import json
+
+import numpy as np
+import pytest
+
+from h2h.app.cli import main
+from h2h.engines import EngineError, engine_status, load
+from h2h.engines.cache import EngineKey, stale_engines
+from h2h.engines.onnx_engine import OnnxEngine
+from h2h.engines.stepper import GeneratorStepper
+from h2h.engines.tensorrt_engine import tensorrt_missing
+from h2h.engines.torch_engine import TorchEngine
+from h2h.models.avatar import Avatar
+from h2h.models.train import RunOptions, Trainer, train_config
+
+
+@pytest.fixture(scope="module")
+def exported(prepared):
+    """The sample avatar with a (briefly) trained tiny generator exported to ONNX."""
+    library, result = prepared
+    avatar = Avatar.open(library, "sample")
+    if not (result.path / "checkpoints" / "main" / "generator.safetensors").exists():
+        Trainer(avatar, train_config("tiny"), RunOptions(run="main", max_steps=1, progress=False)).run()
+    assert main(["export", "sample", "--library", str(library)]) == 0
+    return library, avatar
+
+
+def test_export_writes_a_checked_onnx(exported):
+    _, avatar = exported
+    meta = json.loads((avatar.path / "engines" / "generator.onnx.json").read_text())
+    assert meta["max_abs_error_vs_torch"] <= 1e-3 and meta["opset"] >= 17
+    engine = OnnxEngine(avatar.path / "engines" / "generator.onnx")
+    assert [s.shape for s in engine.inputs] == [(1, 18, 256, 256), (1, 6, 256, 256)]
+    assert [s.shape for s in engine.outputs] == [(1, 3, 256, 256)]
+    assert engine_status(avatar.path) == "ONNX"
+
+
+def test_onnx_and_torch_engines_give_the_same_frames(exported):
+    _, avatar = exported
+    engines = [OnnxEngine(avatar.path / "engines" / "generator.onnx"), TorchEngine(avatar.path / "checkpoints" / "main")]
+    outputs = []
+    for engine in engines:
+        stepper = GeneratorStepper(engine.run, 256, engine.sequential)
+        outputs.append([stepper(avatar.read_image("nmfc", i), avatar.read_image("eyes", i)) for i in range(24, 29)])
+    for a, b in zip(*outputs):
+        assert np.abs(a.astype(int) - b.astype(int)).max() <= 1
+
+
+@pytest.mark.skipif(tensorrt_missing() is None, reason="TensorRT and a GPU are present")
+def test_engine_selection_falls_back_without_tensorrt(exported, tmp_path):
+    _, avatar = exported
+    assert load(avatar.path).provider == "ONNX Runtime (CPUExecutionProvider)"
+    with pytest.raises(EngineError, match="TensorRT"):
+        load(avatar.path, "trt")
+    assert load(avatar.path, "torch").provider == "PyTorch (cpu)"
+    bare = tmp_path / "bare"
+    (bare / "engines").mkdir(parents=True)
+    (bare / "checkpoints").symlink_to(avatar.path / "checkpoints")
+    assert load(bare).provider == "PyTorch (cpu)"  # no ONNX: falls back to PyTorch
+    with pytest.raises(EngineError, match="run h2h export"):
+        load(bare, "onnx")
+
+
+@pytest.mark.skipif(tensorrt_missing() is None, reason="TensorRT and a GPU are present")
+def test_export_trt_without_gpu_says_what_is_missing(exported, capsys):
+    library, avatar = exported
+    assert main(["export", "sample", "--trt", "--library", str(library)]) == 2
+    err = capsys.readouterr().err
+    assert "TensorRT engine not built" in err and "ONNX export is done" in err
+    assert (avatar.path / "engines" / "generator.onnx").is_file()
+
+
+def test_cache_key_changes_with_the_onnx_and_marks_stale_engines(tmp_path):
+    a = EngineKey("NVIDIA GeForce RTX 4090", (8, 9), "10.7.0", "a" * 64, "fp16")
+    b = EngineKey("NVIDIA GeForce RTX 4090", (8, 9), "10.7.0", "b" * 64, "fp16")
+    c = EngineKey("NVIDIA A100-SXM4-40GB", (8, 0), "10.7.0", "a" * 64, "fp16")
+    assert len({a.filename(), b.filename(), c.filename()}) == 3
+    (tmp_path / a.filename()).write_bytes(b"")
+    (tmp_path / c.filename()).write_bytes(b"")
+    assert [p.name for p in stale_engines(tmp_path, a)] == [c.filename()]
+
+
+@pytest.mark.skipif(tensorrt_missing() is not None, reason="needs TensorRT and an NVIDIA GPU")
+def test_tensorrt_engine_matches_onnx_runtime(exported):
+    from h2h.export.tensorrt_export import export_tensorrt
+
+    _, avatar = exported
+    result = export_tensorrt(avatar, fp16=True)
+    assert result.plan.exists() and result.max_abs_error < 0.05
+    assert load(avatar.path).provider == "TensorRT"
+
+
+def test_bench_with_an_avatar_reports_the_documented_keys(exported, short_clip, tmp_path):
+    library, _ = exported
+    out = tmp_path / "bench.json"
+    argv = ["bench", "--source", str(short_clip), "--avatar", "sample", "--engine", "onnx", "--frames", "20"]
+    assert main([*argv, "--json", str(out), "--library", str(library)]) == 0
+    report = json.loads(out.read_text())
+    expected = {"decode", "track", "fit", "retarget", "render", "eyes", "generator", "convert"}
+    assert set(report["stages_ms"]) == expected
+    for key in ("plain_loop_fps", "threaded_fps", "threaded_speedup", "peak_memory_mb", "threaded_latency_ms"):
+        assert report[key] > 0
+    assert report["threaded_frames"] == report["frames"] == 20
+    assert report["engine"]["provider"].startswith("ONNX Runtime")

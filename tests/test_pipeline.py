@@ -1,0 +1,76 @@
+"""The threaded live pipeline: order when keeping up, newest-wins when overloaded, no-face path."""
+import time
+
+import numpy as np
+
+from h2h.app.pipeline import FaceStage, GeneratorStage, Pipeline
+from h2h.engines.base import generator_specs
+from h2h.models.avatar import Avatar
+from h2h.models.video import read_frames
+
+
+class SlowEngine:
+    """A stand-in generator that takes `delay` seconds and returns mid-grey."""
+
+    provider, precision, sequential = "test", "fp32", True
+
+    def __init__(self, delay: float) -> None:
+        self.delay = delay
+        self.inputs, self.outputs = generator_specs(256)
+
+    def run(self, cond, prev):
+        time.sleep(self.delay)
+        return np.zeros((1, 3, 256, 256), np.float32)
+
+
+def _stage(library, model):
+    avatar = Avatar.open(library, "sample")
+    return FaceStage(model, avatar.subject, "head")
+
+
+def _paced(frames, interval):
+    for f in frames:
+        time.sleep(interval)
+        yield f
+
+
+def test_every_frame_arrives_in_order_when_the_pipeline_keeps_up(prepared, model, short_clip):
+    library, _ = prepared
+    frames = list(read_frames(short_clip, 20))
+    seen = []
+    pipeline = Pipeline(_paced(frames, 0.06), _stage(library, model), GeneratorStage(SlowEngine(0.005)), [lambda p: seen.append(p.index)])
+    pipeline.start().wait()
+    assert seen == list(range(20)) and pipeline.dropped == 0
+
+
+def test_overloaded_pipeline_drops_oldest_frames_and_never_blocks_capture(prepared, model, short_clip):
+    library, _ = prepared
+    frames = list(read_frames(short_clip, 30))
+    seen = []
+    pipeline = Pipeline(_paced(frames, 0.01), _stage(library, model), GeneratorStage(SlowEngine(0.08)), [lambda p: seen.append(p.index)])
+    started = time.perf_counter()
+    pipeline.start()
+    while pipeline.captured < 30 and time.perf_counter() - started < 5:
+        time.sleep(0.01)
+    capture_seconds = time.perf_counter() - started
+    pipeline.wait()
+    assert pipeline.captured == 30
+    assert capture_seconds < 30 * 0.08  # capture ran ahead of the 80 ms generator
+    assert pipeline.dropped > 0 and len(seen) < 30
+    assert seen == sorted(seen) and seen[-1] == 29  # newest wins, order kept
+
+
+def test_lost_face_holds_then_eases_to_neutral(prepared, model, short_clip):
+    library, _ = prepared
+    stage = _stage(library, model)
+    from h2h.app.pipeline import Packet
+
+    frame = next(iter(read_frames(short_clip, 1)))
+    blank = np.full_like(frame, 128)
+    first = stage.process(Packet(0, 0.0, frame))
+    held = stage.process(Packet(1, 0.1, blank))
+    eased = stage.process(Packet(2, 3.0, blank))
+    stage.close()
+    assert first.face_found and not held.face_found and not eased.face_found
+    assert np.array_equal(first.nmfc, held.nmfc)  # held briefly
+    assert eased.nmfc.any() and not np.array_equal(first.nmfc, eased.nmfc)  # then neutral, still a face
