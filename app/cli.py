@@ -14,6 +14,7 @@ from ..models.library import LIBRARY_ENV, LibraryError, resolve_library
 from ..models.video import VideoError
 
 USER_ERRORS = (AvatarError, CheckpointError, EngineError, LibraryError, VideoError, OSError)
+DEFAULT_COMMAND = "live"
 
 
 def _library_arg(parser: argparse.ArgumentParser) -> None:
@@ -185,6 +186,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--run", default="main", help="which training run to export (default: main)")
     _library_arg(p)
     p.set_defaults(func=cmd_export)
+
+    p = sub.add_parser("live", help="the live app: drive an avatar from a webcam into a virtual camera")
+    from .live import add_live_arguments, cmd_live
+
+    add_live_arguments(p)
+    p.set_defaults(func=cmd_live)
 
     p = sub.add_parser("bench", help="per-stage timings of the live path, as JSON")
     p.add_argument("--source", required=True, help="driving video")

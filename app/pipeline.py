@@ -130,10 +130,23 @@ class FaceStage:
         self._renderer: ConditioningRenderer | None = None
         self._last: Retargeted | None = None
         self._lost_since: float | None = None
+        self._pending: tuple | None = None
 
     @property
     def options(self) -> RetargetOptions:
         return self.retargeter.options
+
+    def set_target(self, target: Subject, target_poses: list[Pose] | None = None, mode: str | None = None) -> None:
+        """Switch avatar (or mode) from any thread; applied before the next frame."""
+        self._pending = (target, target_poses, mode or self.retargeter.mode)
+
+    def _apply_pending(self) -> None:
+        pending, self._pending = self._pending, None
+        if pending is not None:
+            target, poses, mode = pending
+            self.target = target
+            self.retargeter = Retargeter(self.model, target, mode, poses, self.retargeter.options)
+            self._last = None
 
     def recalibrate(self) -> None:
         """Take the source's neutral face and camera statistics from the coming frames."""
@@ -141,6 +154,7 @@ class FaceStage:
         self.retargeter.reset()
 
     def process(self, packet: Packet) -> Packet:
+        self._apply_pending()
         if self._renderer is None:
             self._tracker = create_tracker(video_mode=True)
             self._renderer = ConditioningRenderer(self.model, self.size)

@@ -1,0 +1,528 @@
+"""The live app's main window (PySide6): avatar library, source, previews, controls, output."""
+from __future__ import annotations
+
+import logging
+import os
+import queue
+import threading
+from pathlib import Path
+
+import numpy as np
+from PySide6.QtCore import QSettings, QSize, Qt, QTimer
+from PySide6.QtGui import QAction, QIcon, QImage, QKeySequence, QPixmap
+from PySide6.QtWidgets import (
+    QApplication,
+    QCheckBox,
+    QComboBox,
+    QFileDialog,
+    QFormLayout,
+    QGroupBox,
+    QHBoxLayout,
+    QLabel,
+    QListWidget,
+    QListWidgetItem,
+    QMainWindow,
+    QMessageBox,
+    QPushButton,
+    QSlider,
+    QVBoxLayout,
+    QWidget,
+)
+
+from ...engines import EngineError
+from ...models.library import resolve_library
+from ..live import SAMPLE_CLIP
+from ..session import AvatarEntry, LiveSession, available_avatars, landmarks_overlay, load_avatar
+from ..sinks import OUTPUT_SIZES, VirtualCameraError
+from ..sources import CameraSource, VideoFileSource, list_cameras
+
+log = logging.getLogger(__name__)
+PREVIEW = 256
+SHORTCUTS = (
+    ("Space", "start / stop"),
+    ("Ctrl+Right", "next avatar"),
+    ("Ctrl+Left", "previous avatar"),
+    ("V", "virtual camera on / off"),
+    ("R", "record on / off"),
+    ("C", "recalibrate (take the neutral face and position from now)"),
+    ("F1", "this help"),
+)
+
+
+def to_pixmap(image: np.ndarray, side: int) -> QPixmap:
+    """RGB uint8 -> a QPixmap scaled to fit side x side."""
+    image = np.ascontiguousarray(image)
+    h, w = image.shape[:2]
+    qimage = QImage(image.data, w, h, 3 * w, QImage.Format.Format_RGB888).copy()
+    return QPixmap.fromImage(qimage).scaled(side, side, Qt.AspectRatioMode.KeepAspectRatio, Qt.TransformationMode.SmoothTransformation)
+
+
+class MainWindow(QMainWindow):
+    def __init__(self, settings: QSettings, library: Path | None = None, engine: str = "auto") -> None:
+        super().__init__()
+        self.settings = settings
+        self.engine_choice = engine
+        self.library = Path(library or settings.value("library", "") or resolve_library(None))
+        self.session = LiveSession(mode=str(settings.value("mode", "head")))
+        self.entries: list[AvatarEntry] = []
+        self._loads: queue.Queue = queue.Queue()
+        self._loading: str | None = None
+        self._start_pending = False
+        self.setWindowTitle("h2h live")
+        self._build()
+        self._restore_controls()
+        self.refresh_avatars(select=str(settings.value("avatar", "")) or None)
+        self.timer = QTimer(self)
+        self.timer.timeout.connect(self._tick)
+        self.timer.start(33)
+
+    # ----- layout ---------------------------------------------------------------------
+    def _build(self) -> None:
+        root = QWidget()
+        layout = QHBoxLayout(root)
+        layout.addWidget(self._library_panel(), 0)
+        layout.addWidget(self._preview_panel(), 1)
+        layout.addWidget(self._controls_panel(), 0)
+        self.setCentralWidget(root)
+        self.fps_label, self.stage_label, self.engine_label, self.face_label = (QLabel() for _ in range(4))
+        for label in (self.face_label, self.fps_label, self.stage_label, self.engine_label):
+            self.statusBar().addPermanentWidget(label)
+        self._actions()
+
+    def _library_panel(self) -> QWidget:
+        panel = QGroupBox("Avatars")
+        box = QVBoxLayout(panel)
+        self.avatar_list = QListWidget()
+        self.avatar_list.setIconSize(QSize(64, 64))
+        self.avatar_list.setMinimumWidth(230)
+        self.avatar_list.currentRowChanged.connect(self._avatar_chosen)
+        box.addWidget(self.avatar_list)
+        self.library_label = QLabel()
+        self.library_label.setWordWrap(True)
+        box.addWidget(self.library_label)
+        choose = QPushButton("Library folder…")
+        choose.clicked.connect(self.choose_library)
+        box.addWidget(choose)
+        self.banner = QLabel()
+        self.banner.setWordWrap(True)
+        self.banner.setStyleSheet("color: #8a4b00;")
+        box.addWidget(self.banner)
+        self.export_button = QPushButton("Export to ONNX (faster)")
+        self.export_button.clicked.connect(self.export_current)
+        self.export_button.hide()
+        box.addWidget(self.export_button)
+        return panel
+
+    def _preview_panel(self) -> QWidget:
+        panel = QWidget()
+        box = QVBoxLayout(panel)
+        row = QHBoxLayout()
+        self.source_view, self.cond_view, self.output_view = QLabel(), QLabel(), QLabel()
+        for title, view, side in (("Source", self.source_view, PREVIEW), ("Conditioning", self.cond_view, PREVIEW), ("Avatar", self.output_view, PREVIEW + 128)):
+            col = QVBoxLayout()
+            col.addWidget(QLabel(title))
+            view.setFixedSize(side, side)
+            view.setAlignment(Qt.AlignmentFlag.AlignCenter)
+            view.setStyleSheet("background: #111; color: #bbb;")
+            col.addWidget(view)
+            col.addStretch(1)
+            row.addLayout(col)
+        box.addLayout(row)
+        self.message = QLabel("Pick an avatar and a source, then press Start (Space).")
+        self.message.setWordWrap(True)
+        box.addWidget(self.message)
+        box.addStretch(1)
+        return panel
+
+    def _slider(self, lo: int, hi: int, value: int) -> QSlider:
+        slider = QSlider(Qt.Orientation.Horizontal)
+        slider.setRange(lo, hi)
+        slider.setValue(value)
+        slider.valueChanged.connect(self._controls_changed)
+        return slider
+
+    def _controls_panel(self) -> QWidget:
+        panel = QWidget()
+        box = QVBoxLayout(panel)
+        source = QGroupBox("Source")
+        form = QFormLayout(source)
+        self.source_combo = QComboBox()
+        form.addRow("Input", self.source_combo)
+        browse = QPushButton("Video file…")
+        browse.clicked.connect(self.choose_video)
+        form.addRow("", browse)
+        self.resolution_combo = QComboBox()
+        self.resolution_combo.addItems(["640x480", "1280x720", "1920x1080"])
+        form.addRow("Camera size", self.resolution_combo)
+        self.mirror_check = QCheckBox("Mirror")
+        form.addRow("", self.mirror_check)
+        self.mode_combo = QComboBox()
+        self.mode_combo.addItems(["head", "face"])
+        self.mode_combo.currentTextChanged.connect(self._mode_changed)
+        form.addRow("Reenactment", self.mode_combo)
+        self.start_button = QPushButton("Start")
+        self.start_button.clicked.connect(self.toggle_running)
+        form.addRow(self.start_button)
+        box.addWidget(source)
+
+        controls = QGroupBox("Controls")
+        form = QFormLayout(controls)
+        self.lock_check = QCheckBox("Lock head pose")
+        self.lock_check.toggled.connect(self._controls_changed)
+        form.addRow(self.lock_check)
+        self.yaw, self.pitch, self.roll = self._slider(-30, 30, 0), self._slider(-30, 30, 0), self._slider(-30, 30, 0)
+        form.addRow("Yaw offset", self.yaw)
+        form.addRow("Pitch offset", self.pitch)
+        form.addRow("Roll offset", self.roll)
+        self.expression = self._slider(0, 200, 100)
+        form.addRow("Expression %", self.expression)
+        self.gaze_check = QCheckBox("Look at the camera")
+        self.gaze_check.toggled.connect(self._controls_changed)
+        form.addRow(self.gaze_check)
+        self.smoothing = self._slider(0, 100, 30)
+        form.addRow("Smoothing", self.smoothing)
+        recalibrate = QPushButton("Recalibrate (C)")
+        recalibrate.clicked.connect(self.recalibrate)
+        form.addRow(recalibrate)
+        box.addWidget(controls)
+
+        output = QGroupBox("Output")
+        form = QFormLayout(output)
+        self.size_combo = QComboBox()
+        self.size_combo.addItems(list(OUTPUT_SIZES))
+        form.addRow("Size", self.size_combo)
+        self.vcam_check = QCheckBox("Virtual camera")
+        self.vcam_check.toggled.connect(self.set_vcam)
+        form.addRow(self.vcam_check)
+        self.vcam_label = QLabel("off")
+        self.vcam_label.setWordWrap(True)
+        form.addRow("Status", self.vcam_label)
+        self.record_button = QPushButton("Record…")
+        self.record_button.clicked.connect(self.toggle_recording)
+        form.addRow(self.record_button)
+        self.overlay_check = QCheckBox("Show fps on the avatar")
+        self.overlay_check.setChecked(True)
+        form.addRow(self.overlay_check)
+        box.addWidget(output)
+        box.addStretch(1)
+        self._fill_sources()
+        return panel
+
+    def _actions(self) -> None:
+        for key, slot in (
+            ("Space", self.toggle_running), ("Ctrl+Right", lambda: self.step_avatar(1)),
+            ("Ctrl+Left", lambda: self.step_avatar(-1)), ("V", lambda: self.vcam_check.toggle()),
+            ("R", self.toggle_recording), ("C", self.recalibrate), ("F1", self.show_help),
+        ):
+            action = QAction(self)
+            action.setShortcut(QKeySequence(key))
+            action.setShortcutContext(Qt.ShortcutContext.WindowShortcut)
+            action.triggered.connect(slot)
+            self.addAction(action)
+        help_menu = self.menuBar().addMenu("&Help")
+        shortcuts = help_menu.addAction("Keyboard shortcuts")
+        shortcuts.triggered.connect(self.show_help)
+
+    # ----- avatars --------------------------------------------------------------------
+    def refresh_avatars(self, select: str | None = None) -> None:
+        self.library_label.setText(f"Library: {self.library}")
+        self.entries = available_avatars(self.library)
+        self.avatar_list.blockSignals(True)
+        self.avatar_list.clear()
+        for entry in self.entries:
+            label = f"{entry.name}{'  (demo)' if entry.bundled else ''}\n{entry.frames} frames · {entry.engine}"
+            item = QListWidgetItem(QIcon(str(entry.thumbnail)), label)
+            self.avatar_list.addItem(item)
+        self.avatar_list.blockSignals(False)
+        if not self.entries:
+            self.message.setText(f"No avatars in {self.library}. Make one with h2h prepare and h2h train, or choose another library folder.")
+            return
+        names = [e.name for e in self.entries]
+        row = names.index(select) if select in names else next((i for i, e in enumerate(self.entries) if e.bundled), 0)
+        self.avatar_list.setCurrentRow(row)
+
+    def step_avatar(self, delta: int) -> None:
+        if self.entries:
+            self.avatar_list.setCurrentRow((self.avatar_list.currentRow() + delta) % len(self.entries))
+
+    def _avatar_chosen(self, row: int) -> None:
+        if not 0 <= row < len(self.entries):
+            return
+        entry = self.entries[row]
+        if entry.engine == "none":
+            self.banner.setText(f"'{entry.name}' has no trained generator yet: run h2h train {entry.name}.")
+            return
+        self._loading = entry.name
+        self.message.setText(f"Loading {entry.name}…")
+        threading.Thread(target=self._load_worker, args=(entry,), daemon=True).start()
+
+    def _load_worker(self, entry: AvatarEntry) -> None:
+        try:
+            self._loads.put((entry, load_avatar(entry, self.engine_choice), None))
+        except Exception as exc:  # shown to the user, never raised into Qt
+            self._loads.put((entry, None, exc))
+
+    def _apply_loaded(self) -> None:
+        while not self._loads.empty():
+            entry, loaded, error = self._loads.get()
+            if entry.name != self._loading:
+                continue  # a newer choice replaced it
+            if error is not None:
+                self.message.setText(f"Cannot load {entry.name}: {error}")
+                continue
+            self.session.set_avatar(loaded)
+            self.settings.setValue("avatar", entry.name)
+            engine = loaded.engine
+            self.engine_label.setText(f"{engine.provider}, {engine.precision}")
+            pytorch = engine.provider.startswith("PyTorch")
+            self.banner.setText("Running the PyTorch generator (slow). Export it to ONNX for real time." if pytorch else "")
+            self.export_button.setVisible(pytorch)
+            self.message.setText(f"Avatar {entry.name} ready." + ("" if self.session.running else " Press Start (Space)."))
+            if self._start_pending and not self.session.running:
+                self._start_pending = False
+                self.toggle_running()
+
+    def start_when_ready(self) -> None:
+        """Start driving as soon as the chosen avatar has loaded."""
+        if self.session.current is not None and not self.session.running:
+            self.toggle_running()
+        else:
+            self._start_pending = True
+
+    def export_current(self) -> None:
+        entry = next((e for e in self.entries if e.name == self._loading), None)
+        if entry is None:
+            return
+        self.export_button.setEnabled(False)
+        self.banner.setText(f"Exporting {entry.name} to ONNX…")
+
+        def work() -> None:
+            from ...export.onnx_export import export_avatar
+            from ...models.avatar import Avatar
+
+            try:
+                export_avatar(Avatar.open_path(entry.path))
+                self._loads.put((entry, load_avatar(entry, self.engine_choice), None))
+            except Exception as exc:
+                self._loads.put((entry, None, exc))
+
+        threading.Thread(target=work, daemon=True).start()
+
+    def choose_library(self) -> None:
+        folder = QFileDialog.getExistingDirectory(self, "Avatar library", str(self.library))
+        if folder:
+            self.set_library(Path(folder))
+
+    def set_library(self, folder: Path) -> None:
+        self.library = folder
+        self.settings.setValue("library", str(folder))
+        self.refresh_avatars()
+
+    # ----- source ---------------------------------------------------------------------
+    def _fill_sources(self) -> None:
+        self.source_combo.clear()
+        for camera in list_cameras():
+            self.source_combo.addItem(camera.label, str(camera.index))
+        self.source_combo.addItem(f"Sample clip ({SAMPLE_CLIP.name})", str(SAMPLE_CLIP))
+        saved = str(self.settings.value("source", ""))
+        if saved and self.source_combo.findData(saved) < 0 and (saved.isdigit() or Path(saved).exists()):
+            self.source_combo.addItem(Path(saved).name, saved)
+        if saved and self.source_combo.findData(saved) >= 0:
+            self.source_combo.setCurrentIndex(self.source_combo.findData(saved))
+
+    def choose_video(self) -> None:
+        path, _ = QFileDialog.getOpenFileName(self, "Driving video", "", "Videos (*.mp4 *.mov *.avi *.mkv)")
+        if path:
+            self.set_source(path)
+
+    def set_source(self, spec: str) -> None:
+        index = self.source_combo.findData(spec)
+        if index < 0:
+            self.source_combo.addItem(Path(spec).name if not spec.isdigit() else f"Camera {spec}", spec)
+            index = self.source_combo.count() - 1
+        self.source_combo.setCurrentIndex(index)
+        self.settings.setValue("source", spec)
+
+    def _open_source(self):
+        spec = self.source_combo.currentData()
+        if spec is None:
+            raise ValueError("no source: connect a webcam or choose a video file")
+        if str(spec).isdigit():
+            w, h = (int(v) for v in self.resolution_combo.currentText().split("x"))
+            return CameraSource(int(spec), w, h, mirror=self.mirror_check.isChecked())
+        return VideoFileSource(spec, loop=True, paced=True, mirror=self.mirror_check.isChecked())
+
+    # ----- running --------------------------------------------------------------------
+    def toggle_running(self) -> None:
+        if self.session.running:
+            self.session.stop()
+            self.start_button.setText("Start")
+            self.message.setText("Stopped.")
+            return
+        try:
+            source = self._open_source()
+            self.session.options = self._options()
+            self.session.start(source)
+        except Exception as exc:  # shown, not raised: the window stays usable
+            self.message.setText(f"Cannot start: {exc}")
+            return
+        self.settings.setValue("source", str(self.source_combo.currentData()))
+        self.start_button.setText("Stop")
+        self.message.setText(f"Driving from {source.name}.")
+
+    def _mode_changed(self, mode: str) -> None:
+        self.session.set_mode(mode)
+        self.settings.setValue("mode", mode)
+
+    def _options(self):
+        from ...models.geometry.retarget import RetargetOptions
+
+        return RetargetOptions(
+            expression_scale=self.expression.value() / 100,
+            pose_offset_deg=(float(self.yaw.value()), float(self.pitch.value()), float(self.roll.value())),
+            lock_pose=self.lock_check.isChecked(),
+            gaze_at_camera=self.gaze_check.isChecked(),
+            smoothing=self.smoothing.value() / 100,
+        )
+
+    def _controls_changed(self) -> None:
+        options = self._options()
+        self.session.options = options
+        if self.session.face is not None:
+            current = self.session.face.options
+            for field in ("expression_scale", "pose_offset_deg", "gaze_at_camera", "smoothing"):
+                setattr(current, field, getattr(options, field))
+            if current.lock_pose != options.lock_pose:
+                current.lock_pose = options.lock_pose
+                self.session.face.retargeter._locked = None
+        for key, value in (
+            ("lock", options.lock_pose), ("yaw", self.yaw.value()), ("pitch", self.pitch.value()),
+            ("roll", self.roll.value()), ("expression", self.expression.value()),
+            ("gaze", options.gaze_at_camera), ("smoothing", self.smoothing.value()),
+        ):
+            self.settings.setValue(f"controls/{key}", value)
+
+    def _restore_controls(self) -> None:
+        s = self.settings
+        as_bool = lambda v: str(v).lower() in ("true", "1")
+        self.lock_check.setChecked(as_bool(s.value("controls/lock", False)))
+        self.gaze_check.setChecked(as_bool(s.value("controls/gaze", False)))
+        for slider, key, default in ((self.yaw, "yaw", 0), (self.pitch, "pitch", 0), (self.roll, "roll", 0),
+                                     (self.expression, "expression", 100), (self.smoothing, "smoothing", 30)):
+            slider.setValue(int(s.value(f"controls/{key}", default)))
+        self.mirror_check.setChecked(as_bool(s.value("mirror", False)))
+        self.mirror_check.toggled.connect(lambda v: self.settings.setValue("mirror", v))
+        self.mode_combo.setCurrentText(str(s.value("mode", "head")))
+        self.size_combo.setCurrentText(str(s.value("output_size", "1280x720")))
+        self.size_combo.currentTextChanged.connect(self._size_changed)
+
+    def _size_changed(self, text: str) -> None:
+        self.settings.setValue("output_size", text)
+        if self.vcam_check.isChecked():
+            self.set_vcam(True)
+
+    def recalibrate(self) -> None:
+        self.session.recalibrate()
+        self.message.setText("Recalibrating: look at the camera with a neutral face for a second.")
+
+    # ----- output ---------------------------------------------------------------------
+    def set_vcam(self, on: bool) -> None:
+        if not on:
+            self.session.close_vcam()
+            self.vcam_label.setText("off")
+            return
+        size = OUTPUT_SIZES[self.size_combo.currentText()]
+        try:
+            cam = self.session.open_vcam(size)
+        except VirtualCameraError as exc:
+            self.vcam_label.setText(f"unavailable, previewing only. {exc}")
+            self.vcam_check.blockSignals(True)
+            self.vcam_check.setChecked(False)
+            self.vcam_check.blockSignals(False)
+            return
+        self.vcam_label.setText(f"on: {cam.backend} ({cam.device}), {size[0]}x{size[1]}")
+
+    def toggle_recording(self) -> None:
+        if self.session.recorder is not None:
+            recorder = self.session.stop_recording()
+            self.record_button.setText("Record…")
+            self.message.setText(f"Recorded {recorder.frames} frames to {recorder.path}.")
+            return
+        path, _ = QFileDialog.getSaveFileName(self, "Record to", "avatar.mp4", "MP4 video (*.mp4)")
+        if path:
+            self.start_recording(Path(path))
+
+    def start_recording(self, path: Path) -> None:
+        size = OUTPUT_SIZES[self.size_combo.currentText()]
+        try:
+            self.session.start_recording(path, size, 30.0)
+        except Exception as exc:
+            self.message.setText(f"Cannot record: {exc}")
+            return
+        self.record_button.setText("Stop recording")
+
+    def show_help(self) -> None:
+        text = "\n".join(f"{key:12s} {what}" for key, what in SHORTCUTS)
+        box = QMessageBox(QMessageBox.Icon.Information, "Keyboard shortcuts", text, QMessageBox.StandardButton.Close, self)
+        box.setModal(False)
+        box.open()
+        self.help_box = box
+
+    # ----- refresh --------------------------------------------------------------------
+    def _tick(self) -> None:
+        self._apply_loaded()
+        packet = self.session.latest()
+        if packet is None or packet.output is None:
+            return
+        self.source_view.setPixmap(to_pixmap(landmarks_overlay(packet), PREVIEW))
+        cond = np.where(packet.eyes.any(-1, keepdims=True), packet.eyes, packet.nmfc)
+        self.cond_view.setPixmap(to_pixmap(cond, PREVIEW))
+        output = packet.output
+        fps = self.session.pipeline.stats.fps() if self.session.pipeline else 0.0
+        if self.overlay_check.isChecked():
+            import cv2
+
+            output = output.copy()
+            cv2.putText(output, f"{fps:4.1f} fps", (6, 18), cv2.FONT_HERSHEY_SIMPLEX, 0.5, (255, 255, 0), 1, cv2.LINE_AA)
+        self.output_view.setPixmap(to_pixmap(output, PREVIEW + 128))
+        self.fps_label.setText(f"{fps:.1f} fps")
+        medians = self.session.pipeline.stats.medians() if self.session.pipeline else {}
+        self.stage_label.setText(" ".join(f"{k} {v:.0f}ms" for k, v in medians.items() if k != "latency"))
+        source_status = self.session.source.status if self.session.source else ""
+        if "lost" in source_status:
+            self.face_label.setText(source_status)
+        elif packet.face_found:
+            self.face_label.setText("face found")
+        else:
+            self.face_label.setText("No face in view: holding the last pose, then easing to neutral")
+
+    def closeEvent(self, event) -> None:  # noqa: N802 (Qt's name)
+        self.timer.stop()
+        self.session.close()
+        self.settings.sync()
+        super().closeEvent(event)
+
+
+def fix_qt_plugin_path() -> None:
+    """OpenCV points Qt at its own plugins; PySide6 must use its own."""
+    for var in ("QT_QPA_PLATFORM_PLUGIN_PATH", "QT_QPA_FONTDIR"):
+        if "cv2" in os.environ.get(var, ""):
+            os.environ.pop(var)
+
+
+def run_gui(args) -> int:
+    fix_qt_plugin_path()
+    app = QApplication.instance() or QApplication([])
+    settings = QSettings("h2h", "live")
+    window = MainWindow(settings, Path(args.library) if args.library else None, args.engine)
+    if args.avatar:
+        window.refresh_avatars(select=args.avatar)
+    if args.source:
+        window.set_source(args.source)
+    elif window.source_combo.currentData() == str(SAMPLE_CLIP):
+        window.message.setText("No webcam found: driving from the bundled sample clip. Press Start (Space).")
+    window.resize(1280, 720)
+    window.show()
+    if args.start or args.source:
+        QTimer.singleShot(500, window.start_when_ready)
+    return app.exec()

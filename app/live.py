@@ -1,0 +1,127 @@
+"""`h2h live`: the desktop app, or the same pipeline headless (servers, scripts, tests)."""
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import threading
+import time
+from pathlib import Path
+
+import numpy as np
+
+from ..models.avatar import AvatarError
+from ..models.library import resolve_library
+from .session import AvatarEntry, LiveSession, available_avatars, load_avatar
+from .sinks import OUTPUT_SIZES, VirtualCameraError
+from .sources import FrameSource, list_cameras, open_source
+
+log = logging.getLogger(__name__)
+SAMPLE_CLIP = Path(__file__).resolve().parents[1] / "assets" / "sample_driver.mp4"
+
+
+def pick_avatar(entries: list[AvatarEntry], name: str | None) -> AvatarEntry:
+    """The named avatar, else the first bundled demo, else the first in the library."""
+    if not entries:
+        raise AvatarError("no avatars in the library and no bundled demo; run h2h prepare and h2h train first")
+    if name is None:
+        return next((e for e in entries if e.bundled), entries[0])
+    for entry in entries:
+        if entry.name == name:
+            return entry
+    raise AvatarError(f"no avatar '{name}'; available: {', '.join(e.name for e in entries)}")
+
+
+def default_source_spec() -> tuple[str, str]:
+    """(spec, note): the first webcam, else the bundled sample clip."""
+    cameras = list_cameras()
+    if cameras:
+        return str(cameras[0].index), f"driving from {cameras[0].label}"
+    return str(SAMPLE_CLIP), f"no webcam found; driving from the bundled sample clip {SAMPLE_CLIP.name}"
+
+
+def run_headless(args: argparse.Namespace) -> int:
+    """Run the live pipeline without a window and print a JSON summary."""
+    entry = pick_avatar(available_avatars(resolve_library(args.library)), args.avatar)
+    loaded = load_avatar(entry, args.engine)
+    print(f"avatar {entry.name}{' (bundled demo)' if entry.bundled else ''}: engine {loaded.engine.provider}, {loaded.engine.precision}")
+    spec, note = (args.source, None) if args.source else default_source_spec()
+    if note:
+        print(note)
+    camera = spec.isdigit()
+    # a file is read frame by frame (one output per source frame) unless --realtime
+    realtime = camera or args.realtime
+    source: FrameSource = open_source(spec, realtime=realtime, max_frames=args.frames, loop=bool(args.frames) and not args.record)
+    session = LiveSession(mode=args.mode)
+    session.set_avatar(loaded)
+    size = OUTPUT_SIZES[args.size]
+    if args.vcam:
+        try:
+            cam = session.open_vcam(size, source.fps)
+            print(f"virtual camera: {cam.backend} ({cam.device}), {size[0]}x{size[1]}")
+        except VirtualCameraError as exc:
+            print(f"virtual camera off: {exc}")
+    if args.record:
+        session.start_recording(Path(args.record), size if args.record_size_output else (256, 256), source.fps)
+    done = threading.Event()
+    delivered = [0]
+
+    def count(_packet) -> None:
+        delivered[0] += 1
+        if args.frames and delivered[0] >= args.frames:
+            done.set()
+
+    started = time.perf_counter()
+    session.start(source, realtime)
+    session.pipeline.sinks.append(count)
+    try:
+        while session.running and not done.is_set():
+            done.wait(0.2)
+    except KeyboardInterrupt:
+        print("stopping")
+    finally:
+        elapsed = time.perf_counter() - started
+        session.stop()
+        recorder = session.stop_recording()
+        session.close()
+    stats = session_stats(session, delivered[0], elapsed)
+    if recorder is not None:
+        stats["recorded"] = {"path": str(recorder.path), "frames": recorder.frames}
+    print(json.dumps(stats, indent=2))
+    return 0
+
+
+def session_stats(session: LiveSession, delivered: int, seconds: float) -> dict:
+    pipeline_stats = session.pipeline_stats
+    medians = {k: round(float(np.median(v)), 2) for k, v in pipeline_stats.all_ms.items()} if pipeline_stats else {}
+    return {
+        "frames": delivered,
+        "seconds": round(seconds, 2),
+        "fps": round(delivered / max(seconds, 1e-6), 2),
+        "dropped": session.dropped,
+        "stages_ms": medians,
+    }
+
+
+def add_live_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--headless", action="store_true", help="no window: run the pipeline and print a summary")
+    p.add_argument("--start", action="store_true", help="start driving as soon as the window opens")
+    p.add_argument("--avatar", help="avatar name (default: the last used, else the bundled demo)")
+    p.add_argument("--source", help="camera index (0, 1, ...) or a video file (default: first webcam, else the sample clip)")
+    p.add_argument("--mode", choices=("head", "face"), default="head")
+    p.add_argument("--engine", choices=("auto", "trt", "onnx", "torch"), default="auto")
+    p.add_argument("--vcam", action="store_true", help="send the avatar to a virtual camera")
+    p.add_argument("--record", metavar="OUT.mp4", help="record the avatar to an mp4")
+    p.add_argument("--record-size-output", action="store_true", help="record at --size instead of 256x256")
+    p.add_argument("--size", choices=tuple(OUTPUT_SIZES), default="1280x720", help="virtual camera size")
+    p.add_argument("--frames", type=int, help="stop after N frames")
+    p.add_argument("--realtime", action="store_true", help="pace a video file like a camera (frames may drop)")
+    p.add_argument("--library", metavar="DIR", help="avatar library folder")
+
+
+def cmd_live(args: argparse.Namespace) -> int:
+    if args.headless:
+        return run_headless(args)
+    from .gui.main_window import run_gui
+
+    return run_gui(args)

@@ -1,0 +1,191 @@
+"""A live session: the avatar, its engine, the source, the pipeline and the sinks. The GUI
+and headless mode both drive this; nothing here imports training code."""
+from __future__ import annotations
+
+import logging
+import threading
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from ..engines import Engine, engine_status
+from ..engines import load as load_engine
+from ..models.avatar import Avatar
+from ..models.geometry.face_model import load_face_model
+from ..models.geometry.retarget import RetargetOptions
+from ..models.library import list_avatars
+from .pipeline import FaceStage, GeneratorStage, Packet, Pipeline
+from .sinks import Recorder, VirtualCamera
+from .sources import FrameSource
+
+log = logging.getLogger(__name__)
+BUNDLED = Path(__file__).resolve().parents[1] / "assets" / "demo"
+
+
+@dataclass(frozen=True)
+class AvatarEntry:
+    name: str
+    path: Path
+    frames: int
+    engine: str  # TensorRT / ONNX / PyTorch / none
+    bundled: bool
+
+    @property
+    def thumbnail(self) -> Path:
+        return self.path / "thumbnail.png"
+
+
+def available_avatars(library: Path) -> list[AvatarEntry]:
+    """The library's avatars, then the bundled demo avatars not shadowed by a library one."""
+    entries = []
+    for folder, names, bundled in ((library, list_avatars(library), False), (BUNDLED, list_avatars(BUNDLED), True)):
+        for name in names:
+            if bundled and any(e.name == name for e in entries):
+                continue
+            try:
+                avatar = Avatar.open_path(folder / name)
+            except Exception as exc:  # a damaged folder must not hide the others
+                log.warning("skipping %s: %s", folder / name, exc)
+                continue
+            entries.append(AvatarEntry(name, avatar.path, avatar.manifest["counts"]["frames"], engine_status(avatar.path), bundled))
+    return entries
+
+
+@dataclass
+class LoadedAvatar:
+    avatar: Avatar
+    engine: Engine
+
+
+def load_avatar(entry: AvatarEntry, engine: str = "auto") -> LoadedAvatar:
+    avatar = Avatar.open_path(entry.path)
+    return LoadedAvatar(avatar, load_engine(avatar.path, engine))
+
+
+class LiveSession:
+    """Runs the pipeline for one avatar and source; avatars switch without stopping."""
+
+    def __init__(self, mode: str = "head", options: RetargetOptions | None = None) -> None:
+        self.model = load_face_model()
+        self.mode = mode
+        self.options = options or RetargetOptions(smoothing=0.3)
+        self.current: LoadedAvatar | None = None
+        self.pipeline: Pipeline | None = None
+        self.source: FrameSource | None = None
+        self.face: FaceStage | None = None
+        self.vcam: VirtualCamera | None = None
+        self.recorder: Recorder | None = None
+        self._latest: Packet | None = None
+        self._lock = threading.Lock()
+        self.pipeline_stats = None
+        self.dropped = 0
+
+    # ----- avatar ---------------------------------------------------------------------
+    def set_avatar(self, loaded: LoadedAvatar) -> None:
+        """Use this avatar from the next frame on (safe while running)."""
+        self.current = loaded
+        if self.pipeline is not None:
+            self.face.set_target(loaded.avatar.subject, self._poses(loaded), self.mode)
+            self.pipeline.generator = GeneratorStage(loaded.engine, loaded.avatar.resolution)
+
+    def set_mode(self, mode: str) -> None:
+        self.mode = mode
+        if self.face is not None and self.current is not None:
+            self.face.set_target(self.current.avatar.subject, self._poses(self.current), mode)
+
+    @staticmethod
+    def _poses(loaded: LoadedAvatar):
+        return loaded.avatar.poses(loaded.avatar.split_indices("train"))
+
+    # ----- running --------------------------------------------------------------------
+    def start(self, source: FrameSource, realtime: bool = True) -> None:
+        if self.current is None:
+            raise RuntimeError("pick an avatar first")
+        self.stop()
+        avatar = self.current.avatar
+        self.source = source
+        self.face = FaceStage(self.model, avatar.subject, self.mode, self._poses(self.current), self.options)
+        generator = GeneratorStage(self.current.engine, avatar.resolution)
+        self.pipeline = Pipeline(iter(source), self.face, generator, [self._deliver], realtime).start()
+
+    def stop(self) -> None:
+        if self.pipeline is not None:
+            if self.source is not None:
+                self.source.stop()
+            self.pipeline.stop()
+            self.pipeline.join(5.0)
+            self.pipeline_stats, self.dropped = self.pipeline.stats, self.pipeline.dropped
+            self.pipeline = None
+
+    def wait(self) -> None:
+        if self.pipeline is not None:
+            self.pipeline.wait()
+
+    @property
+    def running(self) -> bool:
+        return self.pipeline is not None and any(t.is_alive() for t in self.pipeline._threads)
+
+    def recalibrate(self) -> None:
+        if self.face is not None:
+            self.face.recalibrate()
+
+    # ----- sinks ----------------------------------------------------------------------
+    def _deliver(self, packet: Packet) -> None:
+        with self._lock:
+            self._latest = packet
+            vcam, recorder = self.vcam, self.recorder
+        if vcam is not None:
+            vcam.send(packet.output)
+        if recorder is not None:
+            recorder.send(packet.output)
+
+    def latest(self) -> Packet | None:
+        with self._lock:
+            return self._latest
+
+    def open_vcam(self, size: tuple[int, int], fps: float = 30.0, backend: str | None = None) -> VirtualCamera:
+        cam = VirtualCamera(size, fps, backend)
+        with self._lock:
+            old, self.vcam = self.vcam, cam
+        if old is not None:
+            old.close()
+        return cam
+
+    def close_vcam(self) -> None:
+        with self._lock:
+            cam, self.vcam = self.vcam, None
+        if cam is not None:
+            cam.close()
+
+    def start_recording(self, path: Path, size: tuple[int, int], fps: float) -> Recorder:
+        recorder = Recorder(path, size, fps)
+        with self._lock:
+            old, self.recorder = self.recorder, recorder
+        if old is not None:
+            old.close()
+        return recorder
+
+    def stop_recording(self) -> Recorder | None:
+        with self._lock:
+            recorder, self.recorder = self.recorder, None
+        if recorder is not None:
+            recorder.close()
+        return recorder
+
+    def close(self) -> None:
+        self.stop()
+        self.close_vcam()
+        self.stop_recording()
+
+
+def landmarks_overlay(packet: Packet) -> np.ndarray:
+    """The source frame with the tracked landmarks drawn (preview)."""
+    import cv2
+
+    frame = packet.source.copy()
+    if packet.landmarks is not None:
+        scale = max(1, frame.shape[0] // 256)
+        for x, y in packet.landmarks[:, :2].astype(int):
+            cv2.circle(frame, (x, y), scale, (0, 255, 0), -1)
+    return frame

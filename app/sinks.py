@@ -1,0 +1,80 @@
+"""Output sinks: sizing, the virtual camera (pyvirtualcam) and the mp4 recorder."""
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import cv2
+import numpy as np
+
+from ..models.video import VideoWriter
+
+OUTPUT_SIZES: dict[str, tuple[int, int]] = {
+    "1280x720": (1280, 720),
+    "640x480": (640, 480),
+    "512x512": (512, 512),
+    "256x256": (256, 256),
+}
+
+
+class VirtualCameraError(Exception):
+    """No virtual camera could be opened; the message says how to get one."""
+
+
+def how_to_get_a_virtual_camera() -> str:
+    if sys.platform.startswith("linux"):
+        return ("install v4l2loopback and load it: sudo apt install v4l2loopback-dkms && "
+                "sudo modprobe v4l2loopback devices=1 exclusive_caps=1 card_label=h2h")
+    return "install OBS Studio (obsproject.com) and start its Virtual Camera once, then stop it"
+
+
+def fit_output(frame: np.ndarray, size: tuple[int, int]) -> np.ndarray:
+    """Scale the square avatar frame into width x height, letterboxed on black."""
+    width, height = size
+    side = min(width, height)
+    scaled = cv2.resize(frame, (side, side), interpolation=cv2.INTER_CUBIC if side > frame.shape[0] else cv2.INTER_AREA)
+    if (width, height) == (side, side):
+        return scaled
+    out = np.zeros((height, width, 3), np.uint8)
+    y, x = (height - side) // 2, (width - side) // 2
+    out[y : y + side, x : x + side] = scaled
+    return out
+
+
+class VirtualCamera:
+    """pyvirtualcam camera of a fixed size; `backend` and `device` name what is in use."""
+
+    def __init__(self, size: tuple[int, int], fps: float = 30.0, backend: str | None = None) -> None:
+        import pyvirtualcam
+
+        self.size = size
+        try:
+            self._cam = pyvirtualcam.Camera(width=size[0], height=size[1], fps=fps, backend=backend)
+        except Exception as exc:  # pyvirtualcam raises RuntimeError listing every backend's failure
+            raise VirtualCameraError(f"no virtual camera available ({str(exc).splitlines()[0]}); {how_to_get_a_virtual_camera()}") from exc
+        self.backend, self.device = self._cam.backend, self._cam.device
+
+    def send(self, frame: np.ndarray) -> None:
+        self._cam.send(np.ascontiguousarray(fit_output(frame, self.size)))
+
+    def close(self) -> None:
+        self._cam.close()
+
+
+class Recorder:
+    """mp4 of the avatar output at a fixed size."""
+
+    def __init__(self, path: str | Path, size: tuple[int, int], fps: float) -> None:
+        self.size = size
+        self.path = Path(path)
+        self._writer = VideoWriter(self.path, fps, size)
+
+    @property
+    def frames(self) -> int:
+        return self._writer.frames
+
+    def send(self, frame: np.ndarray) -> None:
+        self._writer.write(fit_output(frame, self.size))
+
+    def close(self) -> None:
+        self._writer.close()
