@@ -51,7 +51,8 @@ class VirtualCamera:
         try:
             self._cam = pyvirtualcam.Camera(width=size[0], height=size[1], fps=fps, backend=backend)
         except Exception as exc:  # pyvirtualcam raises RuntimeError listing every backend's failure
-            raise VirtualCameraError(f"no virtual camera available ({str(exc).splitlines()[0]}); {how_to_get_a_virtual_camera()}") from exc
+            first = (str(exc).splitlines() or ["no backend installed"])[0]
+            raise VirtualCameraError(f"no virtual camera available ({first}); {how_to_get_a_virtual_camera()}") from exc
         self.backend, self.device = self._cam.backend, self._cam.device
 
     def send(self, frame: np.ndarray) -> None:

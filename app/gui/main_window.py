@@ -68,6 +68,7 @@ class MainWindow(QMainWindow):
         self._loads: queue.Queue = queue.Queue()
         self._loading: str | None = None
         self._start_pending = False
+        self._restoring = False
         self.setWindowTitle("h2h live")
         self._build()
         self._restore_controls()
@@ -386,6 +387,8 @@ class MainWindow(QMainWindow):
         )
 
     def _controls_changed(self) -> None:
+        if self._restoring:
+            return
         options = self._options()
         self.session.options = options
         if self.session.face is not None:
@@ -403,6 +406,14 @@ class MainWindow(QMainWindow):
             self.settings.setValue(f"controls/{key}", value)
 
     def _restore_controls(self) -> None:
+        self._restoring = True
+        try:
+            self._restore_values()
+        finally:
+            self._restoring = False
+        self._controls_changed()
+
+    def _restore_values(self) -> None:
         s = self.settings
         as_bool = lambda v: str(v).lower() in ("true", "1")
         self.lock_check.setChecked(as_bool(s.value("controls/lock", False)))

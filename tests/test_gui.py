@@ -1,0 +1,194 @@
+"""The live window, offscreen: avatars, previews, virtual camera, switching, settings, messages."""
+import shutil
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+pytest.importorskip("PySide6")
+import pyvirtualcam  # noqa: E402
+from PySide6.QtCore import QSettings  # noqa: E402
+from PySide6.QtWidgets import QApplication  # noqa: E402
+
+from h2h.app.gui.main_window import MainWindow, fix_qt_plugin_path  # noqa: E402
+from h2h.app.sinks import OUTPUT_SIZES  # noqa: E402
+from h2h.models.avatar import Avatar  # noqa: E402
+from h2h.models.train import RunOptions, Trainer, train_config  # noqa: E402
+from h2h.models.video import VideoWriter  # noqa: E402
+
+SCREENSHOTS = Path(__file__).resolve().parents[1] / "test-output"
+
+
+class RecordingCamera:
+    """A pyvirtualcam backend that keeps what it is sent."""
+
+    frames: list = []
+
+    def __init__(self, *, width, height, fps, fourcc, device, **kw):
+        self.width, self.height = width, height
+
+    def send(self, frame):
+        RecordingCamera.frames.append(frame.reshape(self.height, self.width, 3).copy())
+
+    def close(self):
+        pass
+
+    def device(self):
+        return "recording-test-camera"
+
+    def native_fourcc(self):
+        return None
+
+
+@pytest.fixture(scope="module")
+def app():
+    fix_qt_plugin_path()
+    return QApplication.instance() or QApplication([])
+
+
+@pytest.fixture(scope="module")
+def library(prepared, tmp_path_factory):
+    """Two trained, exported tiny avatars in a library of their own."""
+    from h2h.export.onnx_export import export_avatar
+
+    source_library, _ = prepared
+    library = tmp_path_factory.mktemp("gui-library")
+    shutil.copytree(source_library / "sample", library / "alice", ignore=shutil.ignore_patterns("checkpoints", "engines"))
+    for name in ("alice", "bob"):
+        if name == "bob":
+            shutil.copytree(library / "alice", library / "bob")
+        manifest = (library / name / "avatar.json").read_text().replace('"name": "sample"', f'"name": "{name}"').replace('"name": "alice"', f'"name": "{name}"')
+        (library / name / "avatar.json").write_text(manifest)
+        avatar = Avatar.open(library, name)
+        Trainer(avatar, train_config("tiny", seed=len(name)), RunOptions(max_steps=1, progress=False)).run()
+        export_avatar(avatar)
+    return library
+
+
+def _settings(tmp_path) -> QSettings:
+    return QSettings(str(tmp_path / "settings.ini"), QSettings.Format.IniFormat)
+
+
+def _wait(app, condition, seconds=20.0) -> bool:
+    end = time.time() + seconds
+    while time.time() < end:
+        app.processEvents()
+        if condition():
+            return True
+        time.sleep(0.01)
+    return False
+
+
+def _window(app, library, settings, source) -> MainWindow:
+    window = MainWindow(settings, library)
+    window.resize(1280, 720)
+    window.show()
+    window.set_source(str(source))
+    return window
+
+
+def test_window_drives_avatars_into_a_virtual_camera(app, library, short_clip, tmp_path, monkeypatch):
+    monkeypatch.setitem(pyvirtualcam.camera.BACKENDS, "recording", RecordingCamera)
+    RecordingCamera.frames = []
+    window = _window(app, library, _settings(tmp_path), short_clip)
+    try:
+        assert [e.name for e in window.entries][:2] == ["alice", "bob"]
+        assert window.avatar_list.count() >= 2 and "ONNX" in window.avatar_list.item(0).text()
+        window.size_combo.setCurrentText("512x512")
+        window.start_when_ready()
+        assert _wait(app, lambda: window.session.latest() is not None), window.message.text()
+        assert _wait(app, lambda: not window.output_view.pixmap().isNull())
+        assert not window.source_view.pixmap().isNull() and not window.cond_view.pixmap().isNull()
+        window.vcam_check.setChecked(True)
+        assert "recording" in window.vcam_label.text()
+        assert _wait(app, lambda: len(RecordingCamera.frames) >= 3)
+        assert RecordingCamera.frames[-1].shape == (*OUTPUT_SIZES["512x512"][::-1], 3)
+        assert "fps" in window.fps_label.text() and "ONNX Runtime" in window.engine_label.text()
+
+        window.avatar_list.setCurrentRow(1)  # switch mid-stream
+        assert _wait(app, lambda: window.session.current.avatar.name == "bob")
+        sent = len(RecordingCamera.frames)
+        assert _wait(app, lambda: len(RecordingCamera.frames) > sent + 3)  # frames keep flowing
+        assert window.session.running
+        SCREENSHOTS.mkdir(exist_ok=True)
+        assert window.grab().save(str(SCREENSHOTS / "live_window.png"))
+    finally:
+        window.close()
+
+
+def test_no_virtual_camera_says_how_to_get_one_and_keeps_previewing(app, library, short_clip, tmp_path, monkeypatch):
+    monkeypatch.setattr(pyvirtualcam.camera, "BACKENDS", {"v4l2loopback": pyvirtualcam.camera.BACKENDS.get("v4l2loopback", RecordingCamera)})
+    if pyvirtualcam.camera.BACKENDS["v4l2loopback"] is RecordingCamera:
+        pytest.skip("no native backend to fail")
+    window = _window(app, library, _settings(tmp_path), short_clip)
+    try:
+        window.start_when_ready()
+        assert _wait(app, lambda: window.session.latest() is not None)
+        window.vcam_check.setChecked(True)
+        text = window.vcam_label.text()
+        assert "unavailable" in text and ("v4l2loopback" in text or "OBS" in text)
+        assert not window.vcam_check.isChecked() and window.session.running
+    finally:
+        window.close()
+
+
+def test_no_face_in_view_is_shown(app, library, tmp_path):
+    blank = tmp_path / "blank.mp4"
+    with VideoWriter(blank, 30.0, (256, 256)) as writer:
+        for _ in range(30):
+            writer.write(np.full((256, 256, 3), 90, np.uint8))
+    window = _window(app, library, _settings(tmp_path), blank)
+    try:
+        window.start_when_ready()
+        assert _wait(app, lambda: "No face" in window.face_label.text()), window.face_label.text()
+    finally:
+        window.close()
+
+
+def test_settings_survive_a_restart(app, library, short_clip, tmp_path):
+    window = _window(app, library, _settings(tmp_path), short_clip)
+    assert _wait(app, lambda: window.session.current is not None)
+    window.avatar_list.setCurrentRow(1)
+    assert _wait(app, lambda: window.session.current.avatar.name == "bob")
+    window.expression.setValue(150)
+    window.yaw.setValue(-12)
+    window.gaze_check.setChecked(True)
+    window.mode_combo.setCurrentText("face")
+    window.size_combo.setCurrentText("640x480")
+    window.close()
+    again = _window(app, library, _settings(tmp_path), short_clip)
+    try:
+        assert again.expression.value() == 150 and again.yaw.value() == -12 and again.gaze_check.isChecked()
+        assert again.mode_combo.currentText() == "face" and again.size_combo.currentText() == "640x480"
+        assert again.avatar_list.currentRow() == 1
+        assert again.source_combo.currentData() == str(short_clip)
+    finally:
+        again.close()
+
+
+def test_headless_records_one_frame_per_source_frame(library, short_clip, tmp_path, capsys):
+    import json
+
+    from h2h.app.cli import main
+    from h2h.models.video import read_frames
+
+    out = tmp_path / "live.mp4"
+    argv = ["live", "--headless", "--avatar", "bob", "--source", str(short_clip), "--record", str(out)]
+    assert main([*argv, "--library", str(library)]) == 0
+    printed = capsys.readouterr().out
+    summary = json.loads(printed[printed.index("{"):])
+    source_frames = len(list(read_frames(short_clip)))
+    assert summary["frames"] == source_frames and summary["recorded"]["frames"] == source_frames
+    assert len(list(read_frames(out))) == source_frames
+    assert "engine ONNX Runtime" in printed and summary["fps"] > 0
+
+
+def test_headless_without_a_virtual_camera_keeps_running(library, short_clip, capsys, monkeypatch):
+    from h2h.app.cli import main
+
+    monkeypatch.setattr(pyvirtualcam.camera, "BACKENDS", {})
+    argv = ["live", "--headless", "--avatar", "alice", "--source", str(short_clip), "--vcam", "--frames", "10"]
+    assert main([*argv, "--library", str(library)]) == 0
+    out = capsys.readouterr().out
+    assert "virtual camera off" in out and '"frames": 10' in out
