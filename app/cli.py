@@ -14,7 +14,6 @@ from ..models.library import LIBRARY_ENV, LibraryError, resolve_library
 from ..models.video import VideoError
 
 USER_ERRORS = (AvatarError, CheckpointError, EngineError, LibraryError, VideoError, OSError)
-DEFAULT_COMMAND = "live"
 
 
 def _library_arg(parser: argparse.ArgumentParser) -> None:
@@ -114,6 +113,15 @@ def cmd_export(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_package(args: argparse.Namespace) -> int:
+    from ..export.package import folder_size, package_live
+    from ..models.avatar import Avatar
+
+    path = package_live(Avatar.open(resolve_library(args.library), args.name), Path(args.out), args.overwrite)
+    print(f"packaged {path} ({folder_size(path) / 1e6:.1f} MB, live only: no frames or training state)")
+    return 0
+
+
 def cmd_bench(args: argparse.Namespace) -> int:
     from .bench import run_bench
 
@@ -186,6 +194,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--run", default="main", help="which training run to export (default: main)")
     _library_arg(p)
     p.set_defaults(func=cmd_export)
+
+    p = sub.add_parser("package", help="copy what the live app needs of an avatar (to share or ship it)")
+    p.add_argument("name", help="avatar name in the library")
+    p.add_argument("--out", required=True, help="folder to write <name>/ into")
+    p.add_argument("--overwrite", action="store_true")
+    _library_arg(p)
+    p.set_defaults(func=cmd_package)
 
     p = sub.add_parser("live", help="the live app: drive an avatar from a webcam into a virtual camera")
     from .live import add_live_arguments, cmd_live
