@@ -95,7 +95,7 @@ def threaded(source: Path, target: Subject, generator: GeneratorStage | None, fr
     face = FaceStage(model, target, mode, target_poses)
     if generator is not None:
         generator.reset()
-    pipeline = Pipeline(read_frames(source, frames), face, generator, sinks=[], realtime=False)
+    pipeline = Pipeline(read_frames(source, frames), face, generator, sinks=[], realtime=False, keep_all_timings=True)
     started = time.perf_counter()
     pipeline.start().wait()
     return pipeline.stats.delivered, time.perf_counter() - started, pipeline.stats.medians()

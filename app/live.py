@@ -4,6 +4,7 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import sys
 import threading
 import time
 from pathlib import Path
@@ -62,7 +63,8 @@ def run_headless(args: argparse.Namespace) -> int:
         except VirtualCameraError as exc:
             print(f"virtual camera off: {exc}")
     if args.record:
-        session.start_recording(Path(args.record), size if args.record_size_output else (256, 256), source.fps)
+        record_size = size if args.record_size_output else (256, 256)
+        session.start_recording(Path(args.record), record_size, source.fps, paced=realtime)
     done = threading.Event()
     delivered = [0]
 
@@ -72,8 +74,7 @@ def run_headless(args: argparse.Namespace) -> int:
             done.set()
 
     started = time.perf_counter()
-    session.start(source, realtime)
-    session.pipeline.sinks.append(count)
+    session.start(source, realtime, extra_sinks=[count], keep_all_timings=True)
     try:
         while session.running and not done.is_set():
             done.wait(0.2)
@@ -88,6 +89,9 @@ def run_headless(args: argparse.Namespace) -> int:
     if recorder is not None:
         stats["recorded"] = {"path": str(recorder.path), "frames": recorder.frames}
     print(json.dumps(stats, indent=2))
+    if session.error is not None:
+        print(f"h2h live: error: the pipeline stopped: {session.error}", file=sys.stderr)
+        return 1
     return 0
 
 

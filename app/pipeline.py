@@ -88,18 +88,20 @@ class LatestQueue:
 class StageStats:
     """Rolling per-stage milliseconds and output frame rate."""
 
-    def __init__(self, window: int = 120) -> None:
+    def __init__(self, window: int = 120, keep_all: bool = False) -> None:
         self._ms: dict[str, deque] = defaultdict(lambda: deque(maxlen=window))
         self._out: deque = deque(maxlen=window)
         self._lock = threading.Lock()
         self.delivered = 0
+        self.keep_all = keep_all  # every timing, for bench and headless summaries (bounded runs)
         self.all_ms: dict[str, list[float]] = defaultdict(list)
 
     def add(self, timings: dict[str, float]) -> None:
         with self._lock:
             for k, v in timings.items():
                 self._ms[k].append(v)
-                self.all_ms[k].append(v)
+                if self.keep_all:
+                    self.all_ms[k].append(v)
 
     def delivered_frame(self) -> None:
         with self._lock:
@@ -131,6 +133,7 @@ class FaceStage:
         self._last: Retargeted | None = None
         self._lost_since: float | None = None
         self._pending: tuple | None = None
+        self._recalibrate = False
 
     @property
     def options(self) -> RetargetOptions:
@@ -141,6 +144,10 @@ class FaceStage:
         self._pending = (target, target_poses, mode or self.retargeter.mode)
 
     def _apply_pending(self) -> None:
+        if self._recalibrate:
+            self._recalibrate = False
+            self.calibration.reset()
+            self.retargeter.reset()
         pending, self._pending = self._pending, None
         if pending is not None:
             target, poses, mode = pending
@@ -149,9 +156,9 @@ class FaceStage:
             self._last = None
 
     def recalibrate(self) -> None:
-        """Take the source's neutral face and camera statistics from the coming frames."""
-        self.calibration.reset()
-        self.retargeter.reset()
+        """Take the source's neutral face and camera statistics from the coming frames
+        (applied on the face thread before the next frame)."""
+        self._recalibrate = True
 
     def process(self, packet: Packet) -> Packet:
         self._apply_pending()
@@ -238,12 +245,12 @@ class Pipeline:
     """capture -> face -> generator -> sinks on three threads."""
 
     def __init__(self, frames: Iterator[np.ndarray], face: FaceStage, generator: GeneratorStage | None,
-                 sinks: list[Sink], realtime: bool = True) -> None:
+                 sinks: list[Sink], realtime: bool = True, keep_all_timings: bool = False) -> None:
         self.frames, self.face, self.generator = frames, face, generator
         self.sinks = list(sinks)
         self.realtime = realtime
         self.to_face, self.to_generator = LatestQueue(realtime), LatestQueue(realtime)
-        self.stats = StageStats()
+        self.stats = StageStats(keep_all=keep_all_timings)
         self.captured = 0
         self.error: BaseException | None = None
         self._stop = threading.Event()
@@ -269,7 +276,7 @@ class Pipeline:
             except BaseException as exc:  # surfaced to the caller through .error
                 log.exception("pipeline thread failed")
                 self.error = exc
-                self._stop.set()
+                self.stop()
         return run
 
     def _capture(self) -> None:

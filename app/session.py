@@ -78,8 +78,10 @@ class LiveSession:
         self.recorder: Recorder | None = None
         self._latest: Packet | None = None
         self._lock = threading.Lock()
+        self._sink_lock = threading.Lock()  # held while a sink sends or closes
         self.pipeline_stats = None
         self.dropped = 0
+        self._error: BaseException | None = None
 
     # ----- avatar ---------------------------------------------------------------------
     def set_avatar(self, loaded: LoadedAvatar) -> None:
@@ -99,7 +101,8 @@ class LiveSession:
         return loaded.avatar.poses(loaded.avatar.split_indices("train"))
 
     # ----- running --------------------------------------------------------------------
-    def start(self, source: FrameSource, realtime: bool = True) -> None:
+    def start(self, source: FrameSource, realtime: bool = True, extra_sinks: list | None = None,
+              keep_all_timings: bool = False) -> None:
         if self.current is None:
             raise RuntimeError("pick an avatar first")
         self.stop()
@@ -107,7 +110,8 @@ class LiveSession:
         self.source = source
         self.face = FaceStage(self.model, avatar.subject, self.mode, self._poses(self.current), self.options)
         generator = GeneratorStage(self.current.engine, avatar.resolution)
-        self.pipeline = Pipeline(iter(source), self.face, generator, [self._deliver], realtime).start()
+        sinks = [self._deliver, *(extra_sinks or [])]
+        self.pipeline = Pipeline(iter(source), self.face, generator, sinks, realtime, keep_all_timings).start()
 
     def stop(self) -> None:
         if self.pipeline is not None:
@@ -116,6 +120,7 @@ class LiveSession:
             self.pipeline.stop()
             self.pipeline.join(5.0)
             self.pipeline_stats, self.dropped = self.pipeline.stats, self.pipeline.dropped
+            self._error = self.pipeline.error
             self.pipeline = None
 
     def wait(self) -> None:
@@ -134,44 +139,48 @@ class LiveSession:
     def _deliver(self, packet: Packet) -> None:
         with self._lock:
             self._latest = packet
-            vcam, recorder = self.vcam, self.recorder
-        if vcam is not None:
-            vcam.send(packet.output)
-        if recorder is not None:
-            recorder.send(packet.output)
+        with self._sink_lock:
+            if self.vcam is not None:
+                self.vcam.send(packet.output)
+            if self.recorder is not None:
+                self.recorder.send(packet.output, packet.captured)
 
     def latest(self) -> Packet | None:
         with self._lock:
             return self._latest
 
     def open_vcam(self, size: tuple[int, int], fps: float = 30.0, backend: str | None = None) -> VirtualCamera:
+        """Replace the virtual camera (the old one is released first: devices are exclusive)."""
+        self.close_vcam()
         cam = VirtualCamera(size, fps, backend)
-        with self._lock:
-            old, self.vcam = self.vcam, cam
-        if old is not None:
-            old.close()
+        with self._sink_lock:
+            self.vcam = cam
         return cam
 
     def close_vcam(self) -> None:
-        with self._lock:
+        with self._sink_lock:
             cam, self.vcam = self.vcam, None
-        if cam is not None:
-            cam.close()
+            if cam is not None:
+                cam.close()
 
-    def start_recording(self, path: Path, size: tuple[int, int], fps: float) -> Recorder:
-        recorder = Recorder(path, size, fps)
-        with self._lock:
-            old, self.recorder = self.recorder, recorder
-        if old is not None:
-            old.close()
+    def start_recording(self, path: Path, size: tuple[int, int], fps: float, paced: bool = True) -> Recorder:
+        """Record the output; `paced` keeps real time (frames repeat or skip to hold fps)."""
+        self.stop_recording()
+        recorder = Recorder(path, size, fps, paced)
+        with self._sink_lock:
+            self.recorder = recorder
         return recorder
 
     def stop_recording(self) -> Recorder | None:
-        with self._lock:
+        with self._sink_lock:
             recorder, self.recorder = self.recorder, None
-        if recorder is not None:
-            recorder.close()
+            if recorder is not None:
+                recorder.close()
         return recorder
+
+    @property
+    def error(self) -> BaseException | None:
+        return self.pipeline.error if self.pipeline is not None else self._error
 
     def close(self) -> None:
         self.stop()

@@ -63,19 +63,35 @@ class VirtualCamera:
 
 
 class Recorder:
-    """mp4 of the avatar output at a fixed size."""
+    """mp4 of the avatar output at a fixed size.
 
-    def __init__(self, path: str | Path, size: tuple[int, int], fps: float) -> None:
-        self.size = size
+    paced: live output arrives at a varying rate, so each frame is written as often as the
+    wall clock says (repeated when the pipeline is slower than `fps`, skipped when faster)
+    and the file plays in real time. Unpaced: one written frame per frame sent.
+    """
+
+    def __init__(self, path: str | Path, size: tuple[int, int], fps: float, paced: bool = False) -> None:
+        self.size, self.fps, self.paced = size, fps, paced
         self.path = Path(path)
+        self.sent = 0
         self._writer = VideoWriter(self.path, fps, size)
+        self._start: float | None = None
 
     @property
     def frames(self) -> int:
         return self._writer.frames
 
-    def send(self, frame: np.ndarray) -> None:
-        self._writer.write(fit_output(frame, self.size))
+    def send(self, frame: np.ndarray, timestamp: float | None = None) -> None:
+        self.sent += 1
+        image = fit_output(frame, self.size)
+        if not self.paced or timestamp is None:
+            self._writer.write(image)
+            return
+        if self._start is None:
+            self._start = timestamp
+        due = int((timestamp - self._start) * self.fps) + 1
+        for _ in range(min(due - self._writer.frames, int(self.fps))):
+            self._writer.write(image)
 
     def close(self) -> None:
         self._writer.close()

@@ -84,12 +84,16 @@ def export_avatar(avatar: Avatar, run: str = "main") -> ExportResult:
     engines = avatar.path / "engines"
     engines.mkdir(exist_ok=True)
     out = engines / ONNX_FILE
-    export_onnx(reference.generator, out)
+    candidate = engines / f".{ONNX_FILE}.candidate"
+    export_onnx(reference.generator, candidate)
     frames = conditioning_frames(avatar, PARITY_FRAMES)
-    error = parity(reference, OnnxEngine(out, reference.sequential, providers=["CPUExecutionProvider"]), frames)
-    if error > FP32_TOLERANCE:
-        out.unlink(missing_ok=True)
-        raise EngineError(f"ONNX export differs from PyTorch by {error:.2e} (> {FP32_TOLERANCE:g}); not saved")
+    try:
+        error = parity(reference, OnnxEngine(candidate, reference.sequential, providers=["CPUExecutionProvider"]), frames)
+        if error > FP32_TOLERANCE:
+            raise EngineError(f"ONNX export differs from PyTorch by {error:.2e} (> {FP32_TOLERANCE:g}); the previous engine is kept")
+        candidate.replace(out)  # only a checked export replaces the engine in use
+    finally:
+        candidate.unlink(missing_ok=True)
     meta = {
         "run": run,
         "preset": reference.meta.get("preset"),

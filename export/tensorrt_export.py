@@ -36,6 +36,8 @@ def export_tensorrt(avatar: Avatar, fp16: bool = True, sequential: bool = True) 
     reference = OnnxEngine(onnx, sequential, providers=["CPUExecutionProvider"])
     error = parity(reference, engine, conditioning_frames(avatar, PARITY_FRAMES))
     tolerance = FP16_TOLERANCE if fp16 else 1e-3
+    plan = engine_path(onnx.parent, key)
     if error > tolerance:
-        raise EngineError(f"TensorRT engine differs from ONNX Runtime by {error:.3g} (> {tolerance:g})")
-    return TensorRTResult(engine_path(onnx.parent, key), error, removed)
+        plan.unlink(missing_ok=True)  # never leave a failed engine for load() to pick up
+        raise EngineError(f"TensorRT engine differs from ONNX Runtime by {error:.3g} (> {tolerance:g}); removed it")
+    return TensorRTResult(plan, error, removed)

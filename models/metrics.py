@@ -47,6 +47,11 @@ def laplacian_variance(image: np.ndarray, mask: np.ndarray) -> float:
     return float(lap[mask].var()) if mask.sum() > 1 else float("nan")
 
 
+def _ratio(a: float, b: float) -> float:
+    """a / b, NaN when b is not a usable reference (empty mask, flat image)."""
+    return a / b if np.isfinite(b) and b > 1e-6 else float("nan")
+
+
 def rotation_degrees(a: np.ndarray, b: np.ndarray) -> float:
     cos = (np.trace(a.T @ b) - 1) / 2
     return float(np.degrees(np.arccos(np.clip(cos, -1.0, 1.0))))
@@ -86,7 +91,7 @@ def frame_metrics(
         "masked_apd": apd(generated, real, face_mask),
         "mouth_apd": apd(generated[rows, cols], real[rows, cols]),
         "psnr": psnr(generated, real),
-        "sharpness": laplacian_variance(generated, face_mask) / max(laplacian_variance(real, face_mask), 1e-6),
+        "sharpness": _ratio(laplacian_variance(generated, face_mask), laplacian_variance(real, face_mask)),
     }
     gen, ref = measured
     if gen is not None and ref is not None:
@@ -103,7 +108,7 @@ def summarise(rows: list[dict[str, float]]) -> dict[str, float]:
     for key in keys:
         values = [r[key] for r in rows if key in r and np.isfinite(r[key])]
         out[key] = float(np.mean(values)) if values else float("nan")
-    out["sharpness"] = float(np.median([r["sharpness"] for r in rows]))
+    out["sharpness"] = float(np.nanmedian([r["sharpness"] for r in rows]))
     out["face_found"] = float(np.mean(["aeld" in r for r in rows]))
     out["frames"] = len(rows)
     return out

@@ -125,6 +125,11 @@ class Distributed:
     def __init__(self, device: str) -> None:
         self.world = int(os.environ.get("WORLD_SIZE", "1"))
         self.rank = int(os.environ.get("RANK", "0"))
+        self.device = torch.device("cpu")
+        if device.startswith("cuda") and self.world > 1:
+            local = int(os.environ.get("LOCAL_RANK", "0"))
+            torch.cuda.set_device(local)  # one GPU per process
+            self.device = torch.device("cuda", local)
         if self.world > 1 and not dist.is_initialized():
             dist.init_process_group("nccl" if device.startswith("cuda") else "gloo")
 
@@ -149,11 +154,15 @@ class Distributed:
 
     def agree(self, flag: bool) -> bool:
         """True when any process says True (so all stop together)."""
+        return self.maximum(1.0 if flag else 0.0) > 0
+
+    def maximum(self, value: float) -> float:
+        """The largest value over processes (keeps time-based schedules in step)."""
         if self.world == 1:
-            return flag
-        t = torch.tensor([1.0 if flag else 0.0])
-        dist.all_reduce(t)
-        return bool(t.item() > 0)
+            return value
+        t = torch.tensor([value], dtype=torch.float64, device=self.device)
+        dist.all_reduce(t, op=dist.ReduceOp.MAX)
+        return float(t.item())
 
 
 def resolve_device(device: str) -> torch.device:
@@ -169,6 +178,8 @@ class Trainer:
         self.avatar, self.config, self.options = avatar, config, options
         self.device = resolve_device(options.device)
         self.world = Distributed(options.device)
+        if self.world.device.type == "cuda":
+            self.device = self.world.device
         self.folder = avatar.path / "checkpoints" / options.run
         torch.manual_seed(config.seed)
         self.generator = SequentialGenerator(generator_config(config.preset)).to(self.device)
@@ -433,7 +444,7 @@ class Trainer:
                 t0 = time.perf_counter()
                 losses = self.train_step()
                 self.step += 1
-                self.elapsed += time.perf_counter() - t0
+                self.elapsed = self.world.maximum(self.elapsed + time.perf_counter() - t0)
                 if self.options.max_minutes:
                     bar.total = max(self.step, min(self.total_steps, int(self.step * self.options.max_minutes * 60 / max(self.elapsed, 1e-6))))
                 bar.update(1)

@@ -91,7 +91,9 @@ def _window(app, library, settings, source) -> MainWindow:
 def test_window_drives_avatars_into_a_virtual_camera(app, library, short_clip, tmp_path, monkeypatch):
     monkeypatch.setitem(pyvirtualcam.camera.BACKENDS, "recording", RecordingCamera)
     RecordingCamera.frames = []
-    window = _window(app, library, _settings(tmp_path), short_clip)
+    settings = _settings(tmp_path)
+    settings.setValue("vcam/backend", "recording")  # never a real v4l2loopback device in tests
+    window = _window(app, library, settings, short_clip)
     try:
         assert [e.name for e in window.entries][:2] == ["alice", "bob"]
         assert window.avatar_list.count() >= 2 and "ONNX" in window.avatar_list.item(0).text()

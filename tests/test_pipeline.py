@@ -9,6 +9,23 @@ from h2h.models.avatar import Avatar
 from h2h.models.video import read_frames
 
 
+class FailingEngine:
+    provider, precision, sequential = "test", "fp32", True
+
+    def run(self, cond, prev):
+        raise RuntimeError("engine exploded")
+
+
+def test_a_failing_stage_stops_the_pipeline_and_reports_it(prepared, model, short_clip):
+    library, _ = prepared
+    frames = list(read_frames(short_clip, 10))
+    pipeline = Pipeline(iter(frames), _stage(library, model), GeneratorStage(FailingEngine()), [], realtime=False)
+    pipeline.start()
+    pipeline.join(20)
+    assert not any(t.is_alive() for t in pipeline._threads)  # nothing hangs in offline mode
+    assert isinstance(pipeline.error, RuntimeError)
+
+
 class SlowEngine:
     """A stand-in generator that takes `delay` seconds and returns mid-grey."""
 
@@ -38,7 +55,11 @@ def test_every_frame_arrives_in_order_when_the_pipeline_keeps_up(prepared, model
     library, _ = prepared
     frames = list(read_frames(short_clip, 20))
     seen = []
-    pipeline = Pipeline(_paced(frames, 0.06), _stage(library, model), GeneratorStage(SlowEngine(0.005)), [lambda p: seen.append(p.index)])
+    stage = _stage(library, model)
+    from h2h.app.pipeline import Packet
+
+    stage.process(Packet(-1, 0.0, frames[0]))  # start MediaPipe and GL before timing matters
+    pipeline = Pipeline(_paced(frames, 0.06), stage, GeneratorStage(SlowEngine(0.005)), [lambda p: seen.append(p.index)])
     pipeline.start().wait()
     assert seen == list(range(20)) and pipeline.dropped == 0
 
@@ -54,7 +75,7 @@ def test_overloaded_pipeline_drops_oldest_frames_and_never_blocks_capture(prepar
         time.sleep(0.01)
     capture_seconds = time.perf_counter() - started
     pipeline.wait()
-    assert pipeline.captured == 30
+    assert pipeline.captured == 30 and pipeline.error is None
     assert capture_seconds < 30 * 0.08  # capture ran ahead of the 80 ms generator
     assert pipeline.dropped > 0 and len(seen) < 30
     assert seen == sorted(seen) and seen[-1] == 29  # newest wins, order kept

@@ -444,7 +444,7 @@ class MainWindow(QMainWindow):
             return
         size = OUTPUT_SIZES[self.size_combo.currentText()]
         try:
-            cam = self.session.open_vcam(size)
+            cam = self.session.open_vcam(size, backend=str(self.settings.value("vcam/backend", "")) or None)
         except VirtualCameraError as exc:
             self.vcam_label.setText(f"unavailable, previewing only. {exc}")
             self.vcam_check.blockSignals(True)
@@ -466,7 +466,7 @@ class MainWindow(QMainWindow):
     def start_recording(self, path: Path) -> None:
         size = OUTPUT_SIZES[self.size_combo.currentText()]
         try:
-            self.session.start_recording(path, size, 30.0)
+            self.session.start_recording(path, size, 30.0, paced=True)
         except Exception as exc:
             self.message.setText(f"Cannot record: {exc}")
             return
@@ -482,6 +482,12 @@ class MainWindow(QMainWindow):
     # ----- refresh --------------------------------------------------------------------
     def _tick(self) -> None:
         self._apply_loaded()
+        if self.session.pipeline is not None and self.session.pipeline.error is not None:
+            error = self.session.pipeline.error
+            self.session.stop()
+            self.start_button.setText("Start")
+            self.message.setText(f"Stopped by an error: {error}. Press Start to try again.")
+            return
         packet = self.session.latest()
         if packet is None or packet.output is None:
             return

@@ -1,0 +1,156 @@
+"""Measure what each speed lever buys for the generator step in ONNX Runtime on this CPU.
+
+    python scripts/bench_levers.py --avatar d6 [--library DIR] [--json OUT]
+
+Session levers (threads, graph optimisation level, int8 static quantisation) run on the
+avatar's trained, exported generator with real conditioning; architecture levers (norm,
+upsampling, depthwise convs, channels, stem) on randomly initialised variants of `lite`.
+Prints medians in ms and each lever's ratio to the shipped setting, measured in one run.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import tempfile
+import time
+from dataclasses import replace
+from pathlib import Path
+
+import numpy as np
+import onnxruntime as ort
+
+from h2h.engines.stepper import GeneratorStepper
+from h2h.engines.torch_engine import TorchEngine
+from h2h.export.onnx_export import ONNX_FILE, conditioning_frames, export_onnx
+from h2h.models.avatar import Avatar
+from h2h.models.library import resolve_library
+from h2h.models.networks import SequentialGenerator, generator_config
+
+RUNS = 40
+
+
+def real_inputs(avatar: Avatar, count: int) -> list[tuple[np.ndarray, np.ndarray]]:
+    """(cond, prev) pairs the generator sees on the avatar's test frames."""
+    engine = TorchEngine(avatar.path / "checkpoints" / "main")
+    seen = []
+
+    def record(cond, prev):
+        seen.append((cond, prev))
+        return engine.run(cond, prev)
+
+    stepper = GeneratorStepper(record, avatar.resolution, engine.sequential)
+    for nmfc, eyes in conditioning_frames(avatar, count):
+        stepper(nmfc, eyes)
+    return seen
+
+
+def session(path: Path, threads: int = 2, level=ort.GraphOptimizationLevel.ORT_ENABLE_ALL) -> ort.InferenceSession:
+    opts = ort.SessionOptions()
+    opts.intra_op_num_threads, opts.inter_op_num_threads = threads, 1
+    opts.graph_optimization_level = level
+    opts.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
+    return ort.InferenceSession(str(path), opts, providers=["CPUExecutionProvider"])
+
+
+def median_ms(sess: ort.InferenceSession, inputs: list[tuple[np.ndarray, np.ndarray]]) -> float:
+    names = [i.name for i in sess.get_inputs()]
+    for cond, prev in inputs[:3]:
+        sess.run(None, dict(zip(names, (cond, prev))))
+    times = []
+    for k in range(RUNS):
+        cond, prev = inputs[k % len(inputs)]
+        t0 = time.perf_counter()
+        sess.run(None, dict(zip(names, (cond, prev))))
+        times.append((time.perf_counter() - t0) * 1e3)
+    return round(float(np.median(times)), 2)
+
+
+def psnr(a: np.ndarray, b: np.ndarray) -> float:
+    mse = float(np.mean(((a - b) * 127.5) ** 2))
+    return round(10 * np.log10(255**2 / max(mse, 1e-12)), 2)
+
+
+def quantised(path: Path, inputs: list[tuple[np.ndarray, np.ndarray]], out: Path) -> Path:
+    from onnxruntime.quantization import CalibrationDataReader, QuantFormat, QuantType, quantize_static
+    from onnxruntime.quantization.shape_inference import quant_pre_process
+
+    class Reader(CalibrationDataReader):
+        def __init__(self) -> None:
+            self.items = iter([{"cond": c, "prev": p} for c, p in inputs])
+
+        def get_next(self):
+            return next(self.items, None)
+
+    pre = out.with_suffix(".pre.onnx")
+    quant_pre_process(str(path), str(pre))
+    quantize_static(str(pre), str(out), Reader(), quant_format=QuantFormat.QDQ, per_channel=True,
+                    activation_type=QuantType.QUInt8, weight_type=QuantType.QInt8)
+    return out
+
+
+def session_levers(avatar: Avatar, work: Path) -> dict:
+    onnx = avatar.path / "engines" / ONNX_FILE
+    inputs = real_inputs(avatar, 24)
+    levels = ort.GraphOptimizationLevel
+    out = {
+        "shipped (2 threads, ORT_ENABLE_ALL)": median_ms(session(onnx), inputs),
+        "1 thread": median_ms(session(onnx, 1), inputs),
+        "ORT_DISABLE_ALL": median_ms(session(onnx, 2, levels.ORT_DISABLE_ALL), inputs),
+        "ORT_ENABLE_BASIC": median_ms(session(onnx, 2, levels.ORT_ENABLE_BASIC), inputs),
+        "ORT_ENABLE_EXTENDED": median_ms(session(onnx, 2, levels.ORT_ENABLE_EXTENDED), inputs),
+    }
+    q = quantised(onnx, inputs[:16], work / "int8.onnx")
+    fp32, int8 = session(onnx), session(q)
+    out["int8 static QDQ (per-channel)"] = median_ms(int8, inputs)
+    names = [i.name for i in fp32.get_inputs()]
+    cond, prev = inputs[-1]
+    out["int8 PSNR vs fp32 output (dB)"] = psnr(fp32.run(None, dict(zip(names, (cond, prev))))[0], int8.run(None, dict(zip(names, (cond, prev))))[0])
+    return out
+
+
+def architecture_levers(work: Path) -> dict:
+    base = generator_config("lite")
+    variants = {
+        "lite (shipped)": base,
+        "InstanceNorm": replace(base, norm="instance"),
+        "transposed-conv upsampling": replace(base, upsample="transpose", up_kernel=3),
+        "depthwise residual blocks": replace(base, depthwise=True),
+        "96 trunk channels": replace(base, max_channels=96),
+        "160 trunk channels": replace(base, max_channels=160),
+        "conv7 stem at full resolution (ngf 16)": replace(base, stem="conv7", ngf=16, n_down=3, head_kernel=7),
+    }
+    cond = np.random.default_rng(0).uniform(-1, 1, (1, 18, 256, 256)).astype(np.float32)
+    prev = np.zeros((1, 6, 256, 256), np.float32)
+    out = {}
+    for name, config in variants.items():
+        try:
+            generator = SequentialGenerator(config).eval()
+        except ValueError as exc:
+            out[name] = f"not buildable: {exc}"
+            continue
+        path = work / f"{abs(hash(name))}.onnx"
+        export_onnx(generator, path)
+        params = sum(p.numel() for p in generator.parameters())
+        out[name] = {"ms": median_ms(session(path), [(cond, prev)]), "params_m": round(params / 1e6, 2)}
+    return out
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--avatar", required=True)
+    parser.add_argument("--library")
+    parser.add_argument("--json")
+    args = parser.parse_args(argv)
+    avatar = Avatar.open(resolve_library(args.library), args.avatar)
+    with tempfile.TemporaryDirectory() as tmp:
+        report = {"session": session_levers(avatar, Path(tmp)), "architecture": architecture_levers(Path(tmp))}
+    text = json.dumps(report, indent=2)
+    if args.json:
+        Path(args.json).write_text(text + "\n")
+    print(text)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
