@@ -95,8 +95,10 @@ def cmd_export(args: argparse.Namespace) -> int:
     from ..models.avatar import Avatar
 
     avatar = Avatar.open(resolve_library(args.library), args.name)
-    result = export_avatar(avatar, args.run)
+    result = export_avatar(avatar, args.run, int8=args.int8)
     print(f"exported {result.onnx} (max abs error vs PyTorch {result.max_abs_error:.2e} over {result.frames_checked} frames)")
+    if result.int8:
+        print(f"exported {result.int8} (int8 for CPUs, {result.int8_psnr:.1f} dB PSNR vs fp32)")
     if not args.trt:
         return 0
     from ..engines.tensorrt_engine import tensorrt_missing
@@ -188,6 +190,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("name", help="avatar name in the library")
     p.add_argument("--onnx", action="store_true", help="export ONNX (always done; the flag is for clarity)")
     p.add_argument("--trt", action="store_true", help="also build a TensorRT engine for this GPU")
+    p.add_argument("--int8", action="store_true", help="also write an int8 model for CPUs (calibrated on the avatar)")
     precision = p.add_mutually_exclusive_group()
     precision.add_argument("--fp16", action="store_true", help="TensorRT in FP16 (default)")
     precision.add_argument("--fp32", action="store_true", help="TensorRT in FP32")

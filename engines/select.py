@@ -11,6 +11,7 @@ log = logging.getLogger(__name__)
 CHOICES = ("auto", "trt", "onnx", "torch")
 ONNX_FILE = "generator.onnx"
 ONNX_META = "generator.onnx.json"
+INT8_FILE = "generator.int8.onnx"
 
 
 def _onnx_meta(engines: Path) -> dict:
@@ -32,7 +33,7 @@ def engine_status(avatar_path: Path) -> str:
     return "none"
 
 
-def load(avatar_path: Path, prefer: str = "auto", run: str = "main", fp16: bool = True) -> Engine:
+def load(avatar_path: Path, prefer: str = "auto", run: str = "main", fp16: bool = True, int8: bool = True) -> Engine:
     """The engine to drive this avatar with; each fallback is logged with its reason."""
     if prefer not in CHOICES:
         raise EngineError(f"unknown engine {prefer!r}; choose one of {', '.join(CHOICES)}")
@@ -58,6 +59,9 @@ def load(avatar_path: Path, prefer: str = "auto", run: str = "main", fp16: bool 
         if onnx.is_file():
             try:
                 engine = OnnxEngine(onnx, sequential, fp16)
+                if int8 and engine.provider.endswith("(CPUExecutionProvider)") and (engines / INT8_FILE).is_file():
+                    engine = OnnxEngine(engines / INT8_FILE, sequential, fp16=False)  # 2.6x faster on CPUs
+                    engine.precision = "int8"
                 _log_choice(engine, reasons)
                 return engine
             except EngineError as exc:

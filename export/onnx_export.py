@@ -30,11 +30,19 @@ META_FILE = "generator.onnx.json"
 PARITY_FRAMES = 6
 
 
+INT8_FILE = "generator.int8.onnx"
+INT8_META = "generator.int8.onnx.json"
+INT8_MIN_PSNR = 35.0
+CALIBRATION_FRAMES = 24
+
+
 @dataclass
 class ExportResult:
     onnx: Path
     max_abs_error: float
     frames_checked: int
+    int8: Path | None = None
+    int8_psnr: float | None = None
 
 
 def export_onnx(generator: torch.nn.Module, out: Path) -> None:
@@ -59,10 +67,8 @@ def conditioning_frames(avatar: Avatar, count: int) -> list[tuple[np.ndarray, np
     return [(avatar.read_image("nmfc", int(i)), avatar.read_image("eyes", int(i))) for i in indices]
 
 
-def parity(reference: TorchEngine, candidate, frames: list[tuple[np.ndarray, np.ndarray]]) -> float:
-    """Max abs difference of the raw outputs over a sequence, both fed the same inputs
-    (the reference's previous outputs), so errors do not compound."""
-    worst = 0.0
+def recorded_steps(reference, frames: list[tuple[np.ndarray, np.ndarray]]) -> list[tuple[np.ndarray, np.ndarray, np.ndarray]]:
+    """(cond, prev, output) of the reference engine stepping through a sequence."""
     recorded: list[tuple[np.ndarray, np.ndarray, np.ndarray]] = []
 
     def record(cond: np.ndarray, prev: np.ndarray) -> np.ndarray:
@@ -73,12 +79,42 @@ def parity(reference: TorchEngine, candidate, frames: list[tuple[np.ndarray, np.
     stepper = GeneratorStepper(record, sequential=reference.sequential)
     for nmfc, eyes in frames:
         stepper(nmfc, eyes)
-    for cond, prev, expected in recorded:
-        worst = max(worst, float(np.abs(candidate.run(cond, prev) - expected).max()))
-    return worst
+    return recorded
 
 
-def export_avatar(avatar: Avatar, run: str = "main") -> ExportResult:
+def parity(reference, candidate, frames: list[tuple[np.ndarray, np.ndarray]]) -> float:
+    """Max abs difference of the raw outputs over a sequence, both fed the same inputs
+    (the reference's previous outputs), so errors do not compound."""
+    steps = recorded_steps(reference, frames)
+    return max(float(np.abs(candidate.run(cond, prev) - expected).max()) for cond, prev, expected in steps)
+
+
+def export_int8(avatar: Avatar, onnx: Path, sequential: bool) -> tuple[Path, float]:
+    """engines/generator.int8.onnx calibrated on the avatar's training conditioning; refused
+    below INT8_MIN_PSNR against the fp32 model."""
+    from .quantize import output_psnr, quantize_int8
+
+    fp32 = OnnxEngine(onnx, sequential, providers=["CPUExecutionProvider"])
+    train = avatar.split_indices("train")
+    picks = train[np.linspace(0, len(train) - 1, CALIBRATION_FRAMES).round().astype(int)]
+    calibration = [(c, p) for c, p, _ in recorded_steps(fp32, [(avatar.read_image("nmfc", int(i)), avatar.read_image("eyes", int(i))) for i in picks])]
+    candidate = onnx.parent / f".{INT8_FILE}.candidate"
+    try:
+        quantize_int8(onnx, calibration, candidate)
+        int8 = OnnxEngine(candidate, sequential, providers=["CPUExecutionProvider"])
+        steps = recorded_steps(fp32, conditioning_frames(avatar, PARITY_FRAMES))
+        psnr = min(output_psnr(int8.run(c, p), out) for c, p, out in steps)
+        if psnr < INT8_MIN_PSNR:
+            raise EngineError(f"int8 model is too far from fp32 ({psnr:.1f} dB < {INT8_MIN_PSNR:g} dB PSNR); not saved")
+        candidate.replace(onnx.parent / INT8_FILE)
+    finally:
+        candidate.unlink(missing_ok=True)
+    meta = {"from": ONNX_FILE, "psnr_vs_fp32_db": psnr, "calibration_frames": len(calibration), "sequential": sequential}
+    atomic_write_bytes(onnx.parent / INT8_META, json.dumps(meta, indent=2).encode())
+    return onnx.parent / INT8_FILE, psnr
+
+
+def export_avatar(avatar: Avatar, run: str = "main", int8: bool = False) -> ExportResult:
     """Write and check engines/generator.onnx; fail above FP32_TOLERANCE."""
     reference = TorchEngine(avatar.path / "checkpoints" / run)
     engines = avatar.path / "engines"
@@ -106,4 +142,10 @@ def export_avatar(avatar: Avatar, run: str = "main") -> ExportResult:
         "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
     }
     atomic_write_bytes(engines / META_FILE, json.dumps(meta, indent=2).encode())
-    return ExportResult(out, error, len(frames))
+    result = ExportResult(out, error, len(frames))
+    if int8:
+        result.int8, result.int8_psnr = export_int8(avatar, out, reference.sequential)
+    elif (engines / INT8_FILE).exists():  # a stale int8 model of an older export must not be used
+        (engines / INT8_FILE).unlink()
+        (engines / INT8_META).unlink(missing_ok=True)
+    return result

@@ -11,7 +11,7 @@ import numpy as np
 from ..engines.base import EngineError
 from ..models.avatar import TRACK_KEYS, Avatar, AvatarError
 from ..models.io_utils import atomic_write_npz
-from .onnx_export import META_FILE, ONNX_FILE
+from .onnx_export import INT8_FILE, INT8_META, META_FILE, ONNX_FILE
 
 
 def folder_size(path: Path) -> int:
@@ -36,8 +36,9 @@ def package_live(avatar: Avatar, out_dir: Path, overwrite: bool = False) -> Path
     tracks = {k: avatar.tracks[k] for k in TRACK_KEYS}
     tracks["landmarks"] = np.zeros_like(tracks["landmarks"], dtype=np.float16)  # not needed live
     atomic_write_npz(tmp / "tracks.npz", **tracks)
-    shutil.copy2(onnx, tmp / "engines" / ONNX_FILE)
-    shutil.copy2(avatar.path / "engines" / META_FILE, tmp / "engines" / META_FILE)
+    for name in (ONNX_FILE, META_FILE, INT8_FILE, INT8_META):
+        if (avatar.path / "engines" / name).is_file():
+            shutil.copy2(avatar.path / "engines" / name, tmp / "engines" / name)
     if target.exists():
         shutil.rmtree(target)
     tmp.rename(target)

@@ -20,9 +20,9 @@ from pathlib import Path
 import numpy as np
 import onnxruntime as ort
 
-from h2h.engines.stepper import GeneratorStepper
 from h2h.engines.torch_engine import TorchEngine
-from h2h.export.onnx_export import ONNX_FILE, conditioning_frames, export_onnx
+from h2h.export.onnx_export import ONNX_FILE, conditioning_frames, export_onnx, recorded_steps
+from h2h.export.quantize import output_psnr, quantize_int8
 from h2h.models.avatar import Avatar
 from h2h.models.library import resolve_library
 from h2h.models.networks import SequentialGenerator, generator_config
@@ -33,16 +33,7 @@ RUNS = 40
 def real_inputs(avatar: Avatar, count: int) -> list[tuple[np.ndarray, np.ndarray]]:
     """(cond, prev) pairs the generator sees on the avatar's test frames."""
     engine = TorchEngine(avatar.path / "checkpoints" / "main")
-    seen = []
-
-    def record(cond, prev):
-        seen.append((cond, prev))
-        return engine.run(cond, prev)
-
-    stepper = GeneratorStepper(record, avatar.resolution, engine.sequential)
-    for nmfc, eyes in conditioning_frames(avatar, count):
-        stepper(nmfc, eyes)
-    return seen
+    return [(c, p) for c, p, _ in recorded_steps(engine, conditioning_frames(avatar, count))]
 
 
 def session(path: Path, threads: int = 2, level=ort.GraphOptimizationLevel.ORT_ENABLE_ALL) -> ort.InferenceSession:
@@ -66,29 +57,6 @@ def median_ms(sess: ort.InferenceSession, inputs: list[tuple[np.ndarray, np.ndar
     return round(float(np.median(times)), 2)
 
 
-def psnr(a: np.ndarray, b: np.ndarray) -> float:
-    mse = float(np.mean(((a - b) * 127.5) ** 2))
-    return round(10 * np.log10(255**2 / max(mse, 1e-12)), 2)
-
-
-def quantised(path: Path, inputs: list[tuple[np.ndarray, np.ndarray]], out: Path) -> Path:
-    from onnxruntime.quantization import CalibrationDataReader, QuantFormat, QuantType, quantize_static
-    from onnxruntime.quantization.shape_inference import quant_pre_process
-
-    class Reader(CalibrationDataReader):
-        def __init__(self) -> None:
-            self.items = iter([{"cond": c, "prev": p} for c, p in inputs])
-
-        def get_next(self):
-            return next(self.items, None)
-
-    pre = out.with_suffix(".pre.onnx")
-    quant_pre_process(str(path), str(pre))
-    quantize_static(str(pre), str(out), Reader(), quant_format=QuantFormat.QDQ, per_channel=True,
-                    activation_type=QuantType.QUInt8, weight_type=QuantType.QInt8)
-    return out
-
-
 def session_levers(avatar: Avatar, work: Path) -> dict:
     onnx = avatar.path / "engines" / ONNX_FILE
     inputs = real_inputs(avatar, 24)
@@ -100,12 +68,12 @@ def session_levers(avatar: Avatar, work: Path) -> dict:
         "ORT_ENABLE_BASIC": median_ms(session(onnx, 2, levels.ORT_ENABLE_BASIC), inputs),
         "ORT_ENABLE_EXTENDED": median_ms(session(onnx, 2, levels.ORT_ENABLE_EXTENDED), inputs),
     }
-    q = quantised(onnx, inputs[:16], work / "int8.onnx")
+    q = quantize_int8(onnx, inputs[:16], work / "int8.onnx")
     fp32, int8 = session(onnx), session(q)
     out["int8 static QDQ (per-channel)"] = median_ms(int8, inputs)
     names = [i.name for i in fp32.get_inputs()]
     cond, prev = inputs[-1]
-    out["int8 PSNR vs fp32 output (dB)"] = psnr(fp32.run(None, dict(zip(names, (cond, prev))))[0], int8.run(None, dict(zip(names, (cond, prev))))[0])
+    out["int8 PSNR vs fp32 output (dB)"] = round(output_psnr(fp32.run(None, dict(zip(names, (cond, prev))))[0], int8.run(None, dict(zip(names, (cond, prev))))[0]), 2)
     return out
 
 
@@ -117,7 +85,7 @@ def architecture_levers(work: Path) -> dict:
         "transposed-conv upsampling": replace(base, upsample="transpose", up_kernel=3),
         "depthwise residual blocks": replace(base, depthwise=True),
         "96 trunk channels": replace(base, max_channels=96),
-        "160 trunk channels": replace(base, max_channels=160),
+        "192 trunk channels": replace(base, ngf=96, max_channels=192),
         "conv7 stem at full resolution (ngf 16)": replace(base, stem="conv7", ngf=16, n_down=3, head_kernel=7),
     }
     cond = np.random.default_rng(0).uniform(-1, 1, (1, 18, 256, 256)).astype(np.float32)

@@ -103,3 +103,15 @@ def test_bench_with_an_avatar_reports_the_documented_keys(exported, short_clip, 
         assert report[key] > 0
     assert report["threaded_frames"] == report["frames"] == 20
     assert report["engine"]["provider"].startswith("ONNX Runtime")
+
+
+def test_int8_export_is_checked_and_preferred_on_the_cpu(exported, capsys):
+    library, avatar = exported
+    assert main(["export", "sample", "--int8", "--library", str(library)]) == 0
+    meta = json.loads((avatar.path / "engines" / "generator.int8.onnx.json").read_text())
+    assert meta["psnr_vs_fp32_db"] >= 35
+    engine = load(avatar.path)
+    assert engine.precision == "int8" and engine.provider == "ONNX Runtime (CPUExecutionProvider)"
+    assert load(avatar.path, int8=False).precision == "fp32"
+    assert main(["export", "sample", "--library", str(library)]) == 0  # a plain re-export drops it
+    assert not (avatar.path / "engines" / "generator.int8.onnx").exists()
