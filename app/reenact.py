@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 
 from ..engines.stepper import GeneratorStepper
-from ..engines.torch_engine import TorchEngine
+from ..engines import load as load_engine
 from ..models.avatar import Avatar, AvatarError
 from ..models.evaluate import conditioning_overlay
 from ..models.geometry.conditioning import ConditioningRenderer, overlay
@@ -91,7 +91,7 @@ def reenact(
         raise AvatarError(f"--mode {mode} needs --source VIDEO")
     stepper = None
     if not conditioning_only:
-        engine = TorchEngine(avatar.path / "checkpoints" / run)
+        engine = load_engine(avatar.path, "auto", run)
         stepper = GeneratorStepper(engine.run, avatar.resolution, engine.sequential)
     no_face = [0]
     if mode == "self":

@@ -39,8 +39,14 @@ def load(avatar_path: Path, prefer: str = "auto", run: str = "main", fp16: bool 
         raise EngineError(f"unknown engine {prefer!r}; choose one of {', '.join(CHOICES)}")
     engines = avatar_path / "engines"
     onnx = engines / ONNX_FILE
-    sequential = bool(_onnx_meta(engines).get("sequential", True))
+    meta = _onnx_meta(engines)
+    sequential = bool(meta.get("sequential", True))
     reasons = []
+    if onnx.is_file() and meta.get("run", run) != run:
+        reasons.append(f"exported engines are of run '{meta.get('run')}', not '{run}'")
+        prefer = "torch" if prefer == "auto" else prefer
+        if prefer != "torch":
+            raise EngineError(f"{reasons[0]}; run h2h export --run {run} first")
     if prefer in ("auto", "trt"):
         from .tensorrt_engine import load_or_build, tensorrt_missing
 

@@ -12,7 +12,7 @@ from ..engines.torch_engine import TorchEngine
 from .avatar import Avatar
 from .geometry.face_model import load_face_model
 from .geometry.tracker import MediaPipeTracker
-from .metrics import frame_metrics, measure_face, nearest_frames, summarise
+from .metrics import frame_metrics, measure_face, nearest_frames, search_key, summarise
 
 BASELINE = "nearest-frame baseline"
 
@@ -58,8 +58,8 @@ def evaluate(avatar: Avatar, runs: list[str], max_frames: int | None = None) -> 
         engine = TorchEngine(avatar.path / "checkpoints" / run)
         label = f"{run} ({engine.meta.get('preset')}, {engine.meta.get('train_minutes')} min, {engine.meta.get('step')} steps)"
         results[label] = score(avatar, lambda: self_reenactment(avatar, engine, test), test, run)
-    cond = lambda idx: np.stack([conditioning_overlay(avatar.read_image("nmfc", int(i)), avatar.read_image("eyes", int(i))) for i in idx])
-    nearest = train[nearest_frames(cond(train), cond(test))]
+    keys = lambda idx: np.stack([search_key(conditioning_overlay(avatar.read_image("nmfc", int(i)), avatar.read_image("eyes", int(i)))) for i in idx])
+    nearest = train[nearest_frames(keys(train), keys(test))]
     results[BASELINE] = score(avatar, lambda: (avatar.read_image("frame", int(i)) for i in nearest), test, "baseline")
     return results
 

@@ -114,11 +114,16 @@ def summarise(rows: list[dict[str, float]]) -> dict[str, float]:
     return out
 
 
-def nearest_frames(train_cond: np.ndarray, test_cond: np.ndarray) -> np.ndarray:
-    """For each test conditioning image, the index of the nearest training one (L2 at 64 px)."""
-    def small(images: np.ndarray) -> np.ndarray:
-        return np.stack([cv2.resize(im, (64, 64), interpolation=cv2.INTER_AREA) for im in images]).reshape(len(images), -1).astype(np.float32)
+SEARCH_SIZE = 64
 
-    a, b = small(train_cond), small(test_cond)
+
+def search_key(image: np.ndarray) -> np.ndarray:
+    """A conditioning image reduced for nearest-neighbour search (64 px, flattened)."""
+    return cv2.resize(image, (SEARCH_SIZE, SEARCH_SIZE), interpolation=cv2.INTER_AREA).reshape(-1).astype(np.float32)
+
+
+def nearest_frames(train_keys: np.ndarray, test_keys: np.ndarray) -> np.ndarray:
+    """For each test key (N, D), the index of the nearest training key (L2)."""
+    a, b = train_keys, test_keys
     d = (b**2).sum(1)[:, None] - 2 * b @ a.T + (a**2).sum(1)[None]
     return d.argmin(1)

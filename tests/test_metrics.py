@@ -1,7 +1,7 @@
 import cv2
 import numpy as np
 
-from h2h.models.metrics import apd, frame_metrics, laplacian_variance, mouth_box, nearest_frames, psnr, rotation_degrees, summarise
+from h2h.models.metrics import apd, frame_metrics, laplacian_variance, mouth_box, nearest_frames, psnr, rotation_degrees, search_key, summarise
 from h2h.models.geometry.retarget import euler_rotation
 
 
@@ -50,7 +50,8 @@ def test_rotation_degrees():
 def test_nearest_frames_finds_the_matching_conditioning():
     train = np.stack([_image(i) for i in range(5)])
     test = train[[3, 1]] + np.uint8(2)
-    assert nearest_frames(train, test).tolist() == [3, 1]
+    keys = lambda images: np.stack([search_key(im) for im in images])
+    assert nearest_frames(keys(train), keys(test)).tolist() == [3, 1]
 
 
 def test_summary_means_and_median_sharpness():
