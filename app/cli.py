@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import os
 import sys
 from collections.abc import Callable
 from pathlib import Path
@@ -68,8 +69,11 @@ def cmd_train(args: argparse.Namespace) -> int:
         vgg_weights=args.vgg_weights,
         sample_minutes=args.sample_minutes,
     )
+    if os.environ.get("RANK", "0") != "0":
+        logging.getLogger().setLevel(logging.WARNING)  # under torchrun only rank 0 reports
     result = Trainer(Avatar.open(resolve_library(args.library), args.name), config, options).run()
-    print(f"trained {args.name}: {result['step']} steps in {result['minutes']:.1f} min -> {result['folder']}")
+    if os.environ.get("RANK", "0") == "0":
+        print(f"trained {args.name}: {result['step']} steps in {result['minutes']:.1f} min -> {result['folder']}")
     return 0
 
 
