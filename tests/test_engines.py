@@ -115,3 +115,24 @@ def test_int8_export_is_checked_and_preferred_on_the_cpu(exported, capsys):
     assert load(avatar.path, int8=False).precision == "fp32"
     assert main(["export", "sample", "--library", str(library)]) == 0  # a plain re-export drops it
     assert not (avatar.path / "engines" / "generator.int8.onnx").exists()
+
+
+def test_normalised_generator_exports_exactly_at_a_sequence_start(tmp_path):
+    """All-zero previous outputs must not make a normalised net depend on rounding noise."""
+    import torch
+
+    from h2h.export.onnx_export import export_onnx
+    from h2h.models.networks import GeneratorConfig, SequentialGenerator
+
+    config = GeneratorConfig(ngf=8, n_down=2, max_channels=32, n_blocks_encoder=1, n_blocks_decoder=1, gate_empty_prev=True)
+    torch.manual_seed(0)
+    generator = SequentialGenerator(config).eval()
+    export_onnx(generator, tmp_path / "g.onnx")
+    engine = OnnxEngine(tmp_path / "g.onnx")
+    cond = np.random.default_rng(0).uniform(-1, 1, (1, 18, 256, 256)).astype(np.float32)
+    zeros = np.zeros((1, 6, 256, 256), np.float32)
+    with torch.no_grad():
+        expected = generator(torch.from_numpy(cond), torch.from_numpy(zeros)).numpy()
+        nudged = generator(torch.from_numpy(cond), torch.from_numpy(zeros + 1e-6)).numpy()
+    assert np.abs(engine.run(cond, zeros) - expected).max() < 1e-4
+    assert np.abs(nudged - expected).max() > 0  # a real previous frame does reach the output
