@@ -36,18 +36,21 @@ class GeneratorStepper:
         self.reset()
 
     def reset(self) -> None:
-        self._window: list[np.ndarray] = []
-        self._prev = np.zeros((PREVIOUS * 3, self.size, self.size), np.float32)
+        self._window = np.zeros((1, WINDOW * 6, self.size, self.size), np.float32)
+        self._prev = np.zeros((1, PREVIOUS * 3, self.size, self.size), np.float32)
+        self._started = False
 
     def __call__(self, nmfc: np.ndarray, eyes: np.ndarray) -> np.ndarray:
         """The next output frame (uint8 RGB) for this frame's NMFC and eye sketch."""
-        cond = np.concatenate([image_to_input(nmfc), image_to_input(eyes)], 0)
-        if not self._window:
-            self._window = [cond] * WINDOW
-        else:
-            self._window = self._window[1:] + [cond]
-        window = np.concatenate(self._window, 0)[None]
-        out = np.asarray(self.step(window, self._prev[None]))[0]
+        cond = image_to_input(np.concatenate([nmfc, eyes], -1))
+        if not self._started:  # the window starts filled with the first frame
+            self._window[0] = np.tile(cond, (WINDOW, 1, 1))
+            self._started = True
+        else:  # shift in place (oldest first) and put this frame last: no per-frame allocation
+            self._window[0, :-6] = self._window[0, 6:]
+            self._window[0, -6:] = cond
+        out = np.asarray(self.step(self._window, self._prev))[0]
         if self.sequential:
-            self._prev = np.concatenate([self._prev[3:], out.astype(np.float32)], 0)
+            self._prev[0, :-3] = self._prev[0, 3:]
+            self._prev[0, -3:] = out
         return output_to_image(out)

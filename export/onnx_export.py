@@ -73,7 +73,7 @@ def recorded_steps(reference, frames: list[tuple[np.ndarray, np.ndarray]]) -> li
 
     def record(cond: np.ndarray, prev: np.ndarray) -> np.ndarray:
         out = reference.run(cond, prev)
-        recorded.append((cond, prev, out))
+        recorded.append((cond.copy(), prev.copy(), out))  # the stepper reuses its buffers
         return out
 
     stepper = GeneratorStepper(record, sequential=reference.sequential)
