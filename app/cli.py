@@ -160,7 +160,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--side-by-side", action="store_true", help="source | conditioning | output")
     p.add_argument("--conditioning-only", action="store_true", help="no generator: source | NMFC | eyes | overlay")
-    p.add_argument("--run", default="main", help="which training run's generator (default: main)")
+    p.add_argument("--run", help="which training run's generator (default: the exported one, else main)")
     p.add_argument("--frames", type=int, default=None, help="stop after N source frames")
     _library_arg(p)
     p.set_defaults(func=cmd_reenact)

@@ -77,7 +77,7 @@ def reenact(
     max_frames: int | None = None,
     conditioning_only: bool = False,
     side_by_side: bool = False,
-    run: str = "main",
+    run: str | None = None,
 ) -> ReenactResult:
     """Write the reenactment video; see `h2h reenact --help` for the layouts."""
     started = time.perf_counter()

@@ -33,8 +33,11 @@ def engine_status(avatar_path: Path) -> str:
     return "none"
 
 
-def load(avatar_path: Path, prefer: str = "auto", run: str = "main", fp16: bool = True, int8: bool = True) -> Engine:
-    """The engine to drive this avatar with; each fallback is logged with its reason."""
+def load(avatar_path: Path, prefer: str = "auto", run: str | None = None, fp16: bool = True, int8: bool = True) -> Engine:
+    """The engine to drive this avatar with; each fallback is logged with its reason.
+
+    run=None takes whatever run was exported (PyTorch falls back to run "main"); a named run
+    uses the exported engines only if they were exported from that run."""
     if prefer not in CHOICES:
         raise EngineError(f"unknown engine {prefer!r}; choose one of {', '.join(CHOICES)}")
     engines = avatar_path / "engines"
@@ -42,7 +45,7 @@ def load(avatar_path: Path, prefer: str = "auto", run: str = "main", fp16: bool 
     meta = _onnx_meta(engines)
     sequential = bool(meta.get("sequential", True))
     reasons = []
-    if onnx.is_file() and meta.get("run", run) != run:
+    if run is not None and onnx.is_file() and meta.get("run", run) != run:
         reasons.append(f"exported engines are of run '{meta.get('run')}', not '{run}'")
         prefer = "torch" if prefer == "auto" else prefer
         if prefer != "torch":
@@ -79,7 +82,7 @@ def load(avatar_path: Path, prefer: str = "auto", run: str = "main", fp16: bool 
     from .torch_engine import TorchEngine
 
     try:
-        engine = TorchEngine(avatar_path / "checkpoints" / run)
+        engine = TorchEngine(avatar_path / "checkpoints" / (run or "main"))
     except Exception as exc:
         raise EngineError("; ".join([*reasons, f"PyTorch: {exc}"])) from exc
     _log_choice(engine, reasons)

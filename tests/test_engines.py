@@ -136,3 +136,17 @@ def test_normalised_generator_exports_exactly_at_a_sequence_start(tmp_path):
         nudged = generator(torch.from_numpy(cond), torch.from_numpy(zeros + 1e-6)).numpy()
     assert np.abs(engine.run(cond, zeros) - expected).max() < 1e-4
     assert np.abs(nudged - expected).max() > 0  # a real previous frame does reach the output
+
+
+def test_engines_of_another_run_are_not_used_for_a_named_run(exported):
+    _, avatar = exported
+    meta_file = avatar.path / "engines" / "generator.onnx.json"
+    meta = json.loads(meta_file.read_text())
+    try:
+        meta_file.write_text(json.dumps(dict(meta, run="warm")))
+        assert load(avatar.path).provider.startswith("ONNX Runtime")  # any exported run
+        assert load(avatar.path, run="main").provider == "PyTorch (cpu)"  # not run main's export
+        with pytest.raises(EngineError, match="run 'warm'"):
+            load(avatar.path, "onnx", run="main")
+    finally:
+        meta_file.write_text(json.dumps(meta))
