@@ -20,10 +20,17 @@ import numpy as np
 from ..engines.base import Engine
 from ..engines.stepper import GeneratorStepper
 from ..models.geometry.conditioning import ConditioningRenderer, track_face
-from ..models.geometry.eyes import eyelid_opening, pupils_absolute, pupils_relative
+from ..models.geometry.eyes import pupils_relative
 from ..models.geometry.face_model import FaceModel
 from ..models.geometry.fitting import Pose
-from ..models.geometry.retarget import Retargeted, RetargetOptions, Retargeter, SourceCalibration, Subject, posed_mesh
+from ..models.geometry.retarget import (
+    Retargeted,
+    RetargetOptions,
+    Retargeter,
+    SourceCalibration,
+    Subject,
+    retargeted_face,
+)
 from ..models.geometry.tracker import create_tracker
 
 log = logging.getLogger(__name__)
@@ -201,10 +208,8 @@ class FaceStage:
             cv2.Rodrigues(rotvec)[0],
             (1 - ease) * last.pose.translation + ease * camera.translation_mean,
         )
-        expression = last.expression * (1 - ease)
-        vertices = posed_mesh(self.model, self.target.neutral, pose, expression)
         gaze = pupils_relative(last.vertices, last.pupils) * (1 - ease)
-        return Retargeted(vertices, pupils_absolute(vertices, gaze), eyelid_opening(vertices, self.model.topology_lid_pairs), pose, expression)
+        return retargeted_face(self.model, self.target.neutral, pose, last.expression * (1 - ease), gaze)
 
     def close(self) -> None:
         if self._renderer is not None:

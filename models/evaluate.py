@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator
-from pathlib import Path
 
 import numpy as np
 from tqdm import tqdm
@@ -77,6 +76,3 @@ def available_runs(avatar: Avatar) -> list[str]:
     folder = avatar.path / "checkpoints"
     return sorted(p.name for p in folder.iterdir() if (p / "generator.safetensors").is_file()) if folder.is_dir() else []
 
-
-def run_folder(avatar: Avatar, run: str) -> Path:
-    return avatar.path / "checkpoints" / run

@@ -14,7 +14,7 @@ import cv2
 import numpy as np
 
 from .geometry.face_model import FaceModel
-from .geometry.fitting import fit_pose
+from .geometry.fitting import fit_frame
 from .geometry.tracker import FaceTracker
 
 MOUTH_BOX = 72
@@ -72,9 +72,8 @@ def measure_face(tracker: FaceTracker, image: np.ndarray, model: FaceModel, neut
         return None
     topo = model.topology
     eye_idx = np.concatenate([topo.right_eye, topo.left_eye, topo.right_iris, topo.left_iris])
-    pose = fit_pose(marks, model)
-    canonical = pose.invert(marks[: model.num_vertices])
-    return FaceMeasure(marks[eye_idx, :2], pose.rotation, model.project_expression(canonical - neutral))
+    fit = fit_frame(marks, model, neutral)
+    return FaceMeasure(marks[eye_idx, :2], fit.pose.rotation, fit.expression)
 
 
 def frame_metrics(

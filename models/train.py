@@ -10,7 +10,6 @@ from __future__ import annotations
 import csv
 import dataclasses
 import logging
-import math
 import os
 import shutil
 import time

@@ -29,7 +29,6 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from ...engines import EngineError
 from ...models.library import resolve_library
 from ..live import SAMPLE_CLIP
 from ..session import AvatarEntry, LiveSession, available_avatars, landmarks_overlay, load_avatar

@@ -9,7 +9,7 @@ import numpy as np
 
 from .eyes import eyelid_opening, pupils_absolute, pupils_relative
 from .face_model import FaceModel
-from .fitting import Pose, fit_pose, neutral_shape
+from .fitting import Pose, fit_frame, fit_pose, neutral_shape
 from .smoothing import OneEuroFilter
 
 MODES = ("head", "face", "self")
@@ -133,6 +133,14 @@ def posed_mesh(model: FaceModel, neutral: np.ndarray, pose: Pose, expression: np
     return pose.apply(neutral + model.expression_offset(expression))
 
 
+def retargeted_face(model: FaceModel, neutral: np.ndarray, pose: Pose, expression: np.ndarray, gaze: np.ndarray) -> Retargeted:
+    """The posed mesh of identity + expression with its eyes: pupils placed by `gaze`
+    (relative to each eye) and the eyelid openings of the mesh."""
+    vertices = posed_mesh(model, neutral, pose, expression)
+    openings = eyelid_opening(vertices, model.topology_lid_pairs)
+    return Retargeted(vertices, pupils_absolute(vertices, gaze), openings, pose, expression)
+
+
 def euler_rotation(yaw: float, pitch: float, roll: float) -> np.ndarray:
     """Rotation from degrees about the image y (yaw), x (pitch) and z (roll) axes."""
     y, p, r = np.radians([yaw, pitch, roll])
@@ -209,11 +217,8 @@ class Retargeter:
 
     def fit(self, landmarks: np.ndarray, pupils: np.ndarray, source: Subject) -> SourceFit:
         """The source's own pose, expression (relative to its neutral) and gaze."""
-        model = self.model
-        pose = fit_pose(landmarks, model)
-        canonical = pose.invert(landmarks[: model.num_vertices, :3])
-        expression = model.project_expression(canonical - source.neutral)
-        return SourceFit(pose, expression, pupils_relative(landmarks, pupils))
+        fit = fit_frame(landmarks, self.model, source.neutral)
+        return SourceFit(fit.pose, fit.expression, pupils_relative(landmarks, pupils))
 
     def apply(self, fit: SourceFit, source: Subject) -> Retargeted:
         """The target's posed mesh and eyes for a source fit."""
@@ -221,10 +226,8 @@ class Retargeter:
         expression = fit.expression * opts.expression_scale
         gaze = np.zeros((2, 2), np.float32) if opts.gaze_at_camera else fit.gaze
         pose, expression, gaze = self._smooth(self._target_pose(fit.pose, source), expression, gaze)
-        vertices = posed_mesh(self.model, self.target.neutral, pose, expression)
         self._step += 1
-        openings = eyelid_opening(vertices, self.model.topology_lid_pairs)
-        return Retargeted(vertices, pupils_absolute(vertices, gaze), openings, pose, expression)
+        return retargeted_face(self.model, self.target.neutral, pose, expression, gaze)
 
     def _target_pose(self, pose: Pose, source: Subject) -> Pose:
         if self.mode == "face":
