@@ -17,6 +17,17 @@ from ..models.video import VideoError
 USER_ERRORS = (AvatarError, CheckpointError, EngineError, LibraryError, VideoError, OSError)
 
 
+def _fraction(text: str) -> float:
+    """argparse type: a number in [0, 1)."""
+    try:
+        value = float(text)
+    except ValueError:
+        value = -1.0
+    if not 0.0 <= value < 1.0:
+        raise argparse.ArgumentTypeError(f"expected a fraction in [0, 1), got {text!r}")
+    return value
+
+
 def _library_arg(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--library", metavar="DIR", help=f"avatar library folder (default: ${LIBRARY_ENV}, else a per-user data folder)"
@@ -58,6 +69,8 @@ def cmd_train(args: argparse.Namespace) -> int:
     overrides = {"ablation": args.ablation, "seed": args.seed}
     if args.epochs is not None:
         overrides["epochs"] = args.epochs
+    if args.warmup is not None:
+        overrides["warmup"] = args.warmup
     config = train_config(args.preset, **overrides)
     options = RunOptions(
         run=args.run or ("main" if not args.ablation else args.ablation),
@@ -175,6 +188,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--init", metavar="CHECKPOINT_OR_AVATAR", help="start from another avatar's or a pretrained checkpoint")
     p.add_argument("--device", default="cpu", help="cpu or cuda (default: cpu)")
     p.add_argument("--ablation", choices=("l1-single",), help="l1-single: L1 loss only, single frames, no GAN")
+    p.add_argument("--warmup", type=_fraction, default=None, metavar="FRACTION",
+                   help="fraction of the run trained on single frames with L1 before the GAN (default: the preset's)")
     p.add_argument("--run", help="run name, a folder under checkpoints/ (default: main, or the ablation's name)")
     p.add_argument("--vgg-weights", metavar="PATH", help="torchvision vgg19-dcbb9e9d.pth for the perceptual loss")
     p.add_argument("--sample-minutes", type=float, default=5.0, help="write a sample grid this often")

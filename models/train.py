@@ -15,6 +15,7 @@ import shutil
 import time
 from dataclasses import dataclass, field, replace
 from pathlib import Path
+from typing import NamedTuple
 
 import cv2
 import numpy as np
@@ -50,6 +51,17 @@ from .networks import (
 
 log = logging.getLogger(__name__)
 ABLATIONS = ("l1-single",)
+LOSS_NAMES = ("g_image", "g_fm_image", "g_mouth", "g_fm_mouth", "g_dynamics", "g_fm_dynamics", "g_warp",
+              "g_vgg", "g_l1", "d_image", "d_mouth", "d_dynamics")
+LOG_COLUMNS = ("step", "minutes", "lr", "seq_len", *LOSS_NAMES)  # fixed, so phases with fewer losses line up
+
+
+class Mark(NamedTuple):
+    """A point in a run: steps taken, seconds of training, frames generated."""
+
+    step: int
+    elapsed: float
+    frames: int
 
 
 @dataclass(frozen=True)
@@ -70,12 +82,17 @@ class TrainConfig:
     d_scales: int = 2
     weights: LossWeights = field(default_factory=LossWeights)
     l1: float = 10.0  # pixel reconstruction; stands in for VGG when its weights are absent
+    warmup: float = 0.0  # fraction of the run spent on single-frame L1 before the GAN starts
     ablation: str | None = None
     seed: int = 0
 
 
 TRAIN_PRESETS: dict[str, TrainConfig] = {
-    "lite": TrainConfig(),
+    # the first 35% of the run is a single-frame L1 warm-up, then the GAN on short sequences:
+    # on a CPU the GAN phase needs as many generator updates as it can get (a 4-frame step
+    # costs ~1.3 s, a 6-frame one ~2 s on 2 cores), and starting it from a good reconstruction
+    # avoids the checkerboard noise a GAN from scratch makes in its first hour
+    "lite": TrainConfig(warmup=0.35, seq_max=4),
     "paper": TrainConfig(preset="paper", ndf=64, l1=0.0, seq_max=9),
     # for tests and smoke runs: tiny networks, short sequences
     "tiny": TrainConfig(preset="tiny", ndf=8, d_layers=2, d_scales=1, seq_start=2, seq_max=3),
@@ -191,7 +208,7 @@ class Trainer:
             self.discriminators["dynamics"] = DynamicsDiscriminator(**d)
         self.discriminators.to(self.device)
         betas = (config.beta1, config.beta2)
-        self.opt_g = torch.optim.Adam(self.generator.parameters(), lr=config.lr, betas=betas)
+        self.opt_g = self._generator_optimizer()
         self.opt_d = (
             torch.optim.Adam(self.discriminators.parameters(), lr=config.lr, betas=betas) if not self.single else None
         )
@@ -201,6 +218,8 @@ class Trainer:
             self.perceptual = PerceptualLoss(vgg).to(self.device) if vgg is not None else None
         self.step = 0
         self.elapsed = 0.0
+        self.gan_start: Mark | None = None  # where the GAN phase began
+        self.frames_seen = 0  # generated training frames over all processes (epochs = this / train frames)
         self.data = AvatarFrames(avatar, load_face_model(), "train", progress=options.progress and self.world.main)
         self.augment = Augment()
         if options.resume:
@@ -208,6 +227,10 @@ class Trainer:
         elif options.init:
             self._init_from(options.init)
         self.world.broadcast([self.generator, self.discriminators])
+
+    def _generator_optimizer(self) -> torch.optim.Adam:
+        c = self.config
+        return torch.optim.Adam(self.generator.parameters(), lr=c.lr, betas=(c.beta1, c.beta2))
 
     # ----- schedule -------------------------------------------------------------------
     @property
@@ -219,24 +242,51 @@ class Trainer:
     def total_steps(self) -> int:
         return self.config.epochs * self.steps_per_epoch
 
-    def progress(self) -> float:
-        """Fraction of the run done: by steps, or by time when --max-minutes binds sooner."""
-        p = self.step / self.total_steps
+    @property
+    def warming_up(self) -> bool:
+        """True during the single-frame L1 warm-up that opens the run (config.warmup)."""
+        return self.config.ablation is None and self.gan_start is None and self.progress() < self.config.warmup
+
+    @property
+    def single_frame(self) -> bool:
+        return self.single or self.warming_up
+
+    def progress(self, at: Mark | None = None) -> float:
+        """Fraction of the run done at a point (default now): by epochs (frames generated),
+        or by steps or time when --max-steps or --max-minutes binds sooner."""
+        at = at or self.mark()
+        p = at.frames / (self.config.epochs * len(self.data))
         if self.options.max_steps:
-            p = max(p, self.step / self.options.max_steps)
+            p = max(p, at.step / self.options.max_steps)
         if self.options.max_minutes:
-            p = max(p, self.elapsed / (self.options.max_minutes * 60))
+            p = max(p, at.elapsed / (self.options.max_minutes * 60))
         return min(p, 1.0)
 
+    def mark(self) -> Mark:
+        return Mark(self.step, self.elapsed, self.frames_seen)
+
+    def gan_progress(self) -> float:
+        """Fraction of the GAN phase (or of an ablation run) done.
+
+        Measured from where the phase began, so a finished run resumed with a larger
+        --max-minutes continues its GAN phase: the learning rate rises again and decays anew.
+        """
+        if self.gan_start is None:
+            return self.progress() if self.single else 0.0  # the ablation's whole run; or not begun
+        start = self.progress(self.gan_start)
+        if start >= 1.0:
+            return 1.0
+        return max(0.0, self.progress() - start) / (1.0 - start)
+
     def sequence_length(self) -> int:
-        if self.single:
+        if self.single_frame:
             return 1
         c = self.config
-        grown = c.seq_start + int(self.progress() * 2 * (c.seq_max - c.seq_start + 1))
+        grown = c.seq_start + int(self.gan_progress() * 2 * (c.seq_max - c.seq_start + 1))
         return min(grown, c.seq_max)
 
     def learning_rate(self) -> float:
-        left = 1.0 - self.progress()
+        left = 1.0 - self.gan_progress()
         return self.config.lr * min(1.0, left / self.config.decay_fraction)
 
     # ----- one iteration --------------------------------------------------------------
@@ -255,16 +305,21 @@ class Trainer:
         for t in range(length):
             fake = self.generator(batch.window(t), prev)
             fakes.append(fake)
-            if not self.single and prev.shape[1]:
+            if not self.single_frame and prev.shape[1]:
                 prev = torch.cat([prev[:, 3:], fake.detach()], 1)
         return torch.stack(fakes, 1)
 
     def train_step(self) -> dict[str, float]:
+        if self.gan_start is None and not self.single_frame:
+            self.gan_start = self.mark()
+            if self.step:  # after a warm-up: its Adam moments were fitted to the L1 loss alone, and
+                self.opt_g = self._generator_optimizer()  # carried over they turn the GAN's larger gradients into huge first steps
         for group in self.opt_g.param_groups + (self.opt_d.param_groups if self.opt_d else []):
             group["lr"] = self.learning_rate()
         batch = self._batch()
         fake = self._generate(batch)
-        if self.single:
+        self.frames_seen += fake.shape[0] * fake.shape[1] * self.world.world
+        if self.single_frame:
             losses_g, losses_d = {"g_l1": F.l1_loss(fake, batch.real) * self.config.l1}, {}
         else:
             losses_g, losses_d = self._losses(batch, fake)
@@ -334,6 +389,8 @@ class Trainer:
             "opt_d": self.opt_d.state_dict() if self.opt_d else {},
             "step": self.step,
             "elapsed": self.elapsed,
+            "gan_start": list(self.gan_start) if self.gan_start else None,
+            "frames_seen": self.frames_seen,
             "train_config": config_to_dict(self.config),
             "avatar": self.avatar.name,
         }
@@ -369,6 +426,9 @@ class Trainer:
         if self.opt_d:
             self.opt_d.load_state_dict(state["opt_d"])
         self.step, self.elapsed = int(state["step"]), float(state["elapsed"])
+        self.frames_seen = int(state.get("frames_seen", self.step * self.config.batch * self.world.world))
+        start = state.get("gan_start", (0, 0.0, 0))  # checkpoints from before the warm-up began with the GAN
+        self.gan_start = Mark(int(start[0]), float(start[1]), int(start[2])) if start is not None else None
 
     def _load_weights(self, state: dict) -> None:
         try:
@@ -412,7 +472,7 @@ class Trainer:
                "seq_len": self.sequence_length(), **{k: round(v, 5) for k, v in losses.items()}}
         new = not path.exists()
         with path.open("a", newline="") as f:
-            writer = csv.DictWriter(f, fieldnames=list(row), extrasaction="ignore")
+            writer = csv.DictWriter(f, fieldnames=LOG_COLUMNS, extrasaction="ignore")
             if new:
                 writer.writeheader()
             writer.writerow(row)
@@ -422,7 +482,7 @@ class Trainer:
             return True
         if self.options.max_minutes is not None and self.elapsed >= self.options.max_minutes * 60:
             return True
-        return self.step >= self.total_steps
+        return self.frames_seen >= self.config.epochs * len(self.data)
 
     def run(self) -> dict:
         """Train until epochs, --max-steps or --max-minutes; checkpoint on the way and at the end."""
@@ -441,13 +501,16 @@ class Trainer:
         try:
             while not self.world.agree(self.finished()):
                 t0 = time.perf_counter()
+                warming = self.warming_up
                 losses = self.train_step()
                 self.step += 1
                 self.elapsed = self.world.maximum(self.elapsed + time.perf_counter() - t0)
                 if self.options.max_minutes:
                     bar.total = max(self.step, min(self.total_steps, int(self.step * self.options.max_minutes * 60 / max(self.elapsed, 1e-6))))
                 bar.update(1)
-                bar.set_postfix(epoch=f"{self.step / self.steps_per_epoch:.1f}", L=self.sequence_length(), **{k: f"{v:.3f}" for k, v in losses.items() if k in ("g_l1", "g_image", "d_image", "g_warp")})
+                if warming and not self.warming_up and self.world.main:
+                    tqdm.write(f"step {self.step}: single-frame L1 warm-up done after {self.elapsed / 60:.1f} min; sequential GAN from here")
+                bar.set_postfix(epoch=f"{self.frames_seen / len(self.data):.1f}", L=self.sequence_length(), **{k: f"{v:.3f}" for k, v in losses.items() if k in ("g_l1", "g_image", "d_image", "g_warp")})
                 if self.step % 10 == 0:
                     self.log_row(losses)
                 now = time.perf_counter()

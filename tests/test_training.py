@@ -74,6 +74,31 @@ def test_killed_and_resumed_run_equals_an_uninterrupted_one(prepared, monkeypatc
     assert all(torch.allclose(expected[k], got[k], atol=1e-6) for k in expected)
 
 
+def test_warmup_trains_single_frames_with_l1_then_the_sequential_gan(prepared):
+    library, _ = prepared
+    config = train_config("tiny", warmup=0.5)
+    trainer = Trainer(Avatar.open(library, "sample"), config, RunOptions(run="warm", progress=False, max_steps=4))
+    phases = []
+    while not trainer.finished():
+        phases.append((trainer.sequence_length(), trainer.learning_rate(), sorted(trainer.train_step())))
+        trainer.step += 1
+    assert phases[0] == phases[1] == (1, config.lr, ["g_l1"])
+    assert phases[2][1] == config.lr  # the GAN phase starts at the full learning rate
+    for length, _, losses in phases[2:]:
+        assert length >= config.seq_start and {"g_image", "g_mouth", "d_image"} <= set(losses)
+    assert trainer.frames_seen == sum(length for length, _, _ in phases)  # what the bar's epochs count
+    assert all(state["step"] == 2 for state in trainer.opt_g.state.values())  # a fresh Adam for the GAN
+
+
+def test_a_finished_run_resumed_for_longer_continues_its_gan_phase(prepared):
+    library, _ = prepared
+    avatar, config = Avatar.open(library, "sample"), train_config("tiny", warmup=0.5)
+    Trainer(avatar, config, RunOptions(run="extend", progress=False, max_steps=4)).run()
+    longer = Trainer(avatar, config, RunOptions(run="extend", progress=False, max_steps=8, resume=True))
+    assert longer.step == 4 and not longer.warming_up
+    assert longer.sequence_length() > 1 and longer.learning_rate() == config.lr
+
+
 def test_resume_refuses_other_settings(prepared):
     library, _ = prepared
     _trainer(library, "mismatch", max_steps=1).run()
