@@ -99,6 +99,20 @@ def test_a_finished_run_resumed_for_longer_continues_its_gan_phase(prepared):
     assert longer.sequence_length() > 1 and longer.learning_rate() == config.lr
 
 
+def test_saved_generator_is_the_weight_average(prepared):
+    library, _ = prepared
+    avatar, config = Avatar.open(library, "sample"), train_config("tiny", ema=0.5)
+    trainer = Trainer(avatar, config, RunOptions(run="ema", progress=False, max_steps=1))
+    before = _weights(trainer)
+    trainer.run()
+    after = _weights(trainer)
+    saved, _ = load_generator(trainer.folder)
+    for name, value in saved.state_dict().items():
+        if value.is_floating_point():
+            assert torch.allclose(value, 0.5 * (before[name] + after[name]), atol=1e-6)
+    assert not all(torch.equal(before[k], after[k]) for k in before)
+
+
 def test_resume_refuses_other_settings(prepared):
     library, _ = prepared
     _trainer(library, "mismatch", max_steps=1).run()
