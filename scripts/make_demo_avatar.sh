@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Re-make the bundled demo avatar (assets/demo/d6) from ../shared/data/video/d6.mp4.
-# Usage: bash scripts/make_demo_avatar.sh [FIRST_MINUTES] [TOTAL_MINUTES]   (default 45 100)
+# Usage: bash scripts/make_demo_avatar.sh [FIRST_MINUTES] [TOTAL_MINUTES]   (default 45 45: the shipped demo)
 # The lite schedule runs FIRST_MINUTES (single-frame L1 warm-up, then the Head2Head++ GAN;
 # the run scored in docs/RESULTS.md), then the same run is resumed up to TOTAL_MINUTES, which
 # continues its GAN phase with a fresh learning-rate decay. Run it again after an interruption:
@@ -9,7 +9,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/setup.sh
 first=${1:-45}
-total=${2:-100}
+total=${2:-45}
 lib=build/library
 h2h=.venv/bin/h2h
 state=$lib/d6/checkpoints/main/state.pt
