@@ -213,11 +213,8 @@ class Trainer:
             self.discriminators["mouth"] = mouth_discriminator(**d)
             self.discriminators["dynamics"] = DynamicsDiscriminator(**d)
         self.discriminators.to(self.device)
-        betas = (config.beta1, config.beta2)
-        self.opt_g = self._generator_optimizer()
-        self.opt_d = (
-            torch.optim.Adam(self.discriminators.parameters(), lr=config.lr, betas=betas) if not self.single else None
-        )
+        self.opt_g = self._adam(self.generator)
+        self.opt_d = self._adam(self.discriminators) if not self.single else None
         self.perceptual = None
         if not self.single and config.weights.vgg > 0:
             vgg = load_vgg19(options.vgg_weights)
@@ -236,9 +233,9 @@ class Trainer:
         if self.ema is not None and not self._ema_loaded:
             self.ema.load_state_dict(self.generator.state_dict())
 
-    def _generator_optimizer(self) -> torch.optim.Adam:
+    def _adam(self, module: nn.Module) -> torch.optim.Adam:
         c = self.config
-        return torch.optim.Adam(self.generator.parameters(), lr=c.lr, betas=(c.beta1, c.beta2))
+        return torch.optim.Adam(module.parameters(), lr=c.lr, betas=(c.beta1, c.beta2))
 
     # ----- schedule -------------------------------------------------------------------
     @property
@@ -322,7 +319,7 @@ class Trainer:
         if self.gan_start is None and not self.single_frame:
             self.gan_start = self.mark()
             if self.step:  # after a warm-up: its Adam moments were fitted to the L1 loss alone, and
-                self.opt_g = self._generator_optimizer()  # carried over they turn the GAN's larger gradients into huge first steps
+                self.opt_g = self._adam(self.generator)  # carried over they turn the GAN's larger gradients into huge first steps
         for group in self.opt_g.param_groups + (self.opt_d.param_groups if self.opt_d else []):
             group["lr"] = self.learning_rate()
         batch = self._batch()
