@@ -51,15 +51,20 @@ def _paced(frames, interval):
         yield f
 
 
+def _in_step(frames, seen, patience=10.0):
+    """A camera that never outruns the pipeline: frame i comes once frame i-1 reached the sink."""
+    for i, f in enumerate(frames):
+        deadline = time.perf_counter() + patience
+        while len(seen) < i and time.perf_counter() < deadline:
+            time.sleep(0.002)
+        yield f
+
+
 def test_every_frame_arrives_in_order_when_the_pipeline_keeps_up(prepared, model, short_clip):
     library, _ = prepared
     frames = list(read_frames(short_clip, 20))
     seen = []
-    stage = _stage(library, model)
-    from h2h.app.pipeline import Packet
-
-    stage.process(Packet(-1, 0.0, frames[0]))  # start MediaPipe and GL before timing matters
-    pipeline = Pipeline(_paced(frames, 0.06), stage, GeneratorStage(SlowEngine(0.005)), [lambda p: seen.append(p.index)])
+    pipeline = Pipeline(_in_step(frames, seen), _stage(library, model), GeneratorStage(SlowEngine(0.005)), [lambda p: seen.append(p.index)])
     pipeline.start().wait()
     assert seen == list(range(20)) and pipeline.dropped == 0
 
