@@ -239,15 +239,6 @@ class Trainer:
 
     # ----- schedule -------------------------------------------------------------------
     @property
-    def steps_per_epoch(self) -> int:
-        mean_len = 1 if self.single else (self.config.seq_start + self.config.seq_max) / 2
-        return max(1, int(len(self.data) / (self.config.batch * mean_len * self.world.world)))
-
-    @property
-    def total_steps(self) -> int:
-        return self.config.epochs * self.steps_per_epoch
-
-    @property
     def warming_up(self) -> bool:
         """True during the single-frame L1 warm-up that opens the run (config.warmup)."""
         return self.config.ablation is None and self.gan_start is None and self.progress() < self.config.warmup
@@ -504,6 +495,9 @@ class Trainer:
                 writer.writeheader()
             writer.writerow(row)
 
+    def _percent_done(self) -> float:
+        return round(100 * self.progress(), 2)
+
     def finished(self) -> bool:
         if self.options.max_steps is not None and self.step >= self.options.max_steps:
             return True
@@ -517,12 +511,17 @@ class Trainer:
         if self.options.threads:
             torch.set_num_threads(self.options.threads)
         log.info(
-            "training %s (%s%s): G %.2f M params, D %.2f M, %d train frames, %d steps/epoch, perceptual loss %s",
+            "training %s (%s%s): G %.2f M params, D %.2f M, %d train frames, perceptual loss %s",
             self.avatar.name, self.config.preset, f", ablation {self.config.ablation}" if self.config.ablation else "",
             count_parameters(self.generator) / 1e6, count_parameters(self.discriminators) / 1e6,
-            len(self.data), self.steps_per_epoch, "on" if self.perceptual is not None else "off",
+            len(self.data), "on" if self.perceptual is not None else "off",
         )
-        bar = tqdm(total=self.total_steps, initial=self.step, unit="step", disable=not (self.options.progress and self.world.main))
+        # the bar counts percent of the run (the schedule's own progress), so its ETA holds across
+        # the cheap warm-up steps and the slower sequential GAN steps
+        bar = tqdm(
+            total=100.0, initial=self._percent_done(), bar_format="{l_bar}{bar}| {elapsed}<{remaining}{postfix}",
+            disable=not (self.options.progress and self.world.main),
+        )
         last_sample = last_ckpt = time.perf_counter()
         losses: dict[str, float] = {}
         try:
@@ -532,12 +531,10 @@ class Trainer:
                 losses = self.train_step()
                 self.step += 1
                 self.elapsed = self.world.maximum(self.elapsed + time.perf_counter() - t0)
-                if self.options.max_minutes:
-                    bar.total = max(self.step, min(self.total_steps, int(self.step * self.options.max_minutes * 60 / max(self.elapsed, 1e-6))))
-                bar.update(1)
+                bar.update(self._percent_done() - bar.n)
                 if warming and not self.warming_up and self.world.main:
                     tqdm.write(f"step {self.step}: single-frame L1 warm-up done after {self.elapsed / 60:.1f} min; sequential GAN from here")
-                bar.set_postfix(epoch=f"{self.frames_seen / len(self.data):.1f}", L=self.sequence_length(), **{k: f"{v:.3f}" for k, v in losses.items() if k in ("g_l1", "g_image", "d_image", "g_warp")})
+                bar.set_postfix(step=self.step, epoch=f"{self.frames_seen / len(self.data):.1f}", L=self.sequence_length(), **{k: f"{v:.3f}" for k, v in losses.items() if k in ("g_l1", "g_image", "d_image", "g_warp")})
                 if self.step % 10 == 0:
                     self.log_row(losses)
                 now = time.perf_counter()
