@@ -90,13 +90,13 @@ class TrainConfig:
 
 
 TRAIN_PRESETS: dict[str, TrainConfig] = {
-    # the first 40% of the run is a single-frame L1 warm-up, then the GAN on short sequences:
+    # the first 45% of the run is a single-frame L1 warm-up, then the GAN on short sequences:
     # on a CPU the GAN phase needs as many generator updates as it can get (a 4-frame step
     # costs ~1.3 s, a 6-frame one ~2 s on 2 cores), and starting it from a good reconstruction
     # avoids the checkerboard noise a GAN from scratch makes in its first hour. The saved
-    # generator is a running average of the weights (~200-step horizon), which smooths the
-    # speckle a short GAN phase leaves at hair and eye edges
-    "lite": TrainConfig(warmup=0.4, seq_max=4, ema=0.995),
+    # generator is a running average of the weights (~330-step horizon), which smooths the
+    # speckle a short GAN phase leaves at hair and eye edges (docs/RESULTS.md has the sweep)
+    "lite": TrainConfig(warmup=0.45, seq_max=4, ema=0.997),
     "paper": TrainConfig(preset="paper", ndf=64, l1=0.0, seq_max=9),
     # for tests and smoke runs: tiny networks, short sequences
     "tiny": TrainConfig(preset="tiny", ndf=8, d_layers=2, d_scales=1, seq_start=2, seq_max=3),
