@@ -241,6 +241,12 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+INTERRUPTED = {  # what Ctrl-C leaves behind, per command
+    "": "nothing already saved was changed",
+    "train": "every finished step is checkpointed; add --resume to the same command to continue",
+}
+
+
 def run(argv: list[str] | None, handlers: tuple[type[BaseException], ...] = USER_ERRORS) -> int:
     args = build_parser().parse_args(argv)
     logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO, format="%(levelname)s %(message)s")
@@ -251,7 +257,7 @@ def run(argv: list[str] | None, handlers: tuple[type[BaseException], ...] = USER
         print(f"h2h {args.command}: error: {exc}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:
-        print(f"h2h {args.command}: interrupted; nothing already saved was changed", file=sys.stderr)
+        print(f"h2h {args.command}: interrupted; {INTERRUPTED.get(args.command, INTERRUPTED[''])}", file=sys.stderr)
         return 130
 
 

@@ -131,6 +131,21 @@ def test_corrupt_checkpoint_is_a_clear_error(prepared, capsys):
     assert "not a readable h2h checkpoint" in capsys.readouterr().err
 
 
+def test_ctrl_c_checkpoints_the_run_and_says_how_to_continue(prepared, monkeypatch, capsys):
+    library, _ = prepared
+    original = Trainer.train_step
+
+    def ctrl_c_at_step_2(self):
+        if self.step == 2:
+            raise KeyboardInterrupt
+        return original(self)
+
+    monkeypatch.setattr(Trainer, "train_step", ctrl_c_at_step_2)
+    assert main(["train", "sample", "--run", "ctrl-c", "--max-steps", "5", "--library", str(library)]) == 130
+    assert "--resume" in capsys.readouterr().err
+    assert ckpt.load_state(library / "sample" / "checkpoints" / "ctrl-c" / "state.pt")["step"] == 2
+
+
 def test_full_disk_keeps_the_last_good_checkpoint(prepared, monkeypatch):
     library, _ = prepared
     trainer = _trainer(library, "disk", max_steps=1)
