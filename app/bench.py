@@ -108,7 +108,7 @@ def run_bench(source: str | Path, frames: int | None = None, json_out: str | Pat
     if avatar_name:
         avatar = Avatar.open(library, avatar_name)
         target = avatar.subject
-        engine = load_engine(avatar.path, engine_choice)
+        engine = load_engine(avatar, engine_choice)
         generator = GeneratorStage(engine, avatar.resolution)
         engine_info = {"provider": engine.provider, "precision": engine.precision}
     times, count, seconds = plain_loop(info.path, target, generator, frames)

@@ -8,10 +8,11 @@ import sys
 from collections.abc import Callable
 from pathlib import Path
 
-from ..models.avatar import AvatarError
 from ..engines.base import EngineError
+from ..models.avatar import AvatarError
 from ..models.checkpoint import CheckpointError
-from ..models.library import LIBRARY_ENV, LibraryError, resolve_library
+from ..models.interrupts import Interrupted
+from ..models.library import LIBRARY_ENV, LibraryError, check_run_name, resolve_library
 from ..models.video import VideoError
 
 USER_ERRORS = (AvatarError, CheckpointError, EngineError, LibraryError, VideoError, OSError)
@@ -28,6 +29,20 @@ def _fraction(text: str) -> float:
     return value
 
 
+def _run_name(text: str) -> str:
+    """argparse type: a run name (a plain folder name under checkpoints/)."""
+    try:
+        return check_run_name(text)
+    except LibraryError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from exc
+
+
+def _positive_int(text: str) -> int:
+    if not text.isdigit() or int(text) < 1:
+        raise argparse.ArgumentTypeError(f"expected a positive whole number, got {text!r}")
+    return int(text)
+
+
 def _library_arg(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--library", metavar="DIR", help=f"avatar library folder (default: ${LIBRARY_ENV}, else a per-user data folder)"
@@ -37,8 +52,10 @@ def _library_arg(parser: argparse.ArgumentParser) -> None:
 def cmd_prepare(args: argparse.Namespace) -> int:
     from ..models.prepare import prepare
 
-    result = prepare(args.video, resolve_library(args.library), args.name, args.overwrite, args.preview)
+    result = prepare(args.video, resolve_library(args.library), args.name, args.overwrite, args.preview, args.discard_training)
     print(result.summary())
+    for warning in result.warnings():
+        print(warning, file=sys.stderr)
     if result.preview:
         print(f"preview: {result.preview} and {result.preview.with_name('preview.mp4')}")
     return 0
@@ -77,10 +94,13 @@ def cmd_train(args: argparse.Namespace) -> int:
         max_minutes=args.max_minutes,
         max_steps=args.max_steps,
         resume=args.resume,
+        overwrite=args.overwrite,
         init=args.init,
         device=args.device,
         vgg_weights=args.vgg_weights,
         sample_minutes=args.sample_minutes,
+        checkpoint_steps=args.checkpoint_steps,
+        threads=args.threads,
     )
     if os.environ.get("RANK", "0") != "0":
         logging.getLogger().setLevel(logging.WARNING)  # under torchrun only rank 0 reports
@@ -158,7 +178,10 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("prepare", help="turn a target video into an avatar folder")
     p.add_argument("video", help="video of the target person (mp4, mov, avi, mkv)")
     p.add_argument("--name", required=True, help="avatar name (folder name in the library)")
-    p.add_argument("--overwrite", action="store_true", help="replace an existing avatar of that name")
+    p.add_argument("--overwrite", action="store_true",
+                   help="replace an existing avatar of that name (its checkpoints/ and engines/ are kept)")
+    p.add_argument("--discard-training", action="store_true",
+                   help="with --overwrite: also drop the replaced avatar's checkpoints/ and engines/")
     p.add_argument("--preview", action="store_true", help="write preview/contact_sheet.png and preview.mp4")
     _library_arg(p)
     p.set_defaults(func=cmd_prepare)
@@ -173,24 +196,27 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--side-by-side", action="store_true", help="source | conditioning | output")
     p.add_argument("--conditioning-only", action="store_true", help="no generator: source | NMFC | eyes | overlay")
-    p.add_argument("--run", help="which training run's generator (default: the exported one, else main)")
+    p.add_argument("--run", type=_run_name, help="which training run's generator (default: the exported one, else main)")
     p.add_argument("--frames", type=int, default=None, help="stop after N source frames")
     _library_arg(p)
     p.set_defaults(func=cmd_reenact)
 
     p = sub.add_parser("train", help="train an avatar's generator (Head2Head++ GAN)")
     p.add_argument("name", help="avatar name in the library")
-    p.add_argument("--preset", choices=("lite", "paper"), default="lite", help="network size (default: lite)")
+    p.add_argument("--preset", choices=("lite", "paper", "tiny"), default="lite", help="network size (default: lite; tiny is for smoke tests)")
     p.add_argument("--epochs", type=int, default=None, help="epochs (default: the preset's, 40 + 20 decay)")
     p.add_argument("--max-minutes", type=float, default=None, help="stop after this much training time")
     p.add_argument("--max-steps", type=int, default=None, help="stop after this many steps")
     p.add_argument("--resume", action="store_true", help="continue the run from its last checkpoint")
+    p.add_argument("--overwrite", action="store_true", help="start an existing run again from scratch (its checkpoint, log and samples go)")
     p.add_argument("--init", metavar="CHECKPOINT_OR_AVATAR", help="start from another avatar's or a pretrained checkpoint")
     p.add_argument("--device", default="cpu", help="cpu or cuda (default: cpu)")
     p.add_argument("--ablation", choices=("l1-single",), help="l1-single: L1 loss only, single frames, no GAN")
     p.add_argument("--warmup", type=_fraction, default=None, metavar="FRACTION",
                    help="fraction of the run trained on single frames with L1 before the GAN (default: the preset's)")
-    p.add_argument("--run", help="run name, a folder under checkpoints/ (default: main, or the ablation's name)")
+    p.add_argument("--run", type=_run_name, help="run name, a folder under checkpoints/ (default: main, or the ablation's name)")
+    p.add_argument("--checkpoint-steps", type=_positive_int, metavar="N", help="also checkpoint every N steps (default: every 5 minutes)")
+    p.add_argument("--threads", type=_positive_int, metavar="N", help="torch CPU threads (default: all cores)")
     p.add_argument("--vgg-weights", metavar="PATH", help="torchvision vgg19-dcbb9e9d.pth for the perceptual loss")
     p.add_argument("--sample-minutes", type=float, default=5.0, help="write a sample grid this often")
     p.add_argument("--seed", type=int, default=0)
@@ -199,7 +225,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("eval", help="self-reenactment metrics on the held-out test split")
     p.add_argument("name", help="avatar name in the library")
-    p.add_argument("--run", action="append", help="training run(s) to score (default: all)")
+    p.add_argument("--run", action="append", type=_run_name, help="training run(s) to score (default: all)")
     p.add_argument("--frames", type=int, default=None, help="score only the first N test frames")
     p.add_argument("--json", metavar="OUT", help="also write the metrics as JSON")
     _library_arg(p)
@@ -213,7 +239,7 @@ def build_parser() -> argparse.ArgumentParser:
     precision = p.add_mutually_exclusive_group()
     precision.add_argument("--fp16", action="store_true", help="TensorRT in FP16 (default)")
     precision.add_argument("--fp32", action="store_true", help="TensorRT in FP32")
-    p.add_argument("--run", default="main", help="which training run to export (default: main)")
+    p.add_argument("--run", default="main", type=_run_name, help="which training run to export (default: main)")
     _library_arg(p)
     p.set_defaults(func=cmd_export)
 
@@ -241,9 +267,13 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-INTERRUPTED = {  # what Ctrl-C leaves behind, per command
+INTERRUPTED = {  # what an interrupt leaves behind, per command
     "": "nothing already saved was changed",
-    "train": "every finished step is checkpointed; add --resume to the same command to continue",
+    "train": "the last checkpoint (every 5 minutes) is kept; add --resume to the same command to continue",
+}
+STOPPED = {  # after a clean stop between steps (Ctrl-C or SIGTERM)
+    "": "stopped; nothing already saved was changed",
+    "train": "stopped after checkpointing the last finished step; add --resume to the same command to continue",
 }
 
 
@@ -256,6 +286,9 @@ def run(argv: list[str] | None, handlers: tuple[type[BaseException], ...] = USER
     except handlers as exc:
         print(f"h2h {args.command}: error: {exc}", file=sys.stderr)
         return 1
+    except Interrupted as stop:
+        print(f"h2h {args.command}: {STOPPED.get(args.command, STOPPED[''])}", file=sys.stderr)
+        return stop.exit_code
     except KeyboardInterrupt:
         print(f"h2h {args.command}: interrupted; {INTERRUPTED.get(args.command, INTERRUPTED[''])}", file=sys.stderr)
         return 130

@@ -6,6 +6,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
+import cv2
 import numpy as np
 
 from ..engines.stepper import GeneratorStepper
@@ -64,8 +65,18 @@ def driven_frames(avatar: Avatar, source: Path, mode: str, max_frames: int | Non
 
 def self_frames(avatar: Avatar, max_frames: int | None) -> Iterator[Frame]:
     """The avatar's held-out test frames with their own conditioning."""
+    avatar.require_frames("--mode self")
     for i in avatar.split_indices("test")[:max_frames]:
         yield avatar.read_image("frame", int(i)), avatar.read_image("nmfc", int(i)), avatar.read_image("eyes", int(i))
+
+
+def target_reference(avatar: Avatar) -> np.ndarray:
+    """A picture of the target to draw the conditioning over: its first training frame, or
+    the thumbnail for a live-only package."""
+    if not avatar.live_only:
+        return avatar.read_image("frame", int(avatar.split_indices("train")[0]))
+    thumbnail = avatar.files.read_image("thumbnail.png")
+    return cv2.resize(thumbnail, (avatar.resolution, avatar.resolution), interpolation=cv2.INTER_CUBIC)
 
 
 def reenact(
@@ -91,7 +102,7 @@ def reenact(
         raise AvatarError(f"--mode {mode} needs --source VIDEO")
     stepper = None
     if not conditioning_only:
-        engine = load_engine(avatar.path, "auto", run)
+        engine = load_engine(avatar, "auto", run)
         stepper = GeneratorStepper(engine.run, avatar.resolution, engine.sequential)
     no_face = [0]
     if mode == "self":
@@ -99,7 +110,7 @@ def reenact(
     else:
         fps, frames = driven_frames(avatar, Path(source), mode, max_frames, no_face)
     size = avatar.resolution
-    reference = avatar.read_image("frame", int(avatar.split_indices("train")[0]))
+    reference = target_reference(avatar) if conditioning_only else None
     panels = 4 if conditioning_only else (3 if side_by_side else 1)
     count = 0
     with VideoWriter(out, fps, (size * panels, size)) as writer:

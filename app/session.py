@@ -30,14 +30,12 @@ class AvatarEntry:
     frames: int
     engine: str  # TensorRT / ONNX / PyTorch / none
     bundled: bool
-
-    @property
-    def thumbnail(self) -> Path:
-        return self.path / "thumbnail.png"
+    thumbnail: bytes | None = None  # PNG bytes read through the checked accessor
 
 
 def available_avatars(library: Path) -> list[AvatarEntry]:
-    """The library's avatars, then the bundled demo avatars not shadowed by a library one."""
+    """The library's avatars, then the bundled demo avatars not shadowed by a library one;
+    a damaged or refused folder is logged and skipped."""
     entries = []
     for folder, names, bundled in ((library, list_avatars(library), False), (BUNDLED, list_avatars(BUNDLED), True)):
         for name in names:
@@ -48,7 +46,7 @@ def available_avatars(library: Path) -> list[AvatarEntry]:
             except Exception as exc:  # a damaged folder must not hide the others
                 log.warning("skipping %s: %s", folder / name, exc)
                 continue
-            entries.append(AvatarEntry(name, avatar.path, avatar.manifest["counts"]["frames"], engine_status(avatar.path), bundled))
+            entries.append(AvatarEntry(name, avatar.path, avatar.schema.counts.frames, engine_status(avatar), bundled, avatar.thumbnail()))
     return entries
 
 
@@ -60,7 +58,8 @@ class LoadedAvatar:
 
 def load_avatar(entry: AvatarEntry, engine: str = "auto") -> LoadedAvatar:
     avatar = Avatar.open_path(entry.path)
-    return LoadedAvatar(avatar, load_engine(avatar.path, engine))
+    avatar.tracks, avatar.subject  # noqa: B018 - validate the arrays now, not on the face thread
+    return LoadedAvatar(avatar, load_engine(avatar, engine))
 
 
 class LiveSession:

@@ -1,19 +1,36 @@
-"""TensorRT engine cache keys: an engine is only valid for one GPU model, compute
-capability, TensorRT version and ONNX file, so all four name the file."""
+"""Where engines built on this machine live, and their keys.
+
+A serialized TensorRT engine is executable code, so it is never read from an avatar folder
+(those are shared between people): plans and ONNX Runtime TensorRT caches live in a per-user
+cache folder, and a plan is only valid for one GPU model, compute capability, TensorRT version
+and ONNX file, so all four name it."""
 from __future__ import annotations
 
 import hashlib
+import os
 import re
 from dataclasses import dataclass
 from pathlib import Path
 
+CACHE_ENV = "H2H_CACHE"
+
+
+def engine_cache_dir() -> Path:
+    """$H2H_CACHE, else the per-user cache folder (e.g. ~/.cache/h2h/engines)."""
+    env = os.environ.get(CACHE_ENV)
+    if env:
+        return Path(env).expanduser() / "engines"
+    from platformdirs import user_cache_dir
+
+    return Path(user_cache_dir("h2h", appauthor=False)) / "engines"
+
+
+def bytes_sha256(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()
+
 
 def file_sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
+    return bytes_sha256(Path(path).read_bytes())
 
 
 @dataclass(frozen=True)
@@ -27,13 +44,21 @@ class EngineKey:
     def filename(self) -> str:
         gpu = re.sub(r"[^A-Za-z0-9]+", "-", self.gpu).strip("-").lower()
         cc = f"sm{self.capability[0]}{self.capability[1]}"
-        return f"generator.{gpu}.{cc}.trt{self.trt_version}.{self.precision}.{self.onnx_sha256[:12]}.plan"
+        return f"generator.{gpu}.{cc}.trt{self.trt_version}.{self.precision}.{self.onnx_sha256[:16]}.plan"
 
 
-def engine_path(engines_dir: Path, key: EngineKey) -> Path:
-    return engines_dir / key.filename()
+def engine_path(key: EngineKey, cache: Path | None = None) -> Path:
+    """The plan for this key in this machine's cache."""
+    return (cache or engine_cache_dir()) / key.filename()
 
 
-def stale_engines(engines_dir: Path, key: EngineKey) -> list[Path]:
-    """Serialized engines in the folder that do not match this key (other GPU, TensorRT or ONNX)."""
-    return [p for p in engines_dir.glob("generator.*.plan") if p.name != key.filename()]
+def ort_tensorrt_cache(onnx_sha256: str, cache: Path | None = None) -> Path:
+    """ONNX Runtime's TensorRT engine cache for one ONNX model, in this machine's cache."""
+    return (cache or engine_cache_dir()) / "ort-tensorrt" / onnx_sha256[:16]
+
+
+def stale_engines(key: EngineKey, cache: Path | None = None) -> list[Path]:
+    """Plans of this ONNX model in the cache that do not match this key (other GPU or TensorRT)."""
+    folder = cache or engine_cache_dir()
+    tag = f".{key.onnx_sha256[:16]}.plan"
+    return [p for p in folder.glob("generator.*.plan") if p.name.endswith(tag) and p.name != key.filename()]

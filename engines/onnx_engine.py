@@ -1,4 +1,8 @@
-"""ONNX Runtime engine: TensorRT, CUDA and CPU execution providers, in that order."""
+"""ONNX Runtime engine: TensorRT, CUDA and CPU execution providers, in that order.
+
+The model is handed to ONNX Runtime as checked bytes (never a path into an avatar folder),
+so the file cannot change between the check and the load; ONNX Runtime's TensorRT cache
+lives in this machine's per-user cache, never beside the model."""
 from __future__ import annotations
 
 import logging
@@ -8,6 +12,8 @@ from pathlib import Path
 import numpy as np
 
 from .base import EngineError, TensorSpec
+from .cache import bytes_sha256, ort_tensorrt_cache
+from .onnx_check import check_generator_onnx
 
 log = logging.getLogger(__name__)
 PREFERRED = ("TensorrtExecutionProvider", "CUDAExecutionProvider", "CPUExecutionProvider")
@@ -42,22 +48,25 @@ def choose_providers(available: list[str], fp16: bool, cache_dir: Path) -> list:
 
 
 class OnnxEngine:
-    """An ONNX Runtime session on the exported generator step."""
+    """An ONNX Runtime session on the exported generator step.
 
-    def __init__(self, onnx_path: Path, sequential: bool = True, fp16: bool = True, threads: int | None = None,
-                 providers: list[str] | None = None) -> None:
+    `model` is the ONNX file's bytes; `label` names it in messages; `size` (the avatar's
+    resolution) turns on the generator-step check, which refuses external data."""
+
+    def __init__(self, model: bytes, label: str, size: int | None = 256, sequential: bool = True, fp16: bool = True,
+                 threads: int | None = None, providers: list[str] | None = None) -> None:
         try:
             import onnxruntime as ort
         except ImportError as exc:
             raise EngineError("onnxruntime is not installed; pip install onnxruntime (or onnxruntime-gpu)") from exc
-        if not onnx_path.is_file():
-            raise EngineError(f"no ONNX model at {onnx_path}; run h2h export first")
+        if size is not None:
+            check_generator_onnx(model, size, label)
         available = providers or ort.get_available_providers()
-        chosen = choose_providers(available, fp16, onnx_path.parent / "ort-trt-cache")
+        chosen = choose_providers(available, fp16, ort_tensorrt_cache(bytes_sha256(model)))
         try:
-            self.session = ort.InferenceSession(str(onnx_path), session_options(threads), providers=chosen)
+            self.session = ort.InferenceSession(model, session_options(threads), providers=chosen)
         except Exception as exc:  # onnxruntime raises its own exception types
-            raise EngineError(f"{onnx_path}: ONNX Runtime cannot load it ({type(exc).__name__}); run h2h export again") from exc
+            raise EngineError(f"{label}: ONNX Runtime cannot load it ({type(exc).__name__}); run h2h export again") from exc
         active = self.session.get_providers()[0]
         self.provider = f"ONNX Runtime ({active})"
         self.precision = "fp16" if fp16 and active == "TensorrtExecutionProvider" else "fp32"
@@ -65,6 +74,13 @@ class OnnxEngine:
         self.inputs = [TensorSpec(i.name, tuple(i.shape), "float32") for i in self.session.get_inputs()]
         self.outputs = [TensorSpec(o.name, tuple(o.shape), "float32") for o in self.session.get_outputs()]
         self._names = [i.name for i in self.inputs]
+
+    @classmethod
+    def from_file(cls, path: Path, size: int | None = 256, **kwargs) -> "OnnxEngine":
+        """A model this machine just wrote (export, parity checks); not for avatar folders."""
+        if not path.is_file():
+            raise EngineError(f"no ONNX model at {path}; run h2h export first")
+        return cls(path.read_bytes(), str(path), size, **kwargs)
 
     def run(self, cond: np.ndarray, prev: np.ndarray) -> np.ndarray:
         feeds = dict(zip(self._names, (np.ascontiguousarray(cond, np.float32), np.ascontiguousarray(prev, np.float32))))

@@ -1,95 +1,158 @@
-"""Pick the best engine an avatar and this machine allow: TensorRT, ONNX Runtime, PyTorch."""
+"""Pick the best engine an avatar and this machine allow: TensorRT, ONNX Runtime, PyTorch.
+
+Everything is read from the avatar folder through its checked accessor; TensorRT plans come
+only from this machine's cache (engines/cache.py)."""
 from __future__ import annotations
 
-import json
 import logging
-from pathlib import Path
 
+from ..models.avatar import Avatar
+from ..models.avatar_files import AvatarError, AvatarFiles
 from .base import Engine, EngineError
+from .cache import bytes_sha256
 
 log = logging.getLogger(__name__)
 CHOICES = ("auto", "trt", "onnx", "torch")
 ONNX_FILE = "generator.onnx"
 ONNX_META = "generator.onnx.json"
 INT8_FILE = "generator.int8.onnx"
+INT8_META = "generator.int8.onnx.json"
+INT8_MIN_PSNR = 35.0
 
 
-def _onnx_meta(engines: Path) -> dict:
+def onnx_meta(files: AvatarFiles) -> dict:
+    """engines/generator.onnx.json, or {} when missing or unreadable."""
     try:
-        return json.loads((engines / ONNX_META).read_text())
-    except (OSError, json.JSONDecodeError):
+        meta = files.read_json(f"engines/{ONNX_META}") if files.is_file(f"engines/{ONNX_META}") else {}
+    except AvatarError as exc:
+        log.warning("ignoring %s", exc)
         return {}
+    return meta if isinstance(meta, dict) else {}
 
 
-def engine_status(avatar_path: Path) -> str:
-    """What the avatar can run on, for listings: TensorRT, ONNX, PyTorch or none."""
-    engines = avatar_path / "engines"
-    if any(engines.glob("generator.*.plan")):
-        return "TensorRT"
-    if (engines / ONNX_FILE).is_file():
+def read_onnx(avatar: Avatar) -> bytes | None:
+    """The fp32 ONNX bytes (checked accessor), or None when the avatar has none."""
+    relative = f"engines/{ONNX_FILE}"
+    return avatar.files.read_bytes(relative) if avatar.files.is_file(relative) else None
+
+
+def int8_problem(files: AvatarFiles, parent_sha256: str) -> str | None:
+    """Why the int8 model must not be used (missing, stale or below the PSNR gate), or None."""
+    if not files.is_file(f"engines/{INT8_FILE}"):
+        return "no int8 model"
+    try:
+        meta = files.read_json(f"engines/{INT8_META}")
+    except AvatarError as exc:
+        return f"int8 metadata unreadable ({exc})"
+    if not isinstance(meta, dict) or meta.get("parent_onnx_sha256") != parent_sha256:
+        return "int8 model is stale (not made from the current generator.onnx); re-run h2h export --int8"
+    psnr = meta.get("psnr_vs_fp32_db")
+    if not isinstance(psnr, (int, float)) or not psnr >= INT8_MIN_PSNR:
+        return f"int8 model did not pass its {INT8_MIN_PSNR:g} dB gate; re-run h2h export --int8"
+    return None
+
+
+def engine_status(avatar: Avatar) -> str:
+    """What the avatar can run on, for listings: TensorRT, ONNX, PyTorch or none. TensorRT
+    only when this machine's cache holds a plan for this GPU and this ONNX."""
+    files = avatar.files
+    if files.is_file(f"engines/{ONNX_FILE}"):
+        from .tensorrt_engine import cached_plan, tensorrt_missing
+
+        if tensorrt_missing() is None:
+            try:
+                if cached_plan(read_onnx(avatar)) is not None:
+                    return "TensorRT"
+            except AvatarError:
+                return "none"
         return "ONNX"
-    if any((avatar_path / "checkpoints").glob("*/generator.safetensors")):
+    if any(files.is_file(f"checkpoints/{run}/generator.safetensors") for run in files.names("checkpoints")):
         return "PyTorch"
     return "none"
 
 
-def load(avatar_path: Path, prefer: str = "auto", run: str | None = None, fp16: bool = True, int8: bool = True) -> Engine:
+def load(avatar: Avatar, prefer: str = "auto", run: str | None = None, fp16: bool = True, int8: bool = True) -> Engine:
     """The engine to drive this avatar with; each fallback is logged with its reason.
 
     run=None takes whatever run was exported (PyTorch falls back to run "main"); a named run
     uses the exported engines only if they were exported from that run."""
     if prefer not in CHOICES:
         raise EngineError(f"unknown engine {prefer!r}; choose one of {', '.join(CHOICES)}")
-    engines = avatar_path / "engines"
-    onnx = engines / ONNX_FILE
-    meta = _onnx_meta(engines)
+    files, size = avatar.files, avatar.resolution
+    onnx = read_onnx(avatar)
+    label = str(files.root / "engines" / ONNX_FILE)
+    meta = onnx_meta(files)
     sequential = bool(meta.get("sequential", True))
     reasons = []
-    if run is not None and onnx.is_file() and meta.get("run", run) != run:
+    if run is not None and onnx is not None and meta.get("run", run) != run:
         reasons.append(f"exported engines are of run '{meta.get('run')}', not '{run}'")
         prefer = "torch" if prefer == "auto" else prefer
         if prefer != "torch":
             raise EngineError(f"{reasons[0]}; run h2h export --run {run} first")
+    if onnx is not None and prefer != "torch":
+        from .onnx_check import check_generator_onnx
+
+        try:
+            check_generator_onnx(onnx, size, label)
+        except EngineError as exc:
+            if prefer != "auto":
+                raise
+            reasons.append(f"ONNX skipped ({exc})")
+            onnx = None
     if prefer in ("auto", "trt"):
         from .tensorrt_engine import load_or_build, tensorrt_missing
 
-        reason = tensorrt_missing() or (None if onnx.is_file() else f"no {ONNX_FILE}; run h2h export first")
+        reason = tensorrt_missing() or (None if onnx is not None else f"no usable {ONNX_FILE}; run h2h export first")
         if reason is None:
             try:
-                return load_or_build(onnx, sequential, fp16)
+                return _logged(load_or_build(onnx, label, sequential, fp16), reasons)
             except EngineError as exc:
                 reason = str(exc)
         if prefer == "trt":
             raise EngineError(f"TensorRT engine unavailable: {reason}")
         reasons.append(f"TensorRT skipped ({reason})")
     if prefer in ("auto", "onnx"):
-        from .onnx_engine import OnnxEngine
-
-        if onnx.is_file():
+        if onnx is not None:
             try:
-                engine = OnnxEngine(onnx, sequential, fp16)
-                if int8 and engine.provider.endswith("(CPUExecutionProvider)") and (engines / INT8_FILE).is_file():
-                    engine = OnnxEngine(engines / INT8_FILE, sequential, fp16=False)  # 2.6x faster on CPUs
-                    engine.precision = "int8"
-                _log_choice(engine, reasons)
-                return engine
+                return _logged(_onnx_engine(avatar, onnx, label, sequential, fp16, int8, reasons), reasons)
             except EngineError as exc:
                 reasons.append(f"ONNX Runtime skipped ({exc})")
-        else:
+        elif not any("ONNX skipped" in r for r in reasons):
             reasons.append(f"ONNX Runtime skipped (no {ONNX_FILE}; run h2h export)")
         if prefer == "onnx":
             raise EngineError("; ".join(reasons))
     from .torch_engine import TorchEngine
 
     try:
-        engine = TorchEngine(avatar_path / "checkpoints" / (run or "main"))
+        engine = TorchEngine(files, run or "main")
     except Exception as exc:
         raise EngineError("; ".join([*reasons, f"PyTorch: {exc}"])) from exc
-    _log_choice(engine, reasons)
+    return _logged(engine, reasons)
+
+
+def _onnx_engine(avatar: Avatar, onnx: bytes, label: str, sequential: bool, fp16: bool, int8: bool, reasons: list[str]) -> Engine:
+    """ONNX Runtime on the fp32 model, or on the int8 one on CPUs when it is current and loads."""
+    from .onnx_engine import OnnxEngine
+
+    engine = OnnxEngine(onnx, label, avatar.resolution, sequential, fp16)
+    if not (int8 and engine.provider.endswith("(CPUExecutionProvider)")):
+        return engine
+    problem = int8_problem(avatar.files, bytes_sha256(onnx))
+    if problem is None:
+        try:
+            data = avatar.files.read_bytes(f"engines/{INT8_FILE}")
+            quantized = OnnxEngine(data, str(avatar.path / "engines" / INT8_FILE), avatar.resolution, sequential, fp16=False)
+            quantized.precision = "int8"  # 2.6x faster on CPUs
+            return quantized
+        except (EngineError, AvatarError) as exc:
+            problem = str(exc)
+    if problem != "no int8 model":
+        reasons.append(f"int8 skipped, using fp32 ({problem})")
     return engine
 
 
-def _log_choice(engine: Engine, reasons: list[str]) -> None:
+def _logged(engine: Engine, reasons: list[str]) -> Engine:
     for reason in reasons:
         log.info("%s", reason)
     log.info("engine: %s, %s", engine.provider, engine.precision)
+    return engine

@@ -1,5 +1,6 @@
-"""TensorRT 10 engine: build from ONNX (FP16 by default, static shapes), cache, run with
-tensor addresses and execute_async_v3 on torch CUDA buffers. Needs an NVIDIA GPU."""
+"""TensorRT 10 engine: build from ONNX (FP16 by default, static shapes), cache in this
+machine's per-user cache (never in an avatar folder: a plan is code), run with tensor
+addresses and execute_async_v3 on torch CUDA buffers. Needs an NVIDIA GPU."""
 from __future__ import annotations
 
 import logging
@@ -9,7 +10,7 @@ import numpy as np
 
 from ..models.io_utils import atomic_write_bytes
 from .base import EngineError, TensorSpec
-from .cache import EngineKey, engine_path, file_sha256
+from .cache import EngineKey, bytes_sha256, engine_path
 
 log = logging.getLogger(__name__)
 HOW_TO_GET = "install an NVIDIA driver, a CUDA build of torch and `pip install tensorrt` (TensorRT 10)"
@@ -30,7 +31,7 @@ def tensorrt_missing() -> str | None:
     return None
 
 
-def current_key(onnx_path: Path, fp16: bool) -> EngineKey:
+def current_key(onnx: bytes, fp16: bool) -> EngineKey:
     import tensorrt as trt
     import torch
 
@@ -38,22 +39,22 @@ def current_key(onnx_path: Path, fp16: bool) -> EngineKey:
         gpu=torch.cuda.get_device_name(0),
         capability=tuple(torch.cuda.get_device_capability(0)),
         trt_version=trt.__version__,
-        onnx_sha256=file_sha256(onnx_path),
+        onnx_sha256=bytes_sha256(onnx),
         precision="fp16" if fp16 else "fp32",
     )
 
 
-def build_engine(onnx_path: Path, out: Path, fp16: bool = True, workspace_gb: float = 2.0) -> Path:
-    """Parse the ONNX, build a serialized engine and write it atomically."""
+def build_engine(onnx: bytes, label: str, out: Path, fp16: bool = True, workspace_gb: float = 2.0) -> Path:
+    """Parse the (checked) ONNX bytes, build a serialized engine and write it atomically."""
     import tensorrt as trt
 
     logger = trt.Logger(trt.Logger.WARNING)
     builder = trt.Builder(logger)
     network = builder.create_network(0)  # TensorRT 10: always explicit batch
     parser = trt.OnnxParser(network, logger)
-    if not parser.parse(onnx_path.read_bytes()):
+    if not parser.parse(onnx):
         errors = "; ".join(str(parser.get_error(i)) for i in range(parser.num_errors))
-        raise EngineError(f"TensorRT cannot parse {onnx_path}: {errors}")
+        raise EngineError(f"TensorRT cannot parse {label}: {errors}")
     config = builder.create_builder_config()
     config.set_memory_pool_limit(trt.MemoryPoolType.WORKSPACE, int(workspace_gb * (1 << 30)))
     if fp16:
@@ -62,7 +63,7 @@ def build_engine(onnx_path: Path, out: Path, fp16: bool = True, workspace_gb: fl
         config.set_flag(trt.BuilderFlag.FP16)
     serialized = builder.build_serialized_network(network, config)
     if serialized is None:
-        raise EngineError(f"TensorRT failed to build an engine from {onnx_path}")
+        raise EngineError(f"TensorRT failed to build an engine from {label}")
     atomic_write_bytes(out, bytes(serialized))
     return out
 
@@ -108,16 +109,24 @@ class TensorRTEngine:
         return out.numpy()
 
 
-def load_or_build(onnx_path: Path, sequential: bool, fp16: bool = True, build: bool = True) -> TensorRTEngine:
-    """The cached engine for this GPU/TensorRT/ONNX, built first when missing and allowed."""
+def cached_plan(onnx: bytes, fp16: bool = True) -> Path | None:
+    """This machine's plan for this GPU/TensorRT/ONNX, if it was built; None without TensorRT."""
+    if tensorrt_missing():
+        return None
+    plan = engine_path(current_key(onnx, fp16))
+    return plan if plan.is_file() else None
+
+
+def load_or_build(onnx: bytes, label: str, sequential: bool, fp16: bool = True, build: bool = True) -> TensorRTEngine:
+    """The engine for this GPU/TensorRT/ONNX from this machine's cache, built first when
+    missing and allowed. `onnx` must already have passed check_generator_onnx."""
     reason = tensorrt_missing()
     if reason:
         raise EngineError(reason)
-    key = current_key(onnx_path, fp16)
-    plan = engine_path(onnx_path.parent, key)
+    plan = engine_path(current_key(onnx, fp16))
     if not plan.exists():
         if not build:
             raise EngineError(f"no TensorRT engine for this GPU/TensorRT/ONNX ({plan.name}); run h2h export --trt")
         log.info("building TensorRT engine %s (a few minutes, once per GPU)", plan.name)
-        build_engine(onnx_path, plan, fp16)
+        build_engine(onnx, label, plan, fp16)
     return TensorRTEngine(plan, sequential, fp16)

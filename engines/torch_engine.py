@@ -1,11 +1,10 @@
 """PyTorch eager engine: the trained generator step on the CPU or a CUDA GPU (development)."""
 from __future__ import annotations
 
-from pathlib import Path
-
 import numpy as np
 import torch
 
+from ..models.avatar_files import AvatarFiles
 from ..models.checkpoint import load_generator
 from .base import generator_specs
 
@@ -15,8 +14,8 @@ class TorchEngine:
 
     precision = "fp32"
 
-    def __init__(self, run_folder: Path, device: str = "cpu") -> None:
-        self.generator, self.meta = load_generator(run_folder)
+    def __init__(self, files: AvatarFiles, run: str = "main", device: str = "cpu") -> None:
+        self.generator, self.meta = load_generator(files, run)
         self.device = torch.device(device)
         self.generator.to(self.device)
         self.provider = f"PyTorch ({self.device.type})"

@@ -17,6 +17,7 @@ import torch
 from ..engines.base import EngineError
 from ..engines.cache import file_sha256
 from ..engines.onnx_engine import OnnxEngine
+from ..engines.select import INT8_FILE, INT8_META, INT8_MIN_PSNR, ONNX_FILE, ONNX_META
 from ..engines.stepper import GeneratorStepper
 from ..engines.torch_engine import TorchEngine
 from ..models.avatar import Avatar
@@ -25,14 +26,8 @@ from ..models.io_utils import atomic_write_bytes
 log = logging.getLogger(__name__)
 OPSET = 18
 FP32_TOLERANCE = 1e-3
-ONNX_FILE = "generator.onnx"
-META_FILE = "generator.onnx.json"
+META_FILE = ONNX_META
 PARITY_FRAMES = 6
-
-
-INT8_FILE = "generator.int8.onnx"
-INT8_META = "generator.int8.onnx.json"
-INT8_MIN_PSNR = 35.0
 CALIBRATION_FRAMES = 24
 
 
@@ -94,14 +89,15 @@ def export_int8(avatar: Avatar, onnx: Path, sequential: bool) -> tuple[Path, flo
     below INT8_MIN_PSNR against the fp32 model."""
     from .quantize import output_psnr, quantize_int8
 
-    fp32 = OnnxEngine(onnx, sequential, providers=["CPUExecutionProvider"])
+    size = avatar.resolution
+    fp32 = OnnxEngine.from_file(onnx, size, sequential=sequential, providers=["CPUExecutionProvider"])
     train = avatar.split_indices("train")
     picks = train[np.linspace(0, len(train) - 1, CALIBRATION_FRAMES).round().astype(int)]
     calibration = [(c, p) for c, p, _ in recorded_steps(fp32, [(avatar.read_image("nmfc", int(i)), avatar.read_image("eyes", int(i))) for i in picks])]
     candidate = onnx.parent / f".{INT8_FILE}.candidate"
     try:
         quantize_int8(onnx, calibration, candidate)
-        int8 = OnnxEngine(candidate, sequential, providers=["CPUExecutionProvider"])
+        int8 = OnnxEngine.from_file(candidate, size, sequential=sequential, providers=["CPUExecutionProvider"])
         steps = recorded_steps(fp32, conditioning_frames(avatar, PARITY_FRAMES))
         psnr = min(output_psnr(int8.run(c, p), out) for c, p, out in steps)
         if psnr < INT8_MIN_PSNR:
@@ -109,22 +105,25 @@ def export_int8(avatar: Avatar, onnx: Path, sequential: bool) -> tuple[Path, flo
         candidate.replace(onnx.parent / INT8_FILE)
     finally:
         candidate.unlink(missing_ok=True)
-    meta = {"from": ONNX_FILE, "psnr_vs_fp32_db": psnr, "calibration_frames": len(calibration), "sequential": sequential}
+    meta = {"from": ONNX_FILE, "parent_onnx_sha256": file_sha256(onnx), "psnr_vs_fp32_db": psnr,
+            "calibration_frames": len(calibration), "sequential": sequential}
     atomic_write_bytes(onnx.parent / INT8_META, json.dumps(meta, indent=2).encode())
     return onnx.parent / INT8_FILE, psnr
 
 
 def export_avatar(avatar: Avatar, run: str = "main", int8: bool = False) -> ExportResult:
     """Write and check engines/generator.onnx; fail above FP32_TOLERANCE."""
-    reference = TorchEngine(avatar.path / "checkpoints" / run)
-    engines = avatar.path / "engines"
+    avatar.require_frames("h2h export")
+    reference = TorchEngine(avatar.files, run)
+    engines = avatar.files.path("engines")
     engines.mkdir(exist_ok=True)
     out = engines / ONNX_FILE
     candidate = engines / f".{ONNX_FILE}.candidate"
     export_onnx(reference.generator, candidate)
     frames = conditioning_frames(avatar, PARITY_FRAMES)
     try:
-        error = parity(reference, OnnxEngine(candidate, reference.sequential, providers=["CPUExecutionProvider"]), frames)
+        onnx = OnnxEngine.from_file(candidate, avatar.resolution, sequential=reference.sequential, providers=["CPUExecutionProvider"])
+        error = parity(reference, onnx, frames)
         if error > FP32_TOLERANCE:
             raise EngineError(f"ONNX export differs from PyTorch by {error:.2e} (> {FP32_TOLERANCE:g}); the previous engine is kept")
         candidate.replace(out)  # only a checked export replaces the engine in use

@@ -2,78 +2,36 @@
 from __future__ import annotations
 
 import json
+import os
 import shutil
 import tempfile
 from dataclasses import dataclass
 from functools import cached_property
 from pathlib import Path
 
-import cv2
 import numpy as np
 
+from .avatar_files import CHECKSUMS_FILE, AvatarError, AvatarFiles
 from .geometry.fitting import Pose
+from .io_utils import current_umask
 from .geometry.retarget import CameraStats, Subject
-from .library import LibraryError, avatar_dir, check_name
+from .library import PARTIAL_MARK, LibraryError, avatar_dir
+from .manifest import FORMAT_VERSION, IDENTITY, TRACKS, Manifest, check_arrays, parse_manifest
 
-FORMAT_VERSION = 1
+__all__ = ["FORMAT_VERSION", "FRAME_NAME", "TRACK_KEYS", "Avatar", "AvatarError", "AvatarFiles", "AvatarWriter", "write_manifest"]
 FRAME_NAME = "{:06d}.png"
-# avatar.json fields and their types; anything else is ignored, anything missing rejected.
-SCHEMA: dict[str, type | tuple[type, ...]] = {
-    "format": int,
-    "name": str,
-    "source_video": str,
-    "fps": (int, float),
-    "crop_box": list,
-    "resolution": int,
-    "counts": dict,
-    "split": dict,
-    "camera": dict,
-    "created": str,
-}
-COUNT_KEYS = ("frames", "valid", "dropped", "train", "test")
-TRACK_KEYS = ("landmarks", "valid", "scale", "rotation", "translation", "expression", "pupils", "mouth")
-
-
-class AvatarError(Exception):
-    """A missing, foreign or damaged avatar folder; the message says what to do."""
-
-
-def validate_manifest(data: object, where: Path) -> dict:
-    """Check avatar.json against SCHEMA; raise AvatarError naming the first problem."""
-    if not isinstance(data, dict):
-        raise AvatarError(f"{where}: avatar.json must hold a JSON object")
-    for key, kind in SCHEMA.items():
-        if key not in data:
-            raise AvatarError(f"{where}: avatar.json lacks '{key}'; re-run h2h prepare")
-        if not isinstance(data[key], kind) or isinstance(data[key], bool):
-            raise AvatarError(f"{where}: avatar.json field '{key}' has the wrong type")
-    if data["format"] != FORMAT_VERSION:
-        raise AvatarError(f"{where}: avatar format {data['format']} is not supported (expected {FORMAT_VERSION})")
-    check_name(data["name"])
-    for key in COUNT_KEYS:
-        if not isinstance(data["counts"].get(key), int):
-            raise AvatarError(f"{where}: avatar.json counts.{key} must be an integer")
-    for key in ("train", "test"):
-        bounds = data["split"].get(key)
-        if not (isinstance(bounds, list) and len(bounds) == 2 and all(isinstance(b, int) for b in bounds)):
-            raise AvatarError(f"{where}: avatar.json split.{key} must be [start, end]")
-    return data
-
-
-def safe_child(root: Path, relative: str) -> Path:
-    """root/relative, refusing anything that escapes root (shared folders are untrusted)."""
-    path = (root / relative).resolve()
-    if not path.is_relative_to(root.resolve()):
-        raise AvatarError(f"{root}: path {relative!r} escapes the avatar folder")
-    return path
+TRACK_KEYS = tuple(TRACKS)
+IMAGE_FOLDERS = {"frame": "frames", "nmfc": "conditioning/nmfc", "eyes": "conditioning/eyes"}
+KEPT_ON_OVERWRITE = ("checkpoints", "engines")  # training belongs to the person, not to the frames
 
 
 @dataclass
 class Avatar:
-    """A prepared avatar folder, validated on open."""
+    """A prepared (or packaged) avatar folder, validated on open; every read is checked."""
 
-    path: Path
+    files: AvatarFiles
     manifest: dict
+    schema: Manifest
 
     @classmethod
     def open(cls, library: Path, name: str) -> "Avatar":
@@ -85,53 +43,66 @@ class Avatar:
 
     @classmethod
     def open_path(cls, path: Path) -> "Avatar":
-        manifest_file = path / "avatar.json"
-        if not manifest_file.is_file():
+        files = AvatarFiles(path)
+        if not files.is_file("avatar.json"):
             raise AvatarError(f"no avatar at {path}; run h2h prepare VIDEO --name {path.name} first")
-        try:
-            data = json.loads(manifest_file.read_text())
-        except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
-            raise AvatarError(f"{manifest_file}: unreadable ({exc}); re-run h2h prepare") from exc
-        return cls(path, validate_manifest(data, path))
+        text = files.read_bytes("avatar.json", 1 << 20)
+        schema = parse_manifest(text, str(files.root / "avatar.json"))
+        if schema.name != files.root.name:
+            raise AvatarError(f"{files.root}: avatar.json names the avatar '{schema.name}' but the folder is '{files.root.name}'; rename one to match")
+        if schema.live_only or files.is_file(CHECKSUMS_FILE):
+            files.load_checksums()
+        return cls(files, json.loads(text), schema)
+
+    @property
+    def path(self) -> Path:
+        return self.files.root
 
     @property
     def name(self) -> str:
-        return self.manifest["name"]
+        return self.schema.name
 
     @property
     def resolution(self) -> int:
-        return self.manifest["resolution"]
+        return self.schema.resolution
 
     @property
     def fps(self) -> float:
-        return float(self.manifest["fps"])
+        return self.schema.fps
+
+    @property
+    def live_only(self) -> bool:
+        """A package: poses, identity and engines, without frames or training state."""
+        return self.schema.live_only
 
     @cached_property
     def tracks(self) -> dict[str, np.ndarray]:
-        """Per-frame arrays of tracks.npz (no pickles allowed)."""
-        try:
-            with np.load(safe_child(self.path, "tracks.npz"), allow_pickle=False) as data:
-                tracks = {k: data[k] for k in TRACK_KEYS}
-        except (OSError, KeyError, ValueError) as exc:
-            raise AvatarError(f"{self.path}: tracks.npz is missing or damaged ({exc}); re-run h2h prepare") from exc
-        n = self.manifest["counts"]["frames"]
-        if any(len(v) != n for v in tracks.values()):
-            raise AvatarError(f"{self.path}: tracks.npz does not match avatar.json's frame count")
+        """Per-frame arrays of tracks.npz, checked against the declared shapes."""
+        arrays = self.files.read_npz("tracks.npz")
+        n = self.schema.counts.frames
+        k = self.schema.expression_dims or arrays.get("expression", np.zeros((0, 0))).shape[-1]
+        tracks = check_arrays(arrays, TRACKS, {"n": n, "k": k}, str(self.path / "tracks.npz"))
+        valid = int(tracks["valid"].sum())
+        if valid != self.schema.counts.valid:
+            raise AvatarError(f"{self.path / 'tracks.npz'}: {valid} valid frames, avatar.json says {self.schema.counts.valid}; re-run h2h prepare")
+        train = slice(*self.schema.split.train)
+        if not tracks["valid"][train].any():
+            raise AvatarError(f"{self.path}: no valid frame in the train split; re-run h2h prepare")
+        if (tracks["scale"][tracks["valid"]] <= 0).any():
+            raise AvatarError(f"{self.path / 'tracks.npz'}: a valid frame has a non-positive scale; re-run h2h prepare")
         return tracks
 
     @cached_property
     def subject(self) -> Subject:
         """Neutral identity and camera statistics used by retargeting."""
-        try:
-            with np.load(safe_child(self.path, "identity.npz"), allow_pickle=False) as data:
-                neutral = data["neutral"].astype(np.float32)
-        except (OSError, KeyError, ValueError) as exc:
-            raise AvatarError(f"{self.path}: identity.npz is missing or damaged ({exc}); re-run h2h prepare") from exc
-        return Subject(neutral, CameraStats.from_dict(self.manifest["camera"]))
+        arrays = check_arrays(self.files.read_npz("identity.npz"), IDENTITY, {}, str(self.path / "identity.npz"))
+        camera = self.schema.camera
+        stats = CameraStats(camera.scale_mean, camera.scale_std, np.asarray(camera.translation_mean), np.asarray(camera.translation_std))
+        return Subject(arrays["neutral"].astype(np.float32), stats)
 
     def split_indices(self, split: str) -> np.ndarray:
         """Valid frame indices of the 'train' or 'test' split."""
-        start, end = self.manifest["split"][split]
+        start, end = getattr(self.schema.split, split)
         idx = np.arange(start, end)
         return idx[self.tracks["valid"][idx]]
 
@@ -139,37 +110,90 @@ class Avatar:
         t = self.tracks
         return [Pose(float(t["scale"][i]), t["rotation"][i], t["translation"][i]) for i in indices]
 
-    def frame_path(self, kind: str, index: int) -> Path:
-        """frames/, conditioning/nmfc/ or conditioning/eyes/ image of a frame."""
-        folder = {"frame": "frames", "nmfc": "conditioning/nmfc", "eyes": "conditioning/eyes"}[kind]
-        return safe_child(self.path, f"{folder}/{FRAME_NAME.format(index)}")
+    def require_frames(self, what: str) -> None:
+        """Refuse a package (no frames or conditioning) for work that needs the training data."""
+        if self.live_only:
+            raise AvatarError(f"avatar '{self.name}' is a live-only package (no frames); {what} needs the full avatar folder from h2h prepare")
 
     def read_image(self, kind: str, index: int) -> np.ndarray:
-        """RGB uint8 image of a frame."""
-        image = cv2.imread(str(self.frame_path(kind, index)), cv2.IMREAD_COLOR)
-        if image is None:
+        """RGB uint8 frame, NMFC or eye image of a frame."""
+        relative = f"{IMAGE_FOLDERS[kind]}/{FRAME_NAME.format(index)}"
+        if not self.files.is_file(relative):
+            self.require_frames(f"reading {kind} images")
             raise AvatarError(f"{self.path}: {kind} image {index} is missing; re-run h2h prepare")
-        return cv2.cvtColor(image, cv2.COLOR_BGR2RGB)
+        return self.files.read_image(relative)
+
+    def thumbnail(self) -> bytes | None:
+        """thumbnail.png's bytes, or None when it is missing or refused."""
+        try:
+            return self.files.read_bytes("thumbnail.png", 4 << 20)
+        except AvatarError:
+            return None
 
 
 def write_manifest(folder: Path, manifest: dict) -> None:
-    validate_manifest(manifest, folder)
-    (folder / "avatar.json").write_text(json.dumps(manifest, indent=2))
+    text = json.dumps(manifest, indent=2)
+    parse_manifest(text, str(folder / "avatar.json"))
+    (folder / "avatar.json").write_text(text)
+
+
+def pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def clean_partials(library: Path, name: str) -> list[Path]:
+    """Remove .<name>.partial-<pid>-* folders left by killed runs (their process is gone)."""
+    removed = []
+    for folder in library.glob(f".{name}{PARTIAL_MARK}*"):
+        pid = folder.name.removeprefix(f".{name}{PARTIAL_MARK}").split("-")[0]
+        if pid.isdigit() and pid_alive(int(pid)) and int(pid) != os.getpid():
+            continue  # another prepare of this name is running
+        shutil.rmtree(folder, ignore_errors=True)
+        removed.append(folder)
+    for old in library.glob(f".{name}.old-*"):  # a replace killed between its two renames
+        if not (library / name).exists():
+            old.rename(library / name)
+        else:
+            shutil.rmtree(old, ignore_errors=True)
+    return removed
 
 
 class AvatarWriter:
     """Build an avatar in a temporary folder inside the library; `commit` renames it into
-    place, so an interrupted run never replaces (or half-writes) a good avatar."""
+    place, so an interrupted run never replaces (or half-writes) a good avatar. Replacing an
+    avatar keeps its checkpoints/ and engines/ unless `discard_training`."""
 
-    def __init__(self, library: Path, name: str, overwrite: bool = False) -> None:
+    def __init__(self, library: Path, name: str, overwrite: bool = False, discard_training: bool = False) -> None:
         self.final = avatar_dir(library, name)
+        self.discard_training = discard_training
+        self.cleaned = clean_partials(library, name)
+        if self.final.is_symlink():
+            raise AvatarError(f"{self.final} is a symbolic link; remove it or choose another --name")
         if self.final.exists() and not overwrite:
             raise AvatarError(f"avatar '{name}' already exists in {library}; pass --overwrite to replace it")
-        self.tmp = Path(tempfile.mkdtemp(prefix=f".{name}.partial-", dir=library))
+        self.tmp = Path(tempfile.mkdtemp(prefix=f".{name}{PARTIAL_MARK}{os.getpid()}-", dir=library))
+        os.chmod(self.tmp, 0o777 & ~current_umask())
         for sub in ("frames", "conditioning/nmfc", "conditioning/eyes", "checkpoints", "engines"):
             (self.tmp / sub).mkdir(parents=True, exist_ok=True)
 
-    def commit(self) -> Path:
+    def training_to_keep(self) -> list[str]:
+        """Sub-folders of the avatar being replaced that hold training or engines."""
+        if self.discard_training or not self.final.is_dir():
+            return []
+        return [sub for sub in KEPT_ON_OVERWRITE if (self.final / sub).is_dir() and not (self.final / sub).is_symlink() and any((self.final / sub).iterdir())]
+
+    def commit(self) -> tuple[Path, list[str]]:
+        """Rename the new folder into place; returns it and the sub-folders kept from the old one."""
+        kept = self.training_to_keep()
+        for sub in kept:
+            shutil.rmtree(self.tmp / sub)
+            (self.final / sub).rename(self.tmp / sub)
         old = None
         if self.final.exists():
             old = self.final.with_name(f".{self.final.name}.old-{self.tmp.name[-8:]}")
@@ -177,7 +201,7 @@ class AvatarWriter:
         self.tmp.rename(self.final)
         if old is not None:
             shutil.rmtree(old, ignore_errors=True)
-        return self.final
+        return self.final, kept
 
     def abort(self) -> None:
         shutil.rmtree(self.tmp, ignore_errors=True)

@@ -11,8 +11,9 @@ import json
 from pathlib import Path
 
 import torch
-from safetensors.torch import load_file, save
+from safetensors.torch import load, save
 
+from .avatar_files import AvatarError, AvatarFiles
 from .io_utils import atomic_write_bytes
 from .networks import GeneratorConfig, SequentialGenerator
 
@@ -31,11 +32,16 @@ def save_state(path: Path, state: dict) -> None:
     atomic_write_bytes(path, buf.getvalue())
 
 
-def load_state(path: Path) -> dict:
-    if not path.is_file():
+def load_state(path: Path, files: AvatarFiles | None = None) -> dict:
+    """A training state; read through the avatar's checked accessor when it lives in one."""
+    relative = path.relative_to(files.root).as_posix() if files is not None else None
+    if not (files.is_file(relative) if files is not None else path.is_file()):
         raise CheckpointError(f"no checkpoint at {path}; train first or drop --resume")
     try:
-        state = torch.load(path, map_location="cpu", weights_only=True)
+        data = files.read_bytes(relative) if files is not None else path.read_bytes()
+        state = torch.load(io.BytesIO(data), map_location="cpu", weights_only=True)
+    except AvatarError:
+        raise
     except Exception as exc:  # torch raises many kinds for corrupt or foreign files
         raise CheckpointError(f"{path}: not a readable h2h checkpoint ({type(exc).__name__}); delete it or train again") from exc
     if not isinstance(state, dict) or "generator" not in state or "train_config" not in state:
@@ -62,16 +68,17 @@ def generator_config_from_dict(data: dict) -> GeneratorConfig:
         raise CheckpointError(f"generator config is invalid ({exc})") from exc
 
 
-def load_generator(folder: Path) -> tuple[SequentialGenerator, dict]:
-    """The trained generator (eval mode) and its metadata from a run folder."""
-    meta_file, weights = folder / GENERATOR_META, folder / GENERATOR_FILE
-    if not meta_file.is_file() or not weights.is_file():
+def load_generator(files: AvatarFiles, run: str) -> tuple[SequentialGenerator, dict]:
+    """The trained generator (eval mode) and its metadata from checkpoints/<run>/."""
+    folder = files.root / "checkpoints" / run
+    meta_file, weights = f"checkpoints/{run}/{GENERATOR_META}", f"checkpoints/{run}/{GENERATOR_FILE}"
+    if not files.is_file(meta_file) or not files.is_file(weights):
         raise CheckpointError(f"no trained generator in {folder}; run h2h train first")
     try:
-        meta = json.loads(meta_file.read_text())
+        meta = files.read_json(meta_file)
         generator = SequentialGenerator(generator_config_from_dict(meta["config"]))
-        generator.load_state_dict(load_file(weights))
-    except CheckpointError:
+        generator.load_state_dict(load(files.read_bytes(weights)))
+    except (CheckpointError, AvatarError):
         raise
     except Exception as exc:
         raise CheckpointError(f"{folder}: generator files are damaged or do not fit this version ({type(exc).__name__}); train again") from exc

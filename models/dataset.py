@@ -64,6 +64,7 @@ class AvatarFrames:
     """A split of an avatar held in memory: frames, NMFC, eye geometry, flow, mouth centres."""
 
     def __init__(self, avatar: Avatar, model: FaceModel, split: str = "train", progress: bool = True) -> None:
+        avatar.require_frames("training")
         self.avatar, self.model = avatar, model
         self.indices = avatar.split_indices(split)
         if len(self.indices) == 0:
@@ -85,8 +86,11 @@ class AvatarFrames:
                 for v, i in zip(self.vertices, self.indices)
             ]
         )
-        with np.load(avatar.path / "conditioning" / "flow.npz", allow_pickle=False) as data:
-            self.flow_small = data["flow"][self.indices]
+        flow = avatar.files.read_npz("conditioning/flow.npz").get("flow")
+        small = avatar.resolution // 2
+        if flow is None or flow.shape != (len(tracks["valid"]), small, small, 2):
+            raise AvatarError(f"{avatar.path / 'conditioning/flow.npz'}: 'flow' is missing or not {len(tracks['valid'])}x{small}x{small}x2; re-run h2h prepare")
+        self.flow_small = flow[self.indices]
         self.mouth = tracks["mouth"][self.indices].astype(np.float32)
         # position of each frame in `indices`, and whether its predecessor is the previous frame
         self.consecutive = np.concatenate([[False], np.diff(self.indices) == 1])
@@ -124,12 +128,13 @@ class AvatarFrames:
             out.insert(0, p - 1 if p > 0 and self.consecutive[p] else p)
         return out
 
-    def sample(self, rng: np.random.Generator, batch: int, length: int, augment: Augment) -> Batch:
+    def sample(self, rngs: list[np.random.Generator], length: int, augment: Augment) -> Batch:
+        """A batch of one sequence per generator: each item is a function of its own generator,
+        so a batch split across processes holds the same items as one big batch."""
         starts = self.sequence_starts(length)
         if len(starts) == 0:
             raise ValueError(f"no run of {length} consecutive valid frames in the split")
-        picks = rng.choice(starts, size=batch, replace=len(starts) < batch)
-        items = [self._sequence(int(p), length, rng, augment) for p in picks]
+        items = [self._sequence(int(rng.choice(starts)), length, rng, augment) for rng in rngs]
         return Batch(*(torch.stack([it[k] for it in items]) for k in range(5)))
 
     def _sequence(self, start: int, length: int, rng: np.random.Generator, augment: Augment):

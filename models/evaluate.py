@@ -54,7 +54,7 @@ def evaluate(avatar: Avatar, runs: list[str], max_frames: int | None = None) -> 
     train = avatar.split_indices("train")
     results = {}
     for run in runs:
-        engine = TorchEngine(avatar.path / "checkpoints" / run)
+        engine = TorchEngine(avatar.files, run)
         label = f"{run} ({engine.meta.get('preset')}, {engine.meta.get('train_minutes')} min, {engine.meta.get('step')} steps)"
         results[label] = score(avatar, lambda: self_reenactment(avatar, engine, test), test, run)
     keys = lambda idx: np.stack([search_key(conditioning_overlay(avatar.read_image("nmfc", int(i)), avatar.read_image("eyes", int(i)))) for i in idx])
@@ -73,6 +73,6 @@ def format_table(results: dict[str, dict]) -> str:
 
 
 def available_runs(avatar: Avatar) -> list[str]:
-    folder = avatar.path / "checkpoints"
-    return sorted(p.name for p in folder.iterdir() if (p / "generator.safetensors").is_file()) if folder.is_dir() else []
+    files = avatar.files
+    return [run for run in files.names("checkpoints") if files.is_file(f"checkpoints/{run}/generator.safetensors")]
 

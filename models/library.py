@@ -6,7 +6,10 @@ import re
 from pathlib import Path
 
 LIBRARY_ENV = "H2H_LIBRARY"
-_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
+NAME_BODY = r"[A-Za-z0-9][A-Za-z0-9_.-]{0,63}"
+NAME_PATTERN = f"^(?:{NAME_BODY})$"  # for pydantic (Rust regex: '$' is the end of the text)
+_NAME = re.compile(NAME_BODY)
+PARTIAL_MARK = ".partial-"  # prepare builds an avatar in .<name>.partial-<pid>-<random> beside it
 
 
 class LibraryError(Exception):
@@ -27,13 +30,18 @@ def resolve_library(path: str | Path | None) -> Path:
     return Path(path).expanduser() if path else default_library()
 
 
-def check_name(name: str) -> str:
-    """Reject names that are not a plain folder name (no paths, no hidden folders)."""
-    if not _NAME.match(name or ""):
+def check_name(name: str, what: str = "avatar name") -> str:
+    """Reject names that are not a plain folder name (no paths, no hidden folders, no newline)."""
+    if not isinstance(name, str) or not _NAME.fullmatch(name):
         raise LibraryError(
-            f"invalid avatar name {name!r}: use 1-64 letters, digits, '_', '-' or '.', starting with a letter or digit"
+            f"invalid {what} {name!r}: use 1-64 letters, digits, '_', '-' or '.', starting with a letter or digit"
         )
     return name
+
+
+def check_run_name(run: str) -> str:
+    """Training run names are folder names under checkpoints/, checked like avatar names."""
+    return check_name(run, "run name")
 
 
 def avatar_dir(library: Path, name: str) -> Path:
@@ -58,4 +66,7 @@ def list_avatars(library: Path) -> list[str]:
     """Names of the folders in the library that hold an avatar.json."""
     if not library.is_dir():
         return []
-    return sorted(p.name for p in library.iterdir() if _NAME.match(p.name) and (p / "avatar.json").is_file())
+    return sorted(
+        p.name for p in library.iterdir()
+        if _NAME.fullmatch(p.name) and not p.is_symlink() and (p / "avatar.json").is_file()
+    )

@@ -254,11 +254,12 @@ def warp_loss(
     """L1 between frame t and the previous generated frame warped by the real flow_t.
 
     mask (B, 1, H, W) in [0, 1] (e.g. flow_valid_mask, or an occlusion mask) weights the
-    pixels; the loss is the masked mean. Gradients reach both frames; detach
+    pixels; the loss is the masked mean of each image, averaged over the batch (so a batch
+    split across processes gives the same loss). Gradients reach both frames; detach
     generated_prev in the caller to only pull frame t.
     """
     diff = (generated_t - flow_warp(generated_prev, flow)).abs()
     if mask is None:
         return diff.mean()
     mask = mask.expand_as(diff)
-    return (diff * mask).sum() / mask.sum().clamp_min(1.0)
+    return ((diff * mask).sum((1, 2, 3)) / mask.sum((1, 2, 3)).clamp_min(1.0)).mean()

@@ -24,6 +24,7 @@ from .video import VideoInfo, VideoWriter, probe
 RESOLUTION = 256
 FLOW_SCALE = 2  # flow is stored at RESOLUTION / FLOW_SCALE, in full-resolution pixels
 MIN_VALID_FRAMES = 6
+STILL_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff", ".gif"}
 
 
 @dataclass
@@ -34,12 +35,22 @@ class PrepareResult:
     dropped: int
     seconds: float
     preview: Path | None = None
+    kept: tuple[str, ...] = ()
+    claimed_frames: int = 0
 
     def summary(self) -> str:
-        return (
+        lines = [
             f"prepared {self.path.name}: {self.frames} frames, {self.valid} valid, {self.dropped} dropped "
             f"(no face), {self.seconds:.1f} s -> {self.path}"
-        )
+        ]
+        if self.kept:
+            lines.append(f"kept {' and '.join(f'{k}/' for k in self.kept)} of the avatar it replaced (pass --discard-training to drop them)")
+        return "\n".join(lines)
+
+    def warnings(self) -> list[str]:
+        if self.claimed_frames > self.frames:
+            return [f"warning: the video's header claims {self.claimed_frames} frames but only {self.frames} decoded; the file may be truncated"]
+        return []
 
 
 def track_crops(info: VideoInfo, box: tuple[int, int, int], model: FaceModel, folder: Path):
@@ -130,14 +141,25 @@ def split_bounds(n: int) -> dict[str, list[int]]:
     return {"train": [0, cut], "test": [cut, n]}
 
 
+def refuse_still_image(info: VideoInfo) -> None:
+    if info.path.suffix.lower() in STILL_SUFFIXES or info.frame_count == 1:
+        raise AvatarError(
+            f"{info.path}: is a still image; h2h prepare needs a video of the person talking and moving "
+            "their head (a minute or more works best); one-photo avatars are not supported yet"
+        )
+
+
 def prepare(
-    video: str | Path, library: Path, name: str, overwrite: bool = False, preview: bool = False
+    video: str | Path, library: Path, name: str, overwrite: bool = False, preview: bool = False,
+    discard_training: bool = False,
 ) -> PrepareResult:
-    """Run the whole preparation; the avatar appears in the library only when complete."""
+    """Run the whole preparation; the avatar appears in the library only when complete.
+    Replacing an avatar keeps its checkpoints/ and engines/ unless `discard_training`."""
     started = time.perf_counter()
     info = probe(video)
+    refuse_still_image(info)
     ensure_writable(library)
-    writer = AvatarWriter(library, name, overwrite)
+    writer = AvatarWriter(library, name, overwrite, discard_training)
     try:
         model = load_face_model()
         box = locate_crop(info)
@@ -189,9 +211,12 @@ def prepare(
             },
         )
         sheet = write_preview(writer.tmp, valid, info.fps) if preview else None
-        path = writer.commit()
+        path, kept = writer.commit()
     except BaseException:
         writer.abort()
         raise
     preview_path = path / sheet.relative_to(writer.tmp) if sheet else None
-    return PrepareResult(path, counts["frames"], counts["valid"], counts["dropped"], time.perf_counter() - started, preview_path)
+    return PrepareResult(
+        path, counts["frames"], counts["valid"], counts["dropped"], time.perf_counter() - started, preview_path,
+        tuple(kept), info.frame_count,
+    )

@@ -3,7 +3,8 @@
 Self-reenactment: conditioning -> the target's own frames. The generator runs over short
 sequences feeding its own previous outputs; image, mouth and dynamics discriminators,
 feature matching, VGG19 perceptual (when weights are present), flow-warp temporal loss.
-Runs plain or under torchrun (gradients averaged across processes: gloo on CPU, NCCL on GPU).
+Runs plain or under torchrun (DistributedDataParallel: gloo on CPU, NCCL on GPU). Ctrl-C and
+SIGTERM stop it between steps, after a checkpoint, so a resumed run equals an uninterrupted one.
 """
 from __future__ import annotations
 
@@ -11,7 +12,6 @@ import copy
 import csv
 import dataclasses
 import logging
-import os
 import shutil
 import time
 from dataclasses import dataclass, field, replace
@@ -21,14 +21,16 @@ from typing import NamedTuple
 import cv2
 import numpy as np
 import torch
-from torch import distributed as dist
 from torch import nn
 from torch.nn import functional as F
 from tqdm import tqdm
 
-from .avatar import Avatar
+from .avatar import Avatar, AvatarError
 from .checkpoint import STATE_FILE, CheckpointError, load_state, save_generator, save_state
 from .dataset import WINDOW, Augment, AvatarFrames, Batch, to_image
+from .distributed import Distributed
+from .interrupts import Interrupted, deferred_signals
+from .library import LibraryError, check_run_name
 from .geometry.face_model import load_face_model
 from .losses import (
     LossWeights,
@@ -40,11 +42,11 @@ from .losses import (
     load_vgg19,
     warp_loss,
 )
+from .gan_modules import Critic, SequenceRunner, d_inputs, dynamics_starts, run_sequence
 from .networks import (
     DynamicsDiscriminator,
     SequentialGenerator,
     count_parameters,
-    crop_mouths,
     generator_config,
     image_discriminator,
     mouth_discriminator,
@@ -129,6 +131,7 @@ class RunOptions:
     max_minutes: float | None = None
     max_steps: int | None = None
     resume: bool = False
+    overwrite: bool = False  # replace an existing run of this name (its checkpoint, log and samples)
     init: str | None = None
     device: str = "cpu"
     vgg_weights: str | None = None
@@ -137,52 +140,6 @@ class RunOptions:
     checkpoint_steps: int | None = None
     progress: bool = True
     threads: int | None = None
-
-
-class Distributed:
-    """World facts under torchrun (WORLD_SIZE/RANK set), or a world of one."""
-
-    def __init__(self, device: str) -> None:
-        self.world = int(os.environ.get("WORLD_SIZE", "1"))
-        self.rank = int(os.environ.get("RANK", "0"))
-        self.device = torch.device("cpu")
-        if device.startswith("cuda") and self.world > 1:
-            local = int(os.environ.get("LOCAL_RANK", "0"))
-            torch.cuda.set_device(local)  # one GPU per process
-            self.device = torch.device("cuda", local)
-        if self.world > 1 and not dist.is_initialized():
-            dist.init_process_group("nccl" if device.startswith("cuda") else "gloo")
-
-    @property
-    def main(self) -> bool:
-        return self.rank == 0
-
-    def broadcast(self, modules: list[nn.Module]) -> None:
-        if self.world > 1:
-            for m in modules:
-                for p in m.state_dict().values():
-                    dist.broadcast(p, 0)
-
-    def average_gradients(self, modules: list[nn.Module]) -> None:
-        if self.world == 1:
-            return
-        for m in modules:
-            for p in m.parameters():
-                if p.grad is not None:
-                    dist.all_reduce(p.grad)
-                    p.grad /= self.world
-
-    def agree(self, flag: bool) -> bool:
-        """True when any process says True (so all stop together)."""
-        return self.maximum(1.0 if flag else 0.0) > 0
-
-    def maximum(self, value: float) -> float:
-        """The largest value over processes (keeps time-based schedules in step)."""
-        if self.world == 1:
-            return value
-        t = torch.tensor([value], dtype=torch.float64, device=self.device)
-        dist.all_reduce(t, op=dist.ReduceOp.MAX)
-        return float(t.item())
 
 
 def resolve_device(device: str) -> torch.device:
@@ -200,7 +157,12 @@ class Trainer:
         self.world = Distributed(options.device)
         if self.world.device.type == "cuda":
             self.device = self.world.device
-        self.folder = avatar.path / "checkpoints" / options.run
+        try:
+            check_run_name(options.run)
+        except LibraryError as exc:
+            raise CheckpointError(str(exc)) from exc
+        self.folder = avatar.files.path(f"checkpoints/{options.run}")
+        self._check_run_is_free()
         torch.manual_seed(config.seed)
         self.generator = SequentialGenerator(generator_config(config.preset)).to(self.device)
         self.ema = copy.deepcopy(self.generator).requires_grad_(False) if config.ema > 0 else None
@@ -229,9 +191,22 @@ class Trainer:
             self._resume()
         elif options.init:
             self._init_from(options.init)
-        self.world.broadcast([self.generator, self.discriminators])
+        self.runner = self.world.wrap(SequenceRunner(self.generator))  # DDP broadcasts rank 0's weights
+        self.critic = self.world.wrap(Critic(self.discriminators)) if not self.single else None
         if self.ema is not None and not self._ema_loaded:
             self.ema.load_state_dict(self.generator.state_dict())
+
+    def _check_run_is_free(self) -> None:
+        """A new run never silently replaces a trained one: --resume it or --overwrite it."""
+        if self.options.resume or not self.avatar.files.is_file(f"checkpoints/{self.options.run}/{STATE_FILE}"):
+            return
+        if not self.options.overwrite:
+            raise CheckpointError(
+                f"run '{self.options.run}' of {self.avatar.name} already has a checkpoint; add --resume to continue it, "
+                f"--overwrite to start it again, or --run NEW_NAME for a separate run"
+            )
+        if self.world.main:
+            shutil.rmtree(self.folder)
 
     def _adam(self, module: nn.Module) -> torch.optim.Adam:
         c = self.config
@@ -287,24 +262,18 @@ class Trainer:
 
     # ----- one iteration --------------------------------------------------------------
     def _batch(self) -> Batch:
-        rng = np.random.default_rng([self.config.seed, self.world.rank, self.step])
-        torch.manual_seed(self.config.seed * 1_000_003 + self.world.rank * 10_007 + self.step)
-        batch = self.data.sample(rng, self.config.batch, self.sequence_length(), self.augment)
+        """This process's share of the step's batch: item g of the global batch (all processes)
+        is drawn from its own generator seeded (seed, step, g), so N processes of batch B see
+        exactly what one process of batch N*B sees."""
+        first = self.world.rank * self.config.batch
+        rngs = [np.random.default_rng([self.config.seed, self.step, g]) for g in range(first, first + self.config.batch)]
+        torch.manual_seed(self.config.seed * 1_000_003 + self.step)
+        batch = self.data.sample(rngs, self.sequence_length(), self.augment)
         return Batch(*(getattr(batch, f.name).to(self.device) for f in dataclasses.fields(Batch)))
 
-    def _generate(self, batch: Batch, generator: SequentialGenerator | None = None) -> torch.Tensor:
-        """Run G over the sequence feeding its own (detached) previous outputs."""
-        generator = generator or self.generator
-        b, length = batch.real.shape[:2]
-        h, w = batch.real.shape[-2:]
-        prev = torch.zeros(b, self.generator.config.in_prev, h, w, device=self.device)
-        fakes = []
-        for t in range(length):
-            fake = generator(batch.window(t), prev)
-            fakes.append(fake)
-            if not self.single_frame and prev.shape[1]:
-                prev = torch.cat([prev[:, 3:], fake.detach()], 1)
-        return torch.stack(fakes, 1)
+    def _generate(self, batch: Batch, generator: SequentialGenerator) -> torch.Tensor:
+        """A generator (the average, for samples) over the batch's sequence."""
+        return run_sequence(generator, batch.cond, batch.real.shape[1], not self.single_frame)
 
     def train_step(self) -> dict[str, float]:
         if self.gan_start is None and not self.single_frame:
@@ -314,21 +283,21 @@ class Trainer:
         for group in self.opt_g.param_groups + (self.opt_d.param_groups if self.opt_d else []):
             group["lr"] = self.learning_rate()
         batch = self._batch()
-        fake = self._generate(batch)
+        fake = self.runner(batch.cond, batch.real.shape[1], not self.single_frame)
         self.frames_seen += fake.shape[0] * fake.shape[1] * self.world.world
         if self.single_frame:
-            losses_g, losses_d = {"g_l1": F.l1_loss(fake, batch.real) * self.config.l1}, {}
+            losses_g = {"g_l1": F.l1_loss(fake, batch.real) * self.config.l1}
         else:
-            losses_g, losses_d = self._losses(batch, fake)
+            losses_g = self._generator_losses(batch, fake)
         self.opt_g.zero_grad(set_to_none=True)
         sum(losses_g.values()).backward()
-        self.world.average_gradients([self.generator])
         self.opt_g.step()
         self._update_ema()
-        if losses_d:
+        losses_d = {}
+        if not self.single_frame:
             self.opt_d.zero_grad(set_to_none=True)  # also drops what the G loss left in D
+            losses_d = self.critic(batch, fake)
             sum(losses_d.values()).backward()
-            self.world.average_gradients([self.discriminators])
             self.opt_d.step()
         return {k: float(v.detach()) for k, v in {**losses_g, **losses_d}.items()}
 
@@ -347,38 +316,33 @@ class Trainer:
         """What is saved for export and samples: the weight average when there is one."""
         return self.ema if self.ema is not None else self.generator
 
-    def _d_inputs(self, batch: Batch, frames: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """(conditioning + RGB) pairs of every frame, and their mouth crops."""
-        cond = batch.cond[:, WINDOW - 1 :].flatten(0, 1)  # each frame's own conditioning
-        pairs = torch.cat([cond, frames.flatten(0, 1)], 1)
-        return pairs, crop_mouths(pairs, batch.mouth.flatten(0, 1))
-
-    def _losses(self, batch: Batch, fake: torch.Tensor) -> tuple[dict[str, torch.Tensor], dict[str, torch.Tensor]]:
-        """Generator and discriminator losses from three D passes: real, fake, detached fake."""
+    def _generator_losses(self, batch: Batch, fake: torch.Tensor) -> dict[str, torch.Tensor]:
+        """Adversarial, feature-matching, warp, perceptual and L1 terms of G. The
+        discriminators run unwrapped here: their gradients from this pass are dropped."""
         w, ds = self.config.weights, self.discriminators
-        real_pair, real_mouth = self._d_inputs(batch, batch.real)
-        fake_pair, fake_mouth = self._d_inputs(batch, fake)
-        g, d = {}, {}
+        real_pair, real_mouth = d_inputs(batch, batch.real)
+        fake_pair, fake_mouth = d_inputs(batch, fake)
+        g = {}
         for name, real_in, fake_in, weight in (
             ("image", real_pair, fake_pair, 1.0),
             ("mouth", real_mouth, fake_mouth, w.mouth),
         ):
-            pred_real, pred_fake = ds[name](real_in), ds[name](fake_in)
+            with torch.no_grad():
+                pred_real = ds[name](real_in)
+            pred_fake = ds[name](fake_in)
             g[f"g_{name}"] = gan_loss(pred_fake, True) * w.gan * weight
             g[f"g_fm_{name}"] = feature_matching_loss(pred_fake, pred_real) * w.feature_matching * weight
-            d[f"d_{name}"] = 0.5 * (gan_loss(pred_real, True) + gan_loss(ds[name](fake_in.detach()), False))
         dynamics = ds["dynamics"]
         flows = [compose_flows(batch.flow, s) for s in dynamics.skips]
-        starts = self._dynamics_starts(fake.shape[1], dynamics)
-        dyn_real = dynamics(batch.real, flows, starts)
+        starts = dynamics_starts(fake.shape[1], dynamics)
+        with torch.no_grad():
+            dyn_real = dynamics(batch.real, flows, starts)
         if dyn_real:
             dyn_fake = dynamics(fake, flows, starts)
-            dyn_fake_d = dynamics(fake.detach(), flows, starts)
             g["g_dynamics"] = sum(gan_loss(p, True) for p in dyn_fake.values()) * w.dynamics
             g["g_fm_dynamics"] = sum(
                 feature_matching_loss(dyn_fake[s], dyn_real[s]) for s in dyn_fake
             ) * (w.feature_matching * w.dynamics)
-            d["d_dynamics"] = 0.5 * sum(gan_loss(dyn_real[s], True) + gan_loss(dyn_fake_d[s], False) for s in dyn_real)
         if fake.shape[1] > 1 and w.flow_warp > 0:
             flow = batch.flow[:, 1:].flatten(0, 1)
             cur, prev = fake[:, 1:].flatten(0, 1), fake[:, :-1].detach().flatten(0, 1)
@@ -387,11 +351,7 @@ class Trainer:
             g["g_vgg"] = self.perceptual(fake.flatten(0, 1), batch.real.flatten(0, 1)) * w.vgg
         if self.config.l1 > 0:
             g["g_l1"] = F.l1_loss(fake, batch.real) * self.config.l1
-        return g, d
-
-    def _dynamics_starts(self, length: int, dynamics: DynamicsDiscriminator) -> list[list[int] | None]:
-        """One window per temporal scale per step (the last that fits), to bound the cost."""
-        return [[length - dynamics.frames_needed(s)] if length >= dynamics.frames_needed(s) else None for s in dynamics.skips]
+        return g
 
     # ----- state ----------------------------------------------------------------------
     def state(self) -> dict:
@@ -405,6 +365,7 @@ class Trainer:
             "elapsed": self.elapsed,
             "gan_start": list(self.gan_start) if self.gan_start else None,
             "frames_seen": self.frames_seen,
+            "rng": torch.get_rng_state(),
             "train_config": config_to_dict(self.config),
             "avatar": self.avatar.name,
         }
@@ -428,7 +389,7 @@ class Trainer:
         save_generator(self.folder, self.inference_generator, meta)
 
     def _resume(self) -> None:
-        state = load_state(self.folder / STATE_FILE)
+        state = load_state(self.folder / STATE_FILE, self.avatar.files)
         saved = config_from_dict(state["train_config"])
         if saved != self.config:
             diffs = [f.name for f in dataclasses.fields(TrainConfig) if getattr(saved, f.name) != getattr(self.config, f.name)]
@@ -444,6 +405,22 @@ class Trainer:
         self.frames_seen = int(state.get("frames_seen", self.step * self.config.batch * self.world.world))
         start = state.get("gan_start", (0, 0.0, 0))  # checkpoints from before the warm-up began with the GAN
         self.gan_start = Mark(int(start[0]), float(start[1]), int(start[2])) if start is not None else None
+        if isinstance(state.get("rng"), torch.Tensor):
+            torch.set_rng_state(state["rng"])
+        if self.world.main:
+            self._trim_log()
+
+    def _trim_log(self) -> None:
+        """Drop log rows of steps after the checkpoint (they will be trained again)."""
+        path = self.folder / "log.csv"
+        if not self.avatar.files.is_file(f"checkpoints/{self.options.run}/log.csv"):
+            return
+        with path.open(newline="") as f:
+            rows = [row for row in csv.DictReader(f) if row.get("step", "").isdigit() and int(row["step"]) <= self.step]
+        with path.open("w", newline="") as f:
+            writer = csv.DictWriter(f, fieldnames=LOG_COLUMNS, extrasaction="ignore")
+            writer.writeheader()
+            writer.writerows(rows)
 
     def _load_weights(self, state: dict) -> None:
         try:
@@ -457,19 +434,27 @@ class Trainer:
             raise CheckpointError(f"checkpoint does not fit the '{self.config.preset}' networks; pick the preset it was trained with") from exc
 
     def _init_from(self, source: str) -> None:
-        """Start from another avatar's run or a state.pt (pretrain on many, fine-tune on one)."""
+        """Start from another avatar's run (its name, or its folder) or a state.pt file you
+        name (pretrain on many, fine-tune on one)."""
         path = Path(source)
-        if path.is_dir():
-            path = path / "checkpoints" / self.options.run / STATE_FILE if (path / "avatar.json").exists() else path / STATE_FILE
-        elif not path.exists():
-            path = self.avatar.path.parent / source / "checkpoints" / self.options.run / STATE_FILE
-        self._load_weights(load_state(path))
+        if path.is_file():
+            self._load_weights(load_state(path))
+            return
+        try:
+            other = Avatar.open_path(path) if path.is_dir() else Avatar.open(self.avatar.path.parent, source)
+        except AvatarError as exc:
+            raise CheckpointError(f"--init {source}: not a checkpoint file or an avatar ({exc})") from exc
+        self._load_weights(load_state(other.path / "checkpoints" / self.options.run / STATE_FILE, other.files))
 
     # ----- outputs --------------------------------------------------------------------
-    def write_sample(self, batch: Batch, fake: torch.Tensor) -> None:
-        """samples/step_N.png: conditioning | generated | real for a few frames."""
+    def write_sample(self) -> None:
+        """samples/step_N.png: conditioning | generated | real for a few frames (the saved
+        generator on this step's batch; the RNG is left as it was, so samples change nothing)."""
         if not self.world.main:
             return
+        with torch.random.fork_rng(), torch.no_grad():
+            batch = self._batch()
+            fake = self._generate(batch, self.inference_generator)
         rows = []
         for t in range(min(fake.shape[1], 3)):
             cond = batch.cond[0, t + WINDOW - 1]
@@ -522,38 +507,39 @@ class Trainer:
             total=100.0, initial=self._percent_done(), bar_format="{l_bar}{bar}| {elapsed}<{remaining}{postfix}",
             disable=not (self.options.progress and self.world.main),
         )
+        with deferred_signals() as stop:
+            try:
+                losses = self._loop(bar, stop)
+            finally:
+                bar.close()
+            self.save()  # at a step boundary: a signal only stops the loop between steps
+            if stop.set:
+                raise Interrupted(stop.signum)
+        self.write_sample()
+        return {"step": self.step, "minutes": self.elapsed / 60, "losses": losses, "folder": str(self.folder)}
+
+    def _loop(self, bar: tqdm, stop) -> dict[str, float]:
+        """Steps until the run is finished or a stop signal arrived (checked between steps)."""
         last_sample = last_ckpt = time.perf_counter()
         losses: dict[str, float] = {}
-        try:
-            while not self.world.agree(self.finished()):
-                t0 = time.perf_counter()
-                warming = self.warming_up
-                losses = self.train_step()
-                self.step += 1
-                self.elapsed = self.world.maximum(self.elapsed + time.perf_counter() - t0)
-                bar.update(self._percent_done() - bar.n)
-                if warming and not self.warming_up and self.world.main:
-                    tqdm.write(f"step {self.step}: single-frame L1 warm-up done after {self.elapsed / 60:.1f} min; sequential GAN from here")
-                bar.set_postfix(step=self.step, epoch=f"{self.frames_seen / len(self.data):.1f}", L=self.sequence_length(), **{k: f"{v:.3f}" for k, v in losses.items() if k in ("g_l1", "g_image", "d_image", "g_warp")})
-                if self.step % 10 == 0:
-                    self.log_row(losses)
-                now = time.perf_counter()
-                if now - last_sample >= self.options.sample_minutes * 60:
-                    with torch.no_grad():
-                        batch = self._batch()
-                        self.write_sample(batch, self._generate(batch, self.inference_generator))
-                    last_sample = now
-                due_steps = self.options.checkpoint_steps and self.step % self.options.checkpoint_steps == 0
-                if due_steps or now - last_ckpt >= self.options.checkpoint_minutes * 60:
-                    self.save()
-                    last_ckpt = now
-        except KeyboardInterrupt:
-            self.save()  # a clean stop keeps every finished step
-            raise
-        finally:
-            bar.close()
-        self.save()
-        with torch.no_grad():
-            batch = self._batch()
-            self.write_sample(batch, self._generate(batch, self.inference_generator))
-        return {"step": self.step, "minutes": self.elapsed / 60, "losses": losses, "folder": str(self.folder)}
+        while not self.world.agree(self.finished() or stop.set):
+            t0 = time.perf_counter()
+            warming = self.warming_up
+            losses = self.train_step()
+            self.step += 1
+            self.elapsed = self.world.maximum(self.elapsed + time.perf_counter() - t0)
+            bar.update(self._percent_done() - bar.n)
+            if warming and not self.warming_up and self.world.main:
+                tqdm.write(f"step {self.step}: single-frame L1 warm-up done after {self.elapsed / 60:.1f} min; sequential GAN from here")
+            bar.set_postfix(step=self.step, epoch=f"{self.frames_seen / len(self.data):.1f}", L=self.sequence_length(), **{k: f"{v:.3f}" for k, v in losses.items() if k in ("g_l1", "g_image", "d_image", "g_warp")})
+            if self.step % 10 == 0:
+                self.log_row(losses)
+            now = time.perf_counter()
+            if now - last_sample >= self.options.sample_minutes * 60:
+                self.write_sample()
+                last_sample = now
+            due_steps = self.options.checkpoint_steps and self.step % self.options.checkpoint_steps == 0
+            if due_steps or now - last_ckpt >= self.options.checkpoint_minutes * 60:
+                self.save()
+                last_ckpt = now
+        return losses

@@ -30,15 +30,15 @@ def test_export_writes_a_checked_onnx(exported):
     _, avatar = exported
     meta = json.loads((avatar.path / "engines" / "generator.onnx.json").read_text())
     assert meta["max_abs_error_vs_torch"] <= 1e-3 and meta["opset"] >= 17
-    engine = OnnxEngine(avatar.path / "engines" / "generator.onnx")
+    engine = OnnxEngine.from_file(avatar.path / "engines" / "generator.onnx")
     assert [s.shape for s in engine.inputs] == [(1, 18, 256, 256), (1, 6, 256, 256)]
     assert [s.shape for s in engine.outputs] == [(1, 3, 256, 256)]
-    assert engine_status(avatar.path) == "ONNX"
+    assert engine_status(avatar) == "ONNX"
 
 
 def test_onnx_and_torch_engines_give_the_same_frames(exported):
     _, avatar = exported
-    engines = [OnnxEngine(avatar.path / "engines" / "generator.onnx"), TorchEngine(avatar.path / "checkpoints" / "main")]
+    engines = [OnnxEngine.from_file(avatar.path / "engines" / "generator.onnx"), TorchEngine(avatar.files, "main")]
     outputs = []
     for engine in engines:
         stepper = GeneratorStepper(engine.run, 256, engine.sequential)
@@ -49,14 +49,15 @@ def test_onnx_and_torch_engines_give_the_same_frames(exported):
 
 @pytest.mark.skipif(tensorrt_missing() is None, reason="TensorRT and a GPU are present")
 def test_engine_selection_falls_back_without_tensorrt(exported, tmp_path):
+    import shutil
+
     _, avatar = exported
-    assert load(avatar.path).provider == "ONNX Runtime (CPUExecutionProvider)"
+    assert load(avatar).provider == "ONNX Runtime (CPUExecutionProvider)"
     with pytest.raises(EngineError, match="TensorRT"):
-        load(avatar.path, "trt")
-    assert load(avatar.path, "torch").provider == "PyTorch (cpu)"
-    bare = tmp_path / "bare"
-    (bare / "engines").mkdir(parents=True)
-    (bare / "checkpoints").symlink_to(avatar.path / "checkpoints")
+        load(avatar, "trt")
+    assert load(avatar, "torch").provider == "PyTorch (cpu)"
+    shutil.copytree(avatar.path, tmp_path / "sample", ignore=shutil.ignore_patterns("engines", "frames", "conditioning"))
+    bare = Avatar.open(tmp_path, "sample")
     assert load(bare).provider == "PyTorch (cpu)"  # no ONNX: falls back to PyTorch
     with pytest.raises(EngineError, match="run h2h export"):
         load(bare, "onnx")
@@ -76,9 +77,9 @@ def test_cache_key_changes_with_the_onnx_and_marks_stale_engines(tmp_path):
     b = EngineKey("NVIDIA GeForce RTX 4090", (8, 9), "10.7.0", "b" * 64, "fp16")
     c = EngineKey("NVIDIA A100-SXM4-40GB", (8, 0), "10.7.0", "a" * 64, "fp16")
     assert len({a.filename(), b.filename(), c.filename()}) == 3
-    (tmp_path / a.filename()).write_bytes(b"")
-    (tmp_path / c.filename()).write_bytes(b"")
-    assert [p.name for p in stale_engines(tmp_path, a)] == [c.filename()]
+    for key in (a, b, c):
+        (tmp_path / key.filename()).write_bytes(b"")
+    assert [p.name for p in stale_engines(a, tmp_path)] == [c.filename()]  # other GPU, same ONNX
 
 
 @pytest.mark.skipif(tensorrt_missing() is not None, reason="needs TensorRT and an NVIDIA GPU")
@@ -88,7 +89,7 @@ def test_tensorrt_engine_matches_onnx_runtime(exported):
     _, avatar = exported
     result = export_tensorrt(avatar, fp16=True)
     assert result.plan.exists() and result.max_abs_error < 0.05
-    assert load(avatar.path).provider == "TensorRT"
+    assert load(avatar).provider == "TensorRT"
 
 
 def test_bench_with_an_avatar_reports_the_documented_keys(exported, short_clip, tmp_path):
@@ -110,9 +111,9 @@ def test_int8_export_is_checked_and_preferred_on_the_cpu(exported, capsys):
     assert main(["export", "sample", "--int8", "--library", str(library)]) == 0
     meta = json.loads((avatar.path / "engines" / "generator.int8.onnx.json").read_text())
     assert meta["psnr_vs_fp32_db"] >= 35
-    engine = load(avatar.path)
+    engine = load(avatar)
     assert engine.precision == "int8" and engine.provider == "ONNX Runtime (CPUExecutionProvider)"
-    assert load(avatar.path, int8=False).precision == "fp32"
+    assert load(avatar, int8=False).precision == "fp32"
     assert main(["export", "sample", "--library", str(library)]) == 0  # a plain re-export drops it
     assert not (avatar.path / "engines" / "generator.int8.onnx").exists()
 
@@ -128,7 +129,7 @@ def test_normalised_generator_exports_exactly_at_a_sequence_start(tmp_path):
     torch.manual_seed(0)
     generator = SequentialGenerator(config).eval()
     export_onnx(generator, tmp_path / "g.onnx")
-    engine = OnnxEngine(tmp_path / "g.onnx")
+    engine = OnnxEngine.from_file(tmp_path / "g.onnx")
     cond = np.random.default_rng(0).uniform(-1, 1, (1, 18, 256, 256)).astype(np.float32)
     zeros = np.zeros((1, 6, 256, 256), np.float32)
     with torch.no_grad():
@@ -144,9 +145,9 @@ def test_engines_of_another_run_are_not_used_for_a_named_run(exported):
     meta = json.loads(meta_file.read_text())
     try:
         meta_file.write_text(json.dumps(dict(meta, run="warm")))
-        assert load(avatar.path).provider.startswith("ONNX Runtime")  # any exported run
-        assert load(avatar.path, run="main").provider == "PyTorch (cpu)"  # not run main's export
+        assert load(avatar).provider.startswith("ONNX Runtime")  # any exported run
+        assert load(avatar, run="main").provider == "PyTorch (cpu)"  # not run main's export
         with pytest.raises(EngineError, match="run 'warm'"):
-            load(avatar.path, "onnx", run="main")
+            load(avatar, "onnx", run="main")
     finally:
         meta_file.write_text(json.dumps(meta))

@@ -57,7 +57,7 @@ def library(prepared, tmp_path_factory):
     shutil.copytree(source_library / "sample", library / "alice", ignore=shutil.ignore_patterns("checkpoints", "engines"))
     for name in ("alice", "bob"):
         if name == "bob":
-            shutil.copytree(library / "alice", library / "bob")
+            shutil.copytree(library / "alice", library / "bob", ignore=shutil.ignore_patterns("checkpoints", "engines"))
         manifest = (library / name / "avatar.json").read_text().replace('"name": "sample"', f'"name": "{name}"').replace('"name": "alice"', f'"name": "{name}"')
         (library / name / "avatar.json").write_text(manifest)
         avatar = Avatar.open(library, name)

@@ -1,5 +1,6 @@
 """Trainer behaviour users depend on: exact resume, clear failures, DDP, generator reenactment."""
 import os
+import signal
 import socket
 
 import numpy as np
@@ -28,12 +29,12 @@ def _weights(trainer):
 def test_dataset_batches_have_the_documented_shapes(prepared, model):
     library, _ = prepared
     data = AvatarFrames(Avatar.open(library, "sample"), model, "train", progress=False)
-    batch = data.sample(np.random.default_rng(0), 2, 3, Augment())
+    batch = data.sample([np.random.default_rng(0), np.random.default_rng(1)], 3, Augment())
     assert batch.cond.shape == (2, 5, 6, 256, 256) and batch.real.shape == (2, 3, 3, 256, 256)
     assert batch.flow.shape == (2, 3, 2, 256, 256) and batch.mouth.shape == (2, 3, 2)
     assert batch.window(0).shape == (2, 18, 256, 256)
     assert -1.0 <= float(batch.real.min()) and float(batch.real.max()) <= 1.0
-    again = data.sample(np.random.default_rng(0), 2, 3, Augment())
+    again = data.sample([np.random.default_rng(0), np.random.default_rng(1)], 3, Augment())
     assert torch.equal(batch.cond, again.cond)  # sampling is a function of the rng
 
 
@@ -41,7 +42,7 @@ def test_unaugmented_sample_is_the_cached_conditioning(prepared, model):
     library, _ = prepared
     avatar = Avatar.open(library, "sample")
     data = AvatarFrames(avatar, model, "train", progress=False)
-    batch = data.sample(np.random.default_rng(1), 1, 1, Augment.off())
+    batch = data.sample([np.random.default_rng(1)], 1, Augment.off())
     i = int(batch.index[0, 0])
     nmfc = ((batch.cond[0, -1, :3].permute(1, 2, 0) + 1) * 127.5).round().byte().numpy()
     eyes = ((batch.cond[0, -1, 3:].permute(1, 2, 0) + 1) * 127.5).round().byte().numpy()
@@ -106,7 +107,7 @@ def test_saved_generator_is_the_weight_average(prepared):
     before = _weights(trainer)
     trainer.run()
     after = _weights(trainer)
-    saved, _ = load_generator(trainer.folder)
+    saved, _ = load_generator(avatar.files, "ema")
     for name, value in saved.state_dict().items():
         if value.is_floating_point():
             assert torch.allclose(value, 0.5 * (before[name] + after[name]), atol=1e-6)
@@ -131,19 +132,24 @@ def test_corrupt_checkpoint_is_a_clear_error(prepared, capsys):
     assert "not a readable h2h checkpoint" in capsys.readouterr().err
 
 
-def test_ctrl_c_checkpoints_the_run_and_says_how_to_continue(prepared, monkeypatch, capsys):
+@pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM])
+def test_ctrl_c_or_sigterm_stops_at_a_step_boundary_and_says_how_to_continue(prepared, monkeypatch, capsys, signum):
     library, _ = prepared
     original = Trainer.train_step
 
-    def ctrl_c_at_step_2(self):
+    def signal_inside_step_2(self):
         if self.step == 2:
-            raise KeyboardInterrupt
+            os.kill(os.getpid(), signum)  # arrives in the middle of the step
         return original(self)
 
-    monkeypatch.setattr(Trainer, "train_step", ctrl_c_at_step_2)
-    assert main(["train", "sample", "--run", "ctrl-c", "--max-steps", "5", "--library", str(library)]) == 130
+    monkeypatch.setattr(Trainer, "train_step", signal_inside_step_2)
+    run = f"stop-{signum}"
+    code = main(["train", "sample", "--preset", "tiny", "--run", run, "--max-steps", "5", "--library", str(library)])
+    assert code == {signal.SIGINT: 130, signal.SIGTERM: 143}[signum]
     assert "--resume" in capsys.readouterr().err
-    assert ckpt.load_state(library / "sample" / "checkpoints" / "ctrl-c" / "state.pt")["step"] == 2
+    state = ckpt.load_state(library / "sample" / "checkpoints" / run / "state.pt")
+    assert state["step"] == 3  # step 2 finished (G, average and D all updated), then it stopped
+    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler  # handlers restored
 
 
 def test_full_disk_keeps_the_last_good_checkpoint(prepared, monkeypatch):
@@ -193,13 +199,13 @@ def test_two_process_gloo_step_keeps_replicas_identical(prepared, tmp_path):
     mp.start_processes(_ddp_worker, args=(library, port, str(tmp_path)), nprocs=2, start_method="spawn")
     a, b = torch.load(tmp_path / "rank0.pt"), torch.load(tmp_path / "rank1.pt")
     assert torch.equal(a, b)
-    generator, meta = load_generator(library / "sample" / "checkpoints" / "ddp")
+    generator, meta = load_generator(Avatar.open(library, "sample").files, "ddp")
     assert meta["step"] == 1
 
 
 def test_reenact_with_the_generator_writes_one_frame_per_source_frame(prepared, short_clip, tmp_path):
     library, _ = prepared
-    _trainer(library, "main", max_steps=1).run()
+    _trainer(library, "main", max_steps=1, overwrite=True).run()
     out = tmp_path / "out.mp4"
     argv = ["reenact", "--avatar", "sample", "--source", str(short_clip), "--out", str(out), "--side-by-side"]
     assert main([*argv, "--library", str(library)]) == 0

@@ -56,6 +56,14 @@ def to_pixmap(image: np.ndarray, side: int) -> QPixmap:
     return QPixmap.fromImage(qimage).scaled(side, side, Qt.AspectRatioMode.KeepAspectRatio, Qt.TransformationMode.SmoothTransformation)
 
 
+def thumbnail_icon(png: bytes | None) -> QIcon:
+    """An icon from checked thumbnail bytes (never a path into an avatar folder)."""
+    pixmap = QPixmap()
+    if png is None or not pixmap.loadFromData(png, "PNG"):
+        return QIcon()
+    return QIcon(pixmap)
+
+
 class MainWindow(QMainWindow):
     def __init__(self, settings: QSettings, library: Path | None = None, engine: str = "auto") -> None:
         super().__init__()
@@ -231,7 +239,7 @@ class MainWindow(QMainWindow):
         self.avatar_list.clear()
         for entry in self.entries:
             label = f"{entry.name}{'  (demo)' if entry.bundled else ''}\n{entry.frames} frames · {entry.engine}"
-            item = QListWidgetItem(QIcon(str(entry.thumbnail)), label)
+            item = QListWidgetItem(thumbnail_icon(entry.thumbnail), label)
             self.avatar_list.addItem(item)
         self.avatar_list.blockSignals(False)
         if not self.entries:

@@ -1,0 +1,63 @@
+"""Checks on an ONNX generator from an avatar folder before ONNX Runtime sees it: no tensor
+may name external data (a path that could point anywhere on disk), and the graph must be the
+generator step (cond, prev -> frame at the avatar's resolution)."""
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+from .base import EngineError
+
+INPUTS = ("cond", "prev")
+OUTPUTS = ("frame",)
+
+
+def _tensors(graph) -> Iterator:
+    """Every TensorProto in a graph, its nodes' attributes and subgraphs."""
+    yield from graph.initializer
+    for sparse in graph.sparse_initializer:
+        yield sparse.values
+        yield sparse.indices
+    for node in graph.node:
+        for attr in node.attribute:
+            if attr.HasField("t"):
+                yield attr.t
+            yield from attr.tensors
+            if attr.HasField("sparse_tensor"):
+                yield attr.sparse_tensor.values
+                yield attr.sparse_tensor.indices
+            if attr.HasField("g"):
+                yield from _tensors(attr.g)
+            for sub in attr.graphs:
+                yield from _tensors(sub)
+
+
+def _dims(value_info) -> list[int | str]:
+    shape = value_info.type.tensor_type.shape
+    return [d.dim_value if d.HasField("dim_value") else (d.dim_param or "?") for d in shape.dim]
+
+
+def check_generator_onnx(data: bytes, size: int, label: str) -> None:
+    """Raise EngineError unless `data` is a self-contained generator step of `size` pixels."""
+    import onnx
+    from google.protobuf.message import DecodeError
+
+    try:
+        model = onnx.load_model_from_string(data)
+    except (DecodeError, ValueError, RuntimeError) as exc:
+        raise EngineError(f"{label}: not an ONNX model ({type(exc).__name__}); run h2h export again") from exc
+    function_tensors = (a.t for f in model.functions for n in f.node for a in n.attribute if a.HasField("t"))
+    tensors = (*_tensors(model.graph), *function_tensors)
+    external = [t.name for t in tensors if t.data_location == onnx.TensorProto.EXTERNAL or len(t.external_data)]
+    if external:
+        raise EngineError(f"{label}: refused, tensor '{external[0]}' names an external data file; a shared avatar must carry its weights inside the .onnx")
+    inputs = [i for i in model.graph.input if i.name not in {t.name for t in model.graph.initializer}]
+    names = (tuple(i.name for i in inputs), tuple(o.name for o in model.graph.output))
+    if names != (INPUTS, OUTPUTS):
+        raise EngineError(f"{label}: inputs {list(names[0])} -> outputs {list(names[1])} are not the generator step's (cond, prev -> frame)")
+    for value in (*inputs, *model.graph.output):
+        dims = _dims(value)
+        if len(dims) != 4 or dims[0] != 1 or dims[2:] != [size, size] or not (isinstance(dims[1], int) and dims[1] > 0):
+            shown = "x".join(str(d) for d in dims)
+            raise EngineError(f"{label}: '{value.name}' is {shown}, expected 1xCx{size}x{size} (the avatar's resolution)")
+    if _dims(model.graph.output[0])[1] != 3:
+        raise EngineError(f"{label}: 'frame' must have 3 channels (RGB)")

@@ -1,0 +1,71 @@
+"""The two modules a GAN step differentiates, each one forward per backward so that
+DistributedDataParallel can wrap them: the generator run over a sequence, and the
+discriminators' LSGAN loss."""
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from .dataset import WINDOW, Batch
+from .losses import compose_flows, gan_loss
+from .networks import DynamicsDiscriminator, SequentialGenerator, crop_mouths
+
+
+def run_sequence(generator: SequentialGenerator, cond: torch.Tensor, length: int, feed_back: bool) -> torch.Tensor:
+    """G over a sequence (B, L, 3, H, W), feeding its own detached outputs back when `feed_back`."""
+    b, _, c, h, w = cond.shape
+    prev = torch.zeros(b, generator.config.in_prev, h, w, device=cond.device, dtype=cond.dtype)
+    fakes = []
+    for t in range(length):
+        fake = generator(cond[:, t : t + WINDOW].reshape(b, WINDOW * c, h, w), prev)
+        fakes.append(fake)
+        if feed_back and prev.shape[1]:
+            prev = torch.cat([prev[:, 3:], fake.detach()], 1)
+    return torch.stack(fakes, 1)
+
+
+class SequenceRunner(nn.Module):
+    """forward(cond, length, feed_back) = run_sequence of the wrapped generator."""
+
+    def __init__(self, generator: SequentialGenerator) -> None:
+        super().__init__()
+        self.generator = generator
+
+    def forward(self, cond: torch.Tensor, length: int, feed_back: bool) -> torch.Tensor:
+        return run_sequence(self.generator, cond, length, feed_back)
+
+
+def d_inputs(batch: Batch, frames: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """(conditioning + RGB) pairs of every frame, and their mouth crops."""
+    cond = batch.cond[:, WINDOW - 1 :].flatten(0, 1)  # each frame's own conditioning
+    pairs = torch.cat([cond, frames.flatten(0, 1)], 1)
+    return pairs, crop_mouths(pairs, batch.mouth.flatten(0, 1))
+
+
+def dynamics_starts(length: int, dynamics: DynamicsDiscriminator) -> list[list[int] | None]:
+    """One window per temporal scale per step (the last that fits), to bound the cost."""
+    return [[length - dynamics.frames_needed(s)] if length >= dynamics.frames_needed(s) else None for s in dynamics.skips]
+
+
+class Critic(nn.Module):
+    """forward(batch, fake) -> the discriminators' losses on real and (detached) fake frames."""
+
+    def __init__(self, discriminators: nn.ModuleDict) -> None:
+        super().__init__()
+        self.discriminators = discriminators
+
+    def forward(self, batch: Batch, fake: torch.Tensor) -> dict[str, torch.Tensor]:
+        ds, fake = self.discriminators, fake.detach()
+        real_pair, real_mouth = d_inputs(batch, batch.real)
+        fake_pair, fake_mouth = d_inputs(batch, fake)
+        losses = {}
+        for name, real_in, fake_in in (("image", real_pair, fake_pair), ("mouth", real_mouth, fake_mouth)):
+            losses[f"d_{name}"] = 0.5 * (gan_loss(ds[name](real_in), True) + gan_loss(ds[name](fake_in), False))
+        dynamics = ds["dynamics"]
+        flows = [compose_flows(batch.flow, s) for s in dynamics.skips]
+        starts = dynamics_starts(fake.shape[1], dynamics)
+        real = dynamics(batch.real, flows, starts)
+        if real:
+            generated = dynamics(fake, flows, starts)
+            losses["d_dynamics"] = 0.5 * sum(gan_loss(real[s], True) + gan_loss(generated[s], False) for s in real)
+        return losses
