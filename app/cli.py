@@ -88,6 +88,10 @@ def cmd_train(args: argparse.Namespace) -> int:
         overrides["epochs"] = args.epochs
     if args.warmup is not None:
         overrides["warmup"] = args.warmup
+    if args.ema is not None:
+        overrides["ema"] = args.ema
+    if args.batch is not None:
+        overrides["batch"] = args.batch
     config = train_config(args.preset, **overrides)
     options = RunOptions(
         run=args.run or ("main" if not args.ablation else args.ablation),
@@ -117,6 +121,7 @@ def cmd_eval(args: argparse.Namespace) -> int:
     from ..models.evaluate import available_runs, evaluate, format_table
 
     avatar = Avatar.open(resolve_library(args.library), args.name)
+    avatar.require_frames("h2h eval")
     runs = args.run or available_runs(avatar)
     if not runs:
         raise AvatarError(f"avatar '{args.name}' has no trained generator; run h2h train {args.name} first")
@@ -214,6 +219,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--ablation", choices=("l1-single",), help="l1-single: L1 loss only, single frames, no GAN")
     p.add_argument("--warmup", type=_fraction, default=None, metavar="FRACTION",
                    help="fraction of the run trained on single frames with L1 before the GAN (default: the preset's)")
+    p.add_argument("--ema", type=_fraction, default=None, metavar="DECAY",
+                   help="decay of the saved weight average of the generator, 0 = off (default: the preset's)")
+    p.add_argument("--batch", type=_positive_int, default=None, help="sequences per step and process (default: 1)")
     p.add_argument("--run", type=_run_name, help="run name, a folder under checkpoints/ (default: main, or the ablation's name)")
     p.add_argument("--checkpoint-steps", type=_positive_int, metavar="N", help="also checkpoint every N steps (default: every 5 minutes)")
     p.add_argument("--threads", type=_positive_int, metavar="N", help="torch CPU threads (default: all cores)")

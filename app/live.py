@@ -11,7 +11,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ..models.avatar import AvatarError
+from ..models.avatar import Avatar, AvatarError
 from ..models.library import resolve_library
 from .session import AvatarEntry, LiveSession, available_avatars, load_avatar
 from .sinks import OUTPUT_SIZES, VirtualCameraError
@@ -21,8 +21,12 @@ log = logging.getLogger(__name__)
 SAMPLE_CLIP = Path(__file__).resolve().parents[1] / "assets" / "sample_driver.mp4"
 
 
-def pick_avatar(entries: list[AvatarEntry], name: str | None) -> AvatarEntry:
-    """The named avatar, else the first bundled demo, else the first in the library."""
+def pick_avatar(library: Path, name: str | None) -> AvatarEntry:
+    """The named avatar, else the first bundled demo, else the first in the library. A named
+    avatar that is in the library but cannot be opened raises why."""
+    entries = available_avatars(library)
+    if name is not None and not any(e.name == name for e in entries) and (library / name).exists():
+        Avatar.open(library, name, arrays=False)  # raises the folder's problem
     if not entries:
         raise AvatarError("no avatars in the library and no bundled demo; run h2h prepare and h2h train first")
     if name is None:
@@ -43,7 +47,7 @@ def default_source_spec() -> tuple[str, str]:
 
 def run_headless(args: argparse.Namespace) -> int:
     """Run the live pipeline without a window and print a JSON summary."""
-    entry = pick_avatar(available_avatars(resolve_library(args.library)), args.avatar)
+    entry = pick_avatar(resolve_library(args.library), args.avatar)
     loaded = load_avatar(entry, args.engine)
     print(f"avatar {entry.name}{' (bundled demo)' if entry.bundled else ''}: engine {loaded.engine.provider}, {loaded.engine.precision}")
     spec, note = (args.source, None) if args.source else default_source_spec()
@@ -52,7 +56,8 @@ def run_headless(args: argparse.Namespace) -> int:
     camera = spec.isdigit()
     # a file is read frame by frame (one output per source frame) unless --realtime
     realtime = camera or args.realtime
-    source: FrameSource = open_source(spec, realtime=realtime, max_frames=args.frames, loop=bool(args.frames) and not args.record)
+    source: FrameSource = open_source(spec, realtime=realtime, max_frames=args.frames, loop=bool(args.frames) and not args.record,
+                                      give_up_after=args.camera_timeout)
     session = LiveSession(mode=args.mode)
     session.set_avatar(loaded)
     size = OUTPUT_SIZES[args.size]
@@ -66,10 +71,11 @@ def run_headless(args: argparse.Namespace) -> int:
         record_size = size if args.record_size_output else (256, 256)
         session.start_recording(Path(args.record), record_size, source.fps, paced=realtime)
     done = threading.Event()
-    delivered = [0]
+    delivered, faces = [0], [0]
 
-    def count(_packet) -> None:
+    def count(packet) -> None:
         delivered[0] += 1
+        faces[0] += packet.face_found
         if args.frames and delivered[0] >= args.frames:
             done.set()
 
@@ -86,11 +92,16 @@ def run_headless(args: argparse.Namespace) -> int:
         recorder = session.stop_recording()
         session.close()
     stats = session_stats(session, delivered[0], elapsed)
+    stats["frames_with_face"] = faces[0]
     if recorder is not None:
-        stats["recorded"] = {"path": str(recorder.path), "frames": recorder.frames}
+        stats["recorded"] = {"path": str(recorder.path), "frames": recorder.frames, "codec": recorder.codec}
     print(json.dumps(stats, indent=2))
     if session.error is not None:
         print(f"h2h live: error: the pipeline stopped: {session.error}", file=sys.stderr)
+        return 1
+    if delivered[0] and not faces[0]:
+        print(f"h2h live: error: no face in any of the {delivered[0]} frames of {source.name}; the avatar was never "
+              "driven (the output is blank). Use a source where one face is clearly visible", file=sys.stderr)
         return 1
     return 0
 
@@ -120,6 +131,8 @@ def add_live_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--size", choices=tuple(OUTPUT_SIZES), default="1280x720", help="virtual camera size")
     p.add_argument("--frames", type=int, help="stop after N frames")
     p.add_argument("--realtime", action="store_true", help="pace a video file like a camera (frames may drop)")
+    p.add_argument("--camera-timeout", type=float, default=10.0, metavar="SECONDS",
+                   help="headless: give up when the camera gives no frame in this time (default 10)")
     p.add_argument("--library", metavar="DIR", help="avatar library folder")
 
 

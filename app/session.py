@@ -33,18 +33,20 @@ class AvatarEntry:
     thumbnail: bytes | None = None  # PNG bytes read through the checked accessor
 
 
-def available_avatars(library: Path) -> list[AvatarEntry]:
+def available_avatars(library: Path, problems: list[str] | None = None) -> list[AvatarEntry]:
     """The library's avatars, then the bundled demo avatars not shadowed by a library one;
-    a damaged or refused folder is logged and skipped."""
+    a damaged or refused folder is skipped, and why goes to the log and to `problems`."""
     entries = []
     for folder, names, bundled in ((library, list_avatars(library), False), (BUNDLED, list_avatars(BUNDLED), True)):
         for name in names:
             if bundled and any(e.name == name for e in entries):
                 continue
             try:
-                avatar = Avatar.open_path(folder / name)
+                avatar = Avatar.open_path(folder / name, arrays=False)
             except Exception as exc:  # a damaged folder must not hide the others
                 log.warning("skipping %s: %s", folder / name, exc)
+                if problems is not None:
+                    problems.append(f"{name}: {exc}")
                 continue
             entries.append(AvatarEntry(name, avatar.path, avatar.schema.counts.frames, engine_status(avatar), bundled, avatar.thumbnail()))
     return entries
@@ -58,7 +60,6 @@ class LoadedAvatar:
 
 def load_avatar(entry: AvatarEntry, engine: str = "auto") -> LoadedAvatar:
     avatar = Avatar.open_path(entry.path)
-    avatar.tracks, avatar.subject  # noqa: B018 - validate the arrays now, not on the face thread
     return LoadedAvatar(avatar, load_engine(avatar, engine))
 
 

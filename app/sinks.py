@@ -74,12 +74,16 @@ class Recorder:
         self.size, self.fps, self.paced = size, fps, paced
         self.path = Path(path)
         self.sent = 0
-        self._writer = VideoWriter(self.path, fps, size)
+        self._writer = VideoWriter(self.path, fps, size, preset="ultrafast" if paced else "veryfast")
         self._start: float | None = None
 
     @property
     def frames(self) -> int:
         return self._writer.frames
+
+    @property
+    def codec(self) -> str:
+        return self._writer.codec
 
     def send(self, frame: np.ndarray, timestamp: float | None = None) -> None:
         self.sent += 1

@@ -13,7 +13,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from ..models.video import probe
+from ..models.video import VideoError, probe
 
 log = logging.getLogger(__name__)
 RETRY_SECONDS = 1.0
@@ -107,11 +107,15 @@ class VideoFileSource(FrameSource):
 
 
 class CameraSource(FrameSource):
-    """A webcam by index; a lost camera is reopened every second and `status` says so."""
+    """A webcam by index; a lost camera is reopened every second and `status` says so.
+    `give_up_after` (seconds): a camera that never delivers a frame in that time raises
+    VideoError instead of retrying for ever (headless runs)."""
 
-    def __init__(self, index: int, width: int | None = None, height: int | None = None, mirror: bool = True) -> None:
+    def __init__(self, index: int, width: int | None = None, height: int | None = None, mirror: bool = True,
+                 give_up_after: float | None = None) -> None:
         super().__init__(mirror)
         self.index, self.width, self.height = index, width, height
+        self.give_up_after = give_up_after
         self.name = f"camera {index}"
 
     def _open(self) -> cv2.VideoCapture:
@@ -125,13 +129,20 @@ class CameraSource(FrameSource):
 
     def __iter__(self) -> Iterator[np.ndarray]:
         cap = self._open()
+        started, delivered = time.monotonic(), False
         try:
             while not self.stopped:
                 ok, bgr = cap.read() if cap.isOpened() else (False, None)
                 if ok:
+                    delivered = True
                     self.status = f"{self.name}: {bgr.shape[1]}x{bgr.shape[0]}"
                     yield self._out(bgr)
                     continue
+                if not delivered and self.give_up_after is not None and time.monotonic() - started >= self.give_up_after:
+                    raise VideoError(
+                        f"{self.name} gave no frame in {self.give_up_after:g} s; check it is connected and not in use "
+                        "by another app, or pass a video file as --source"
+                    )
                 self.status = f"{self.name} lost; retrying every {RETRY_SECONDS:g} s (check the cable or another app using it)"
                 log.warning("%s", self.status)
                 cap.release()
@@ -142,9 +153,9 @@ class CameraSource(FrameSource):
 
 
 def open_source(spec: str, realtime: bool = True, mirror: bool | None = None, max_frames: int | None = None,
-                loop: bool | None = None) -> FrameSource:
+                loop: bool | None = None, give_up_after: float | None = None) -> FrameSource:
     """A camera for an integer spec ("0"), else a video file (looping and paced when real time)."""
     if spec.isdigit():
-        return CameraSource(int(spec), mirror=True if mirror is None else mirror)
+        return CameraSource(int(spec), mirror=True if mirror is None else mirror, give_up_after=give_up_after)
     return VideoFileSource(spec, loop=realtime if loop is None else loop, paced=realtime, mirror=bool(mirror),
                            max_frames=max_frames)

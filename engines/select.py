@@ -31,9 +31,10 @@ def onnx_meta(files: AvatarFiles) -> dict:
 
 
 def read_onnx(avatar: Avatar) -> bytes | None:
-    """The fp32 ONNX bytes (checked accessor), or None when the avatar has none."""
+    """The fp32 ONNX bytes (checked accessor: a link or a non-file is an error), or None when
+    the avatar has none."""
     relative = f"engines/{ONNX_FILE}"
-    return avatar.files.read_bytes(relative) if avatar.files.is_file(relative) else None
+    return avatar.files.read_bytes(relative) if avatar.files.path(relative).exists() else None
 
 
 def int8_problem(files: AvatarFiles, parent_sha256: str) -> str | None:

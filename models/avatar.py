@@ -34,15 +34,17 @@ class Avatar:
     schema: Manifest
 
     @classmethod
-    def open(cls, library: Path, name: str) -> "Avatar":
+    def open(cls, library: Path, name: str, arrays: bool = True) -> "Avatar":
         try:
             path = avatar_dir(library, name)
         except LibraryError as exc:
             raise AvatarError(str(exc)) from exc
-        return cls.open_path(path)
+        return cls.open_path(path, arrays)
 
     @classmethod
-    def open_path(cls, path: Path) -> "Avatar":
+    def open_path(cls, path: Path, arrays: bool = True) -> "Avatar":
+        """Open and validate; `arrays` also checks tracks.npz and identity.npz now (listings
+        skip them to stay fast; loading an avatar to use it never does)."""
         files = AvatarFiles(path)
         if not files.is_file("avatar.json"):
             raise AvatarError(f"no avatar at {path}; run h2h prepare VIDEO --name {path.name} first")
@@ -52,7 +54,10 @@ class Avatar:
             raise AvatarError(f"{files.root}: avatar.json names the avatar '{schema.name}' but the folder is '{files.root.name}'; rename one to match")
         if schema.live_only or files.is_file(CHECKSUMS_FILE):
             files.load_checksums()
-        return cls(files, json.loads(text), schema)
+        avatar = cls(files, json.loads(text), schema)
+        if arrays:
+            avatar.tracks, avatar.subject  # noqa: B018 - validated now, not halfway through a job
+        return avatar
 
     @property
     def path(self) -> Path:

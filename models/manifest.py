@@ -85,8 +85,10 @@ def parse_manifest(text: bytes | str, where: str) -> Manifest:
         return Manifest.model_validate_json(text)
     except ValidationError as exc:
         error = exc.errors()[0]
-        field = ".".join(str(p) for p in error["loc"]) or "(top level)"
-        raise AvatarError(f"{where}: field '{field}': {error['msg']}; re-run h2h prepare or ask the sender for a fresh package") from None
+        message = error["msg"].removeprefix("Value error, ")
+        if error["loc"]:
+            message = f"field '{'.'.join(str(p) for p in error['loc'])}': {message}"
+        raise AvatarError(f"{where}: {message}; re-run h2h prepare or ask the sender for a fresh package") from None
 
 
 @dataclass(frozen=True)

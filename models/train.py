@@ -152,6 +152,7 @@ def resolve_device(device: str) -> torch.device:
 
 class Trainer:
     def __init__(self, avatar: Avatar, config: TrainConfig, options: RunOptions) -> None:
+        avatar.require_frames("training")
         self.avatar, self.config, self.options = avatar, config, options
         self.device = resolve_device(options.device)
         self.world = Distributed(options.device)

@@ -46,3 +46,29 @@ def random_rotation(yaw: float, pitch: float, roll: float) -> np.ndarray:
     from h2h.models.geometry.retarget import euler_rotation
 
     return euler_rotation(yaw, pitch, roll)
+
+
+@pytest.fixture(scope="session")
+def exported(prepared):
+    """(library, avatar): the sample avatar with a briefly trained tiny generator in ONNX."""
+    from h2h.app.cli import main
+    from h2h.models.avatar import Avatar
+    from h2h.models.train import RunOptions, Trainer, train_config
+
+    library, result = prepared
+    avatar = Avatar.open(library, "sample")
+    if not (result.path / "checkpoints" / "main" / "generator.safetensors").exists():
+        Trainer(avatar, train_config("tiny"), RunOptions(run="main", max_steps=1, progress=False)).run()
+    assert main(["export", "sample", "--library", str(library)]) == 0
+    return library, avatar
+
+
+@pytest.fixture(scope="session")
+def packaged(exported, tmp_path_factory):
+    """A library holding the live-only package of the exported sample avatar."""
+    from h2h.app.cli import main
+
+    library, _ = exported
+    out = tmp_path_factory.mktemp("packages")
+    assert main(["package", "sample", "--out", str(out), "--library", str(library)]) == 0
+    return out

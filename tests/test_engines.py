@@ -12,18 +12,6 @@ from h2h.engines.stepper import GeneratorStepper
 from h2h.engines.tensorrt_engine import tensorrt_missing
 from h2h.engines.torch_engine import TorchEngine
 from h2h.models.avatar import Avatar
-from h2h.models.train import RunOptions, Trainer, train_config
-
-
-@pytest.fixture(scope="module")
-def exported(prepared):
-    """The sample avatar with a (briefly) trained tiny generator exported to ONNX."""
-    library, result = prepared
-    avatar = Avatar.open(library, "sample")
-    if not (result.path / "checkpoints" / "main" / "generator.safetensors").exists():
-        Trainer(avatar, train_config("tiny"), RunOptions(run="main", max_steps=1, progress=False)).run()
-    assert main(["export", "sample", "--library", str(library)]) == 0
-    return library, avatar
 
 
 def test_export_writes_a_checked_onnx(exported):

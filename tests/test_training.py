@@ -1,12 +1,10 @@
 """Trainer behaviour users depend on: exact resume, clear failures, DDP, generator reenactment."""
 import os
 import signal
-import socket
 
 import numpy as np
 import pytest
 import torch
-import torch.multiprocessing as mp
 
 from h2h.app.cli import main
 from h2h.models import checkpoint as ckpt
@@ -48,31 +46,6 @@ def test_unaugmented_sample_is_the_cached_conditioning(prepared, model):
     eyes = ((batch.cond[0, -1, 3:].permute(1, 2, 0) + 1) * 127.5).round().byte().numpy()
     assert np.array_equal(nmfc, avatar.read_image("nmfc", i))
     assert (eyes != avatar.read_image("eyes", i)).any(-1).mean() < 0.002
-
-
-def test_killed_and_resumed_run_equals_an_uninterrupted_one(prepared, monkeypatch):
-    library, _ = prepared
-    straight = _trainer(library, "straight", max_steps=4)
-    straight.run()
-    expected = _weights(straight)
-
-    killed = _trainer(library, "killed", max_steps=4, checkpoint_steps=2)
-    original = Trainer.train_step
-
-    def dies_after_the_checkpoint(self):
-        if self.step == 3:
-            raise SystemExit("killed")
-        return original(self)
-
-    monkeypatch.setattr(Trainer, "train_step", dies_after_the_checkpoint)
-    with pytest.raises(SystemExit):
-        killed.run()
-    monkeypatch.setattr(Trainer, "train_step", original)
-    resumed = _trainer(library, "killed", max_steps=4, resume=True)
-    assert resumed.step == 2
-    resumed.run()
-    got = _weights(resumed)
-    assert all(torch.allclose(expected[k], got[k], atol=1e-6) for k in expected)
 
 
 def test_warmup_trains_single_frames_with_l1_then_the_sequential_gan(prepared):
@@ -179,28 +152,6 @@ def test_cuda_asked_for_but_absent(prepared, capsys):
 def test_unknown_avatar(tmp_path, capsys):
     assert main(["train", "ghost", "--library", str(tmp_path)]) == 1
     assert "no avatar" in capsys.readouterr().err
-
-
-def _ddp_worker(rank, library, port, out):
-    os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port), WORLD_SIZE="2", RANK=str(rank))
-    torch.set_num_threads(1)
-    trainer = _trainer(library, "ddp", max_steps=1)
-    trainer.run()
-    flat = torch.cat([p.detach().flatten() for p in trainer.generator.parameters()])
-    torch.save(flat, os.path.join(out, f"rank{rank}.pt"))
-    torch.distributed.destroy_process_group()
-
-
-def test_two_process_gloo_step_keeps_replicas_identical(prepared, tmp_path):
-    library, _ = prepared
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    mp.start_processes(_ddp_worker, args=(library, port, str(tmp_path)), nprocs=2, start_method="spawn")
-    a, b = torch.load(tmp_path / "rank0.pt"), torch.load(tmp_path / "rank1.pt")
-    assert torch.equal(a, b)
-    generator, meta = load_generator(Avatar.open(library, "sample").files, "ddp")
-    assert meta["step"] == 1
 
 
 def test_reenact_with_the_generator_writes_one_frame_per_source_frame(prepared, short_clip, tmp_path):

@@ -234,7 +234,9 @@ class MainWindow(QMainWindow):
     # ----- avatars --------------------------------------------------------------------
     def refresh_avatars(self, select: str | None = None) -> None:
         self.library_label.setText(f"Library: {self.library}")
-        self.entries = available_avatars(self.library)
+        problems: list[str] = []
+        self.entries = available_avatars(self.library, problems)
+        self.banner.setText("Skipped (cannot be opened): " + " · ".join(problems) if problems else "")
         self.avatar_list.blockSignals(True)
         self.avatar_list.clear()
         for entry in self.entries:
