@@ -18,6 +18,7 @@ from .sinks import OUTPUT_SIZES, VirtualCameraError
 from .sources import FrameSource, list_cameras, open_source
 
 log = logging.getLogger(__name__)
+DEFAULT_SIZE = "1280x720"
 SAMPLE_CLIP = Path(__file__).resolve().parents[1] / "assets" / "sample_driver.mp4"
 
 
@@ -58,9 +59,9 @@ def run_headless(args: argparse.Namespace) -> int:
     realtime = camera or args.realtime
     source: FrameSource = open_source(spec, realtime=realtime, max_frames=args.frames, loop=bool(args.frames) and not args.record,
                                       give_up_after=args.camera_timeout)
-    session = LiveSession(mode=args.mode)
+    session = LiveSession(mode=args.mode or "head")
     session.set_avatar(loaded)
-    size = OUTPUT_SIZES[args.size]
+    size = OUTPUT_SIZES[args.size or DEFAULT_SIZE]
     if args.vcam:
         try:
             cam = session.open_vcam(size, source.fps)
@@ -123,12 +124,12 @@ def add_live_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--start", action="store_true", help="start driving as soon as the window opens")
     p.add_argument("--avatar", help="avatar name (default: the last used, else the bundled demo)")
     p.add_argument("--source", help="camera index (0, 1, ...) or a video file (default: first webcam, else the sample clip)")
-    p.add_argument("--mode", choices=("head", "face"), default="head")
+    p.add_argument("--mode", choices=("head", "face"), help="head (pose + expression + gaze) or face (expression + gaze); default head, or the window's last")
     p.add_argument("--engine", choices=("auto", "trt", "onnx", "torch"), default="auto")
     p.add_argument("--vcam", action="store_true", help="send the avatar to a virtual camera")
     p.add_argument("--record", metavar="OUT.mp4", help="record the avatar to an mp4")
     p.add_argument("--record-size-output", action="store_true", help="record at --size instead of 256x256")
-    p.add_argument("--size", choices=tuple(OUTPUT_SIZES), default="1280x720", help="virtual camera size")
+    p.add_argument("--size", choices=tuple(OUTPUT_SIZES), help=f"virtual camera (and --record-size-output) size; default {DEFAULT_SIZE}, or the window's last")
     p.add_argument("--frames", type=int, help="stop after N frames")
     p.add_argument("--realtime", action="store_true", help="pace a video file like a camera (frames may drop)")
     p.add_argument("--camera-timeout", type=float, default=10.0, metavar="SECONDS",

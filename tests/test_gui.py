@@ -194,3 +194,164 @@ def test_headless_without_a_virtual_camera_keeps_running(library, short_clip, ca
     assert main([*argv, "--library", str(library)]) == 0
     out = capsys.readouterr().out
     assert "virtual camera off" in out and '"frames": 10' in out
+
+
+def test_the_window_honours_the_command_line_flags(app, library, short_clip, tmp_path, monkeypatch):
+    from h2h.app.cli import build_parser
+    from h2h.app.gui.main_window import apply_cli_flags
+    from h2h.models.video import read_frames
+
+    monkeypatch.setitem(pyvirtualcam.camera.BACKENDS, "recording", RecordingCamera)
+    RecordingCamera.frames = []
+    settings = _settings(tmp_path)
+    settings.setValue("vcam/backend", "recording")
+    settings.setValue("mode", "head")
+    settings.setValue("output_size", "1280x720")
+    out = tmp_path / "gui.mp4"
+    args = build_parser().parse_args([
+        "live", "--avatar", "bob", "--source", str(short_clip), "--mode", "face", "--engine", "torch",
+        "--vcam", "--record", str(out), "--size", "640x480", "--library", str(library),
+    ])
+    window = MainWindow(settings, library, args.engine)
+    try:
+        apply_cli_flags(window, args)
+        window.show()
+        window.start_when_ready()
+        assert _wait(app, lambda: window.session.latest() is not None and len(RecordingCamera.frames) >= 3), window.message.text()
+        assert window.session.current.avatar.name == "bob"
+        assert window.session.current.engine.provider == "PyTorch (cpu)"  # --engine torch
+        assert window.session.face.retargeter.mode == "face"  # --mode face reached the pipeline
+        assert window.session.source.name == short_clip.name  # --source
+        assert RecordingCamera.frames[-1].shape == (480, 640, 3)  # --vcam at --size
+        assert window.session.recorder is not None and window.session.recorder.size == (640, 480)
+        window.toggle_recording()
+    finally:
+        window.close()
+    frames = list(read_frames(out))
+    assert frames and frames[0].shape == (480, 640, 3)  # --record wrote the avatar at the output size
+
+
+def _conditioning(window, frames) -> list[np.ndarray]:
+    """What the face stage makes of these source frames under the window's current controls."""
+    from h2h.app.pipeline import Packet
+
+    packets = [window.session.face.process(Packet(i, i / 30, frame)) for i, frame in enumerate(frames)]
+    return [np.concatenate([p.nmfc, p.eyes]) for p in packets]  # NMFC on top of the eye sketch
+
+
+def _holes(image: np.ndarray) -> int:
+    """Pixels enclosed by the rendered face but not covered by it (the open mouth, the eyes)."""
+    import cv2
+
+    mask = image.any(-1).astype(np.uint8)
+    filled = mask.copy()
+    cv2.floodFill(filled, None, (0, 0), 1)
+    return int((filled == 0).sum())
+
+
+def _centroid_x(image: np.ndarray) -> float:
+    return float(np.argwhere(image.any(-1))[:, 1].mean())
+
+
+def test_controls_change_the_conditioning_as_labelled(app, library, short_clip, tmp_path):
+    """Each control, set on its widget, judged by the NMFC and eye images it produces."""
+    from h2h.models.video import read_frames
+
+    frames = list(read_frames(short_clip))[::3]
+    window = _window(app, library, _settings(tmp_path), short_clip)
+    try:
+        window.smoothing.setValue(0)
+        window.start_when_ready()
+        assert _wait(app, lambda: window.session.latest() is not None)
+        window.toggle_running()  # stop the threads; the face stage stays for direct use
+        window.session.recalibrate()
+        _conditioning(window, frames)  # the source's neutral and position are learnt here
+        base = _conditioning(window, frames)
+        nmfc = lambda c: c[:256]  # noqa: E731
+        eyes = lambda c: c[256:]  # noqa: E731
+
+        centres = {}
+        for yaw in (-25, 25):
+            window.yaw.setValue(yaw)
+            centres[yaw] = _centroid_x(nmfc(_conditioning(window, frames[:1])[0]))
+        window.yaw.setValue(0)
+        mid = _centroid_x(nmfc(base[0]))
+        assert (centres[-25] - mid) * (centres[25] - mid) < 0 and abs(centres[25] - centres[-25]) > 4
+
+        window.expression.setValue(0)
+        still = _conditioning(window, frames)
+        window.expression.setValue(100)
+        mouth_moves = lambda seq: np.std([_holes(nmfc(c)) for c in seq])  # noqa: E731
+        assert mouth_moves(still) < 0.5 * mouth_moves(base)
+
+        window.gaze_check.setChecked(True)
+        looking = _conditioning(window, frames)
+        window.gaze_check.setChecked(False)
+        assert any(not np.array_equal(eyes(a), eyes(b)) for a, b in zip(looking, base))
+
+        window.lock_check.setChecked(True)
+        window.expression.setValue(0)
+        window.gaze_check.setChecked(True)
+        frozen = _conditioning(window, frames)
+        assert all(np.array_equal(frozen[0], c) for c in frozen[1:])  # pose, expression and gaze all held
+        for widget in (window.lock_check, window.gaze_check):
+            widget.setChecked(False)
+        window.expression.setValue(100)
+
+        window.smoothing.setValue(95)
+        smooth = _conditioning(window, frames)
+        window.smoothing.setValue(0)
+        jitter = lambda seq: np.mean([np.abs(a.astype(int) - b).mean() for a, b in zip(seq, seq[1:])])  # noqa: E731
+        assert jitter(smooth) < jitter(base)
+    finally:
+        window.close()
+
+
+def test_recalibrate_takes_the_neutral_and_position_from_the_coming_frames(app, library, short_clip, tmp_path):
+    """After the source moved far from the camera, recalibrating makes the avatar's size follow
+    the new position as a fresh start would; without it, the old calibration distorts it."""
+    import cv2
+
+    from h2h.models.video import read_frames
+
+    frames = list(read_frames(short_clip))
+    small = [cv2.copyMakeBorder(cv2.resize(f, (128, 128)), 64, 64, 64, 64, cv2.BORDER_REPLICATE) for f in frames]
+    window = _window(app, library, _settings(tmp_path), short_clip)
+    try:
+        window.smoothing.setValue(0)
+        window.start_when_ready()
+        assert _wait(app, lambda: window.session.latest() is not None)
+        window.toggle_running()
+        area = lambda c: float(c[:256].any(-1).mean())  # noqa: E731
+        window.session.recalibrate()
+        fresh = area(_conditioning(window, frames)[-1])
+        window.session.recalibrate()
+        _conditioning(window, small)  # calibrated on a face twice as far away
+        stale = area(_conditioning(window, frames)[-1])
+        window.session.recalibrate()
+        recalibrated = area(_conditioning(window, frames)[-1])
+        assert abs(recalibrated - fresh) < 0.1 * fresh < abs(stale - fresh)
+    finally:
+        window.close()
+
+
+def test_headless_gives_up_on_a_camera_that_never_delivers(library, capsys):
+    from h2h.app.cli import main
+
+    started = time.time()
+    argv = ["live", "--headless", "--avatar", "bob", "--source", "7", "--frames", "3", "--camera-timeout", "1"]
+    assert main([*argv, "--library", str(library)]) == 1
+    assert time.time() - started < 60
+    err = capsys.readouterr().err
+    assert "camera 7 gave no frame in 1 s" in err and "Traceback" not in err
+
+
+def test_headless_on_a_clip_without_a_face_says_so(library, tmp_path, capsys):
+    from h2h.app.cli import main
+
+    blank = tmp_path / "blank.mp4"
+    with VideoWriter(blank, 30.0, (256, 256)) as writer:
+        for _ in range(10):
+            writer.write(np.full((256, 256, 3), 90, np.uint8))
+    assert main(["live", "--headless", "--avatar", "bob", "--source", str(blank), "--library", str(library)]) == 1
+    assert "no face in any of the 10 frames of blank.mp4" in capsys.readouterr().err

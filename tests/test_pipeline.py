@@ -2,6 +2,7 @@
 import time
 
 import numpy as np
+import pytest
 
 from h2h.app.pipeline import FaceStage, GeneratorStage, Pipeline
 from h2h.engines.base import generator_specs
@@ -100,3 +101,41 @@ def test_lost_face_holds_then_eases_to_neutral(prepared, model, short_clip):
     assert first.face_found and not held.face_found and not eased.face_found
     assert np.array_equal(first.nmfc, held.nmfc)  # held briefly
     assert eased.nmfc.any() and not np.array_equal(first.nmfc, eased.nmfc)  # then neutral, still a face
+
+
+def test_videos_are_h264_that_players_and_browsers_open(tmp_path):
+    import av
+
+    from h2h.models.video import VideoWriter, read_frames
+
+    frames = [np.full((64, 96, 3), v, np.uint8) for v in range(0, 250, 25)]
+    with VideoWriter(tmp_path / "a.mp4", 25.0, (96, 64)) as writer:
+        for frame in frames:
+            writer.write(frame)
+    assert writer.codec == "h264"
+    with av.open(str(tmp_path / "a.mp4")) as container:
+        stream = container.streams.video[0]
+        assert stream.codec_context.name == "h264" and stream.codec_context.pix_fmt == "yuv420p"
+    decoded = list(read_frames(tmp_path / "a.mp4"))
+    assert len(decoded) == len(frames)
+    assert all(abs(int(d.mean()) - int(f.mean())) <= 3 for d, f in zip(decoded, frames))
+
+
+def test_without_an_h264_encoder_videos_fall_back_to_mp4v_with_a_note(tmp_path, monkeypatch, caplog):
+    import av
+
+    from h2h.models.video import VideoWriter, read_frames
+
+    monkeypatch.setattr(av.codec, "codecs_available", frozenset(c for c in av.codec.codecs_available if "264" not in c))
+    with VideoWriter(tmp_path / "b.mp4", 25.0, (96, 64)) as writer:
+        writer.write(np.zeros((64, 96, 3), np.uint8))
+    assert writer.codec == "mp4v" and "as mp4v" in caplog.text
+    assert len(list(read_frames(tmp_path / "b.mp4"))) == 1
+
+
+@pytest.mark.parametrize("fps", [float("inf"), float("nan"), 0.0, -3.0])
+def test_a_video_cannot_be_written_at_a_nonsense_frame_rate(tmp_path, fps):
+    from h2h.models.video import VideoError, VideoWriter
+
+    with pytest.raises(VideoError, match="frames per second"):
+        VideoWriter(tmp_path / "c.mp4", fps, (64, 64))

@@ -326,3 +326,26 @@ def test_names_with_a_newline_and_runs_that_leave_the_folder_are_refused(exporte
         main(["train", "sample", "--run", "../../x", "--library", str(library)])
     assert exited.value.code == 2 and "invalid run name" in capsys.readouterr().err
     assert not (library.parent / "x").exists()
+
+
+class _Payload:
+    """Unpickling this would run code (create a file)."""
+
+    def __init__(self, marker):
+        self.marker = marker
+
+    def __reduce__(self):
+        return (open, (str(self.marker), "w"))
+
+
+def test_pickled_code_in_a_checkpoint_is_never_run(exported, tmp_path, capsys):
+    library, _ = exported
+    marker = tmp_path / "pwned"
+    folder = library / "sample" / "checkpoints" / "evil"
+    folder.mkdir(parents=True)
+    import torch
+
+    torch.save({"generator": _Payload(marker), "train_config": {}}, folder / "state.pt")
+    line = _one_line_error(["train", "sample", "--preset", "tiny", "--run", "evil", "--resume", "--library", str(library)], capsys)
+    assert "not a readable h2h checkpoint" in line and not marker.exists()
+    shutil.rmtree(folder)

@@ -536,17 +536,33 @@ def fix_qt_plugin_path() -> None:
             os.environ.pop(var)
 
 
+def apply_cli_flags(window: MainWindow, args) -> None:
+    """The command line's choices override the saved settings: avatar, source, mode, output
+    size, virtual camera and recording (the engine is given to the window when it is made)."""
+    if args.avatar:
+        window.refresh_avatars(select=args.avatar)
+        if args.avatar not in [e.name for e in window.entries]:
+            window.message.setText(f"No avatar '{args.avatar}' in {window.library}; pick one from the list.")
+    if args.source:
+        window.set_source(args.source)
+    elif window.source_combo.currentData() == str(SAMPLE_CLIP):
+        window.message.setText("No webcam found: driving from the bundled sample clip. Press Start (Space).")
+    if args.mode:
+        window.mode_combo.setCurrentText(args.mode)
+    if args.size:
+        window.size_combo.setCurrentText(args.size)
+    if args.vcam:
+        window.vcam_check.setChecked(True)
+    if args.record:
+        window.start_recording(Path(args.record))
+
+
 def run_gui(args) -> int:
     fix_qt_plugin_path()
     app = QApplication.instance() or QApplication([])
     settings = QSettings("h2h", "live")
     window = MainWindow(settings, Path(args.library) if args.library else None, args.engine)
-    if args.avatar:
-        window.refresh_avatars(select=args.avatar)
-    if args.source:
-        window.set_source(args.source)
-    elif window.source_combo.currentData() == str(SAMPLE_CLIP):
-        window.message.setText("No webcam found: driving from the bundled sample clip. Press Start (Space).")
+    apply_cli_flags(window, args)
     window.resize(1280, 720)
     window.show()
     if args.start or args.source:
