@@ -202,3 +202,13 @@ def test_a_still_image_is_named_as_such(tmp_path, capsys):
     assert main(["prepare", str(still), "--name", "me", "--library", str(tmp_path / "lib")]) == 1
     err = capsys.readouterr().err
     assert "is a still image" in err and "video" in err
+
+
+def test_a_replace_killed_between_its_two_renames_is_restored(prepared, tmp_path):
+    from h2h.models.avatar import clean_partials
+
+    library, _ = prepared
+    shutil.copytree(library / "sample", tmp_path / ".sample.old-abcd1234", ignore=shutil.ignore_patterns("checkpoints"))
+    clean_partials(tmp_path, "sample")
+    assert list_avatars(tmp_path) == ["sample"] and not list(tmp_path.glob(".*"))
+    Avatar.open(tmp_path, "sample")
