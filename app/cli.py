@@ -37,8 +37,15 @@ def _run_name(text: str) -> str:
         raise argparse.ArgumentTypeError(str(exc)) from exc
 
 
+def _count(text: str) -> int:
+    """argparse type: a whole number >= 0."""
+    if not text.isdigit():
+        raise argparse.ArgumentTypeError(f"expected a whole number >= 0, got {text!r}")
+    return int(text)
+
+
 def _positive_int(text: str) -> int:
-    if not text.isdigit() or int(text) < 1:
+    if _count(text) < 1:
         raise argparse.ArgumentTypeError(f"expected a positive whole number, got {text!r}")
     return int(text)
 
@@ -81,7 +88,8 @@ def cmd_reenact(args: argparse.Namespace) -> int:
 
 def cmd_train(args: argparse.Namespace) -> int:
     from ..models.avatar import Avatar
-    from ..models.train import RunOptions, Trainer, train_config
+    from ..models.train import Trainer
+    from ..models.train_config import RunOptions, train_config
 
     overrides = {"ablation": args.ablation, "seed": args.seed}
     if args.epochs is not None:
@@ -227,7 +235,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--threads", type=_positive_int, metavar="N", help="torch CPU threads (default: all cores)")
     p.add_argument("--vgg-weights", metavar="PATH", help="torchvision vgg19-dcbb9e9d.pth for the perceptual loss")
     p.add_argument("--sample-minutes", type=float, default=5.0, help="write a sample grid this often")
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--seed", type=_count, default=0, help="random seed (a whole number >= 0)")
     _library_arg(p)
     p.set_defaults(func=cmd_train)
 

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ..models.avatar import Avatar, AvatarError
+from ..models.avatar import AvatarError
 from ..models.library import resolve_library
 from .session import AvatarEntry, LiveSession, available_avatars, load_avatar
 from .sinks import OUTPUT_SIZES, VirtualCameraError
@@ -25,9 +25,11 @@ SAMPLE_CLIP = Path(__file__).resolve().parents[1] / "assets" / "sample_driver.mp
 def pick_avatar(library: Path, name: str | None) -> AvatarEntry:
     """The named avatar, else the first bundled demo, else the first in the library. A named
     avatar that is in the library but cannot be opened raises why."""
-    entries = available_avatars(library)
-    if name is not None and not any(e.name == name for e in entries) and (library / name).exists():
-        Avatar.open(library, name, arrays=False)  # raises the folder's problem
+    problems: list[str] = []
+    entries = available_avatars(library, problems)
+    for problem in problems:
+        if name is not None and problem.startswith(f"{name}: "):
+            raise AvatarError(problem.removeprefix(f"{name}: "))
     if not entries:
         raise AvatarError("no avatars in the library and no bundled demo; run h2h prepare and h2h train first")
     if name is None:

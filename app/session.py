@@ -43,12 +43,13 @@ def available_avatars(library: Path, problems: list[str] | None = None) -> list[
                 continue
             try:
                 avatar = Avatar.open_path(folder / name, arrays=False)
+                entry = AvatarEntry(name, avatar.path, avatar.schema.counts.frames, engine_status(avatar), bundled, avatar.thumbnail())
             except Exception as exc:  # a damaged folder must not hide the others
                 log.warning("skipping %s: %s", folder / name, exc)
                 if problems is not None:
                     problems.append(f"{name}: {exc}")
                 continue
-            entries.append(AvatarEntry(name, avatar.path, avatar.schema.counts.frames, engine_status(avatar), bundled, avatar.thumbnail()))
+            entries.append(entry)
     return entries
 
 

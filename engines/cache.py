@@ -29,10 +29,6 @@ def bytes_sha256(data: bytes) -> str:
     return hashlib.sha256(data).hexdigest()
 
 
-def file_sha256(path: Path) -> str:
-    return bytes_sha256(Path(path).read_bytes())
-
-
 @dataclass(frozen=True)
 class EngineKey:
     gpu: str

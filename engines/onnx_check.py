@@ -8,27 +8,19 @@ from collections.abc import Iterator
 from .base import EngineError
 
 INPUTS = ("cond", "prev")
+STANDARD_DOMAINS = ("", "ai.onnx")  # no contrib ops: com.microsoft's EPContext embeds engines (code)
 OUTPUTS = ("frame",)
 
 
-def _tensors(graph) -> Iterator:
-    """Every TensorProto in a graph, its nodes' attributes and subgraphs."""
-    yield from graph.initializer
-    for sparse in graph.sparse_initializer:
-        yield sparse.values
-        yield sparse.indices
-    for node in graph.node:
-        for attr in node.attribute:
-            if attr.HasField("t"):
-                yield attr.t
-            yield from attr.tensors
-            if attr.HasField("sparse_tensor"):
-                yield attr.sparse_tensor.values
-                yield attr.sparse_tensor.indices
-            if attr.HasField("g"):
-                yield from _tensors(attr.g)
-            for sub in attr.graphs:
-                yield from _tensors(sub)
+def _messages(message) -> Iterator:
+    """Every protobuf message inside `message` (graphs, subgraphs, functions, attributes,
+    sparse tensors, ...), found by walking the fields, so no nesting is missed."""
+    yield message
+    for descriptor, value in message.ListFields():
+        if descriptor.type != descriptor.TYPE_MESSAGE:
+            continue
+        for item in value if descriptor.label == descriptor.LABEL_REPEATED else (value,):
+            yield from _messages(item)
 
 
 def _dims(value_info) -> list[int | str]:
@@ -45,11 +37,15 @@ def check_generator_onnx(data: bytes, size: int, label: str) -> None:
         model = onnx.load_model_from_string(data)
     except (DecodeError, ValueError, RuntimeError) as exc:
         raise EngineError(f"{label}: not an ONNX model ({type(exc).__name__}); run h2h export again") from exc
-    function_tensors = (a.t for f in model.functions for n in f.node for a in n.attribute if a.HasField("t"))
-    tensors = (*_tensors(model.graph), *function_tensors)
-    external = [t.name for t in tensors if t.data_location == onnx.TensorProto.EXTERNAL or len(t.external_data)]
+    everything = list(_messages(model))
+    external = [m.name for m in everything if isinstance(m, onnx.TensorProto)
+                and (m.data_location == onnx.TensorProto.EXTERNAL or len(m.external_data))]
     if external:
         raise EngineError(f"{label}: refused, tensor '{external[0]}' names an external data file; a shared avatar must carry its weights inside the .onnx")
+    foreign = sorted({m.domain for m in everything if isinstance(m, onnx.NodeProto) and m.domain not in STANDARD_DOMAINS})
+    if foreign or model.functions:
+        what = f"operators of domain '{foreign[0]}'" if foreign else "model-local functions"
+        raise EngineError(f"{label}: refused, it uses {what}; the exported generator uses standard ONNX operators only")
     inputs = [i for i in model.graph.input if i.name not in {t.name for t in model.graph.initializer}]
     names = (tuple(i.name for i in inputs), tuple(o.name for o in model.graph.output))
     if names != (INPUTS, OUTPUTS):

@@ -75,13 +75,6 @@ class OnnxEngine:
         self.outputs = [TensorSpec(o.name, tuple(o.shape), "float32") for o in self.session.get_outputs()]
         self._names = [i.name for i in self.inputs]
 
-    @classmethod
-    def from_file(cls, path: Path, size: int | None = 256, **kwargs) -> "OnnxEngine":
-        """A model this machine just wrote (export, parity checks); not for avatar folders."""
-        if not path.is_file():
-            raise EngineError(f"no ONNX model at {path}; run h2h export first")
-        return cls(path.read_bytes(), str(path), size, **kwargs)
-
     def run(self, cond: np.ndarray, prev: np.ndarray) -> np.ndarray:
         feeds = dict(zip(self._names, (np.ascontiguousarray(cond, np.float32), np.ascontiguousarray(prev, np.float32))))
         return self.session.run(None, feeds)[0]

@@ -7,7 +7,7 @@ from __future__ import annotations
 import logging
 
 from ..models.avatar import Avatar
-from ..models.avatar_files import AvatarError, AvatarFiles
+from ..models.avatar_files import MAX_MODEL_BYTES, AvatarError, AvatarFiles
 from .base import Engine, EngineError
 from .cache import bytes_sha256
 
@@ -34,7 +34,7 @@ def read_onnx(avatar: Avatar) -> bytes | None:
     """The fp32 ONNX bytes (checked accessor: a link or a non-file is an error), or None when
     the avatar has none."""
     relative = f"engines/{ONNX_FILE}"
-    return avatar.files.read_bytes(relative) if avatar.files.path(relative).exists() else None
+    return avatar.files.read_bytes(relative, MAX_MODEL_BYTES) if avatar.files.path(relative).exists() else None
 
 
 def int8_problem(files: AvatarFiles, parent_sha256: str) -> str | None:
@@ -125,7 +125,7 @@ def load(avatar: Avatar, prefer: str = "auto", run: str | None = None, fp16: boo
     from .torch_engine import TorchEngine
 
     try:
-        engine = TorchEngine(files, run or "main")
+        engine = TorchEngine(files, run or "main", size=size)
     except Exception as exc:
         raise EngineError("; ".join([*reasons, f"PyTorch: {exc}"])) from exc
     return _logged(engine, reasons)
@@ -141,7 +141,7 @@ def _onnx_engine(avatar: Avatar, onnx: bytes, label: str, sequential: bool, fp16
     problem = int8_problem(avatar.files, bytes_sha256(onnx))
     if problem is None:
         try:
-            data = avatar.files.read_bytes(f"engines/{INT8_FILE}")
+            data = avatar.files.read_bytes(f"engines/{INT8_FILE}", MAX_MODEL_BYTES)
             quantized = OnnxEngine(data, str(avatar.path / "engines" / INT8_FILE), avatar.resolution, sequential, fp16=False)
             quantized.precision = "int8"  # 2.6x faster on CPUs
             return quantized

@@ -14,13 +14,13 @@ class TorchEngine:
 
     precision = "fp32"
 
-    def __init__(self, files: AvatarFiles, run: str = "main", device: str = "cpu") -> None:
+    def __init__(self, files: AvatarFiles, run: str = "main", device: str = "cpu", size: int = 256) -> None:
         self.generator, self.meta = load_generator(files, run)
         self.device = torch.device(device)
         self.generator.to(self.device)
         self.provider = f"PyTorch ({self.device.type})"
         self.sequential = bool(self.meta.get("sequential", True))
-        self.inputs, self.outputs = generator_specs(int(self.meta.get("resolution", 256)))
+        self.inputs, self.outputs = generator_specs(size)
 
     @torch.inference_mode()
     def run(self, cond: np.ndarray, prev: np.ndarray) -> np.ndarray:

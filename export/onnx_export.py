@@ -6,6 +6,7 @@ import contextlib
 import io
 import json
 import logging
+import tempfile
 import warnings
 from dataclasses import dataclass
 from datetime import datetime, timezone
@@ -15,7 +16,7 @@ import numpy as np
 import torch
 
 from ..engines.base import EngineError
-from ..engines.cache import file_sha256
+from ..engines.cache import bytes_sha256
 from ..engines.onnx_engine import OnnxEngine
 from ..engines.select import INT8_FILE, INT8_META, INT8_MIN_PSNR, ONNX_FILE, ONNX_META
 from ..engines.stepper import GeneratorStepper
@@ -40,10 +41,10 @@ class ExportResult:
     int8_psnr: float | None = None
 
 
-def export_onnx(generator: torch.nn.Module, out: Path) -> None:
-    """Export one generator step; written atomically."""
+def export_onnx(generator: torch.nn.Module) -> bytes:
+    """One generator step as ONNX bytes (made in a private temporary folder, never in the
+    avatar folder, whose files are only replaced atomically once checked)."""
     cond, prev = generator.example_inputs()
-    tmp = out.with_suffix(".partial.onnx")
     logging.getLogger("torch.onnx").setLevel(logging.ERROR)
     with contextlib.redirect_stdout(io.StringIO()), warnings.catch_warnings():
         warnings.simplefilter("ignore")
@@ -51,9 +52,9 @@ def export_onnx(generator: torch.nn.Module, out: Path) -> None:
             generator, (cond, prev), dynamo=True, opset_version=OPSET,
             input_names=["cond", "prev"], output_names=["frame"], external_data=False,
         )
-    program.save(str(tmp))
-    atomic_write_bytes(out, tmp.read_bytes())
-    tmp.unlink(missing_ok=True)
+    with tempfile.TemporaryDirectory() as tmp:
+        program.save(str(Path(tmp) / ONNX_FILE))
+        return (Path(tmp) / ONNX_FILE).read_bytes()
 
 
 def conditioning_frames(avatar: Avatar, count: int) -> list[tuple[np.ndarray, np.ndarray]]:
@@ -84,51 +85,44 @@ def parity(reference, candidate, frames: list[tuple[np.ndarray, np.ndarray]]) ->
     return max(float(np.abs(candidate.run(cond, prev) - expected).max()) for cond, prev, expected in steps)
 
 
-def export_int8(avatar: Avatar, onnx: Path, sequential: bool) -> tuple[Path, float]:
+def export_int8(avatar: Avatar, onnx: bytes, sequential: bool) -> tuple[Path, float]:
     """engines/generator.int8.onnx calibrated on the avatar's training conditioning; refused
-    below INT8_MIN_PSNR against the fp32 model."""
+    below INT8_MIN_PSNR against the fp32 model. Its metadata names the fp32 model's sha256."""
     from .quantize import output_psnr, quantize_int8
 
     size = avatar.resolution
-    fp32 = OnnxEngine.from_file(onnx, size, sequential=sequential, providers=["CPUExecutionProvider"])
+    fp32 = OnnxEngine(onnx, ONNX_FILE, size, sequential, providers=["CPUExecutionProvider"])
     train = avatar.split_indices("train")
     picks = train[np.linspace(0, len(train) - 1, CALIBRATION_FRAMES).round().astype(int)]
     calibration = [(c, p) for c, p, _ in recorded_steps(fp32, [(avatar.read_image("nmfc", int(i)), avatar.read_image("eyes", int(i))) for i in picks])]
-    candidate = onnx.parent / f".{INT8_FILE}.candidate"
-    try:
-        quantize_int8(onnx, calibration, candidate)
-        int8 = OnnxEngine.from_file(candidate, size, sequential=sequential, providers=["CPUExecutionProvider"])
-        steps = recorded_steps(fp32, conditioning_frames(avatar, PARITY_FRAMES))
-        psnr = min(output_psnr(int8.run(c, p), out) for c, p, out in steps)
-        if psnr < INT8_MIN_PSNR:
-            raise EngineError(f"int8 model is too far from fp32 ({psnr:.1f} dB < {INT8_MIN_PSNR:g} dB PSNR); not saved")
-        candidate.replace(onnx.parent / INT8_FILE)
-    finally:
-        candidate.unlink(missing_ok=True)
-    meta = {"from": ONNX_FILE, "parent_onnx_sha256": file_sha256(onnx), "psnr_vs_fp32_db": psnr,
+    quantized = quantize_int8(onnx, calibration)
+    int8 = OnnxEngine(quantized, INT8_FILE, size, sequential, fp16=False, providers=["CPUExecutionProvider"])
+    steps = recorded_steps(fp32, conditioning_frames(avatar, PARITY_FRAMES))
+    psnr = min(output_psnr(int8.run(c, p), out) for c, p, out in steps)
+    if psnr < INT8_MIN_PSNR:
+        raise EngineError(f"int8 model is too far from fp32 ({psnr:.1f} dB < {INT8_MIN_PSNR:g} dB PSNR); not saved")
+    path = avatar.files.path(f"engines/{INT8_FILE}")
+    atomic_write_bytes(path, quantized)
+    meta = {"from": ONNX_FILE, "parent_onnx_sha256": bytes_sha256(onnx), "psnr_vs_fp32_db": psnr,
             "calibration_frames": len(calibration), "sequential": sequential}
-    atomic_write_bytes(onnx.parent / INT8_META, json.dumps(meta, indent=2).encode())
-    return onnx.parent / INT8_FILE, psnr
+    atomic_write_bytes(avatar.files.path(f"engines/{INT8_META}"), json.dumps(meta, indent=2).encode())
+    return path, psnr
 
 
 def export_avatar(avatar: Avatar, run: str = "main", int8: bool = False) -> ExportResult:
     """Write and check engines/generator.onnx; fail above FP32_TOLERANCE."""
     avatar.require_frames("h2h export")
-    reference = TorchEngine(avatar.files, run)
+    reference = TorchEngine(avatar.files, run, size=avatar.resolution)
     engines = avatar.files.path("engines")
     engines.mkdir(exist_ok=True)
-    out = engines / ONNX_FILE
-    candidate = engines / f".{ONNX_FILE}.candidate"
-    export_onnx(reference.generator, candidate)
+    out = avatar.files.path(f"engines/{ONNX_FILE}")
+    data = export_onnx(reference.generator)
     frames = conditioning_frames(avatar, PARITY_FRAMES)
-    try:
-        onnx = OnnxEngine.from_file(candidate, avatar.resolution, sequential=reference.sequential, providers=["CPUExecutionProvider"])
-        error = parity(reference, onnx, frames)
-        if error > FP32_TOLERANCE:
-            raise EngineError(f"ONNX export differs from PyTorch by {error:.2e} (> {FP32_TOLERANCE:g}); the previous engine is kept")
-        candidate.replace(out)  # only a checked export replaces the engine in use
-    finally:
-        candidate.unlink(missing_ok=True)
+    candidate = OnnxEngine(data, ONNX_FILE, avatar.resolution, reference.sequential, providers=["CPUExecutionProvider"])
+    error = parity(reference, candidate, frames)
+    if error > FP32_TOLERANCE:
+        raise EngineError(f"ONNX export differs from PyTorch by {error:.2e} (> {FP32_TOLERANCE:g}); the previous engine is kept")
+    atomic_write_bytes(out, data)  # only a checked export replaces the engine in use
     meta = {
         "run": run,
         "preset": reference.meta.get("preset"),
@@ -137,14 +131,14 @@ def export_avatar(avatar: Avatar, run: str = "main", int8: bool = False) -> Expo
         "opset": OPSET,
         "max_abs_error_vs_torch": error,
         "frames_checked": len(frames),
-        "onnx_sha256": file_sha256(out),
+        "onnx_sha256": bytes_sha256(data),
         "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
     }
     atomic_write_bytes(engines / META_FILE, json.dumps(meta, indent=2).encode())
     result = ExportResult(out, error, len(frames))
     if int8:
-        result.int8, result.int8_psnr = export_int8(avatar, out, reference.sequential)
-    elif (engines / INT8_FILE).exists():  # a stale int8 model of an older export must not be used
-        (engines / INT8_FILE).unlink()
-        (engines / INT8_META).unlink(missing_ok=True)
+        result.int8, result.int8_psnr = export_int8(avatar, data, reference.sequential)
+    elif avatar.files.is_file(f"engines/{INT8_FILE}"):  # an int8 model of an older export is stale
+        avatar.files.path(f"engines/{INT8_FILE}").unlink()
+        avatar.files.path(f"engines/{INT8_META}").unlink(missing_ok=True)
     return result

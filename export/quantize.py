@@ -11,8 +11,8 @@ import numpy as np
 Inputs = list[tuple[np.ndarray, np.ndarray]]
 
 
-def quantize_int8(onnx_path: Path, calibration: Inputs, out: Path) -> Path:
-    """Write a QDQ int8 model calibrated on (cond, prev) pairs."""
+def quantize_int8(onnx: bytes, calibration: Inputs) -> bytes:
+    """A QDQ int8 model calibrated on (cond, prev) pairs, made in a private temporary folder."""
     from onnxruntime.quantization import CalibrationDataReader, QuantFormat, QuantType, quantize_static
     from onnxruntime.quantization.shape_inference import quant_pre_process
 
@@ -24,13 +24,14 @@ def quantize_int8(onnx_path: Path, calibration: Inputs, out: Path) -> Path:
             return next(self._items, None)
 
     with tempfile.TemporaryDirectory() as tmp:
-        pre = Path(tmp) / "pre.onnx"
-        quant_pre_process(str(onnx_path), str(pre))
+        source, pre, out = Path(tmp) / "fp32.onnx", Path(tmp) / "pre.onnx", Path(tmp) / "int8.onnx"
+        source.write_bytes(onnx)
+        quant_pre_process(str(source), str(pre))
         quantize_static(
             str(pre), str(out), Reader(), quant_format=QuantFormat.QDQ, per_channel=True,
             activation_type=QuantType.QUInt8, weight_type=QuantType.QInt8,
         )
-    return out
+        return out.read_bytes()
 
 
 def output_psnr(a: np.ndarray, b: np.ndarray) -> float:

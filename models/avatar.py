@@ -16,7 +16,7 @@ from .geometry.fitting import Pose
 from .io_utils import current_umask
 from .geometry.retarget import CameraStats, Subject
 from .library import PARTIAL_MARK, LibraryError, avatar_dir
-from .manifest import FORMAT_VERSION, IDENTITY, TRACKS, Manifest, check_arrays, parse_manifest
+from .manifest import FLOW, FORMAT_VERSION, IDENTITY, TRACK_BYTES_PER_FRAME, TRACKS, Manifest, load_arrays, parse_manifest
 
 __all__ = ["FORMAT_VERSION", "FRAME_NAME", "TRACK_KEYS", "Avatar", "AvatarError", "AvatarFiles", "AvatarWriter", "write_manifest"]
 FRAME_NAME = "{:06d}.png"
@@ -83,10 +83,10 @@ class Avatar:
     @cached_property
     def tracks(self) -> dict[str, np.ndarray]:
         """Per-frame arrays of tracks.npz, checked against the declared shapes."""
-        arrays = self.files.read_npz("tracks.npz")
         n = self.schema.counts.frames
-        k = self.schema.expression_dims or arrays.get("expression", np.zeros((0, 0))).shape[-1]
-        tracks = check_arrays(arrays, TRACKS, {"n": n, "k": k}, str(self.path / "tracks.npz"))
+        data = self.files.read_bytes("tracks.npz", n * TRACK_BYTES_PER_FRAME + (1 << 20))
+        sizes = {"n": n, **({"k": self.schema.expression_dims} if self.schema.expression_dims else {})}
+        tracks = load_arrays(data, TRACKS, sizes, str(self.path / "tracks.npz"))
         valid = int(tracks["valid"].sum())
         if valid != self.schema.counts.valid:
             raise AvatarError(f"{self.path / 'tracks.npz'}: {valid} valid frames, avatar.json says {self.schema.counts.valid}; re-run h2h prepare")
@@ -100,7 +100,7 @@ class Avatar:
     @cached_property
     def subject(self) -> Subject:
         """Neutral identity and camera statistics used by retargeting."""
-        arrays = check_arrays(self.files.read_npz("identity.npz"), IDENTITY, {}, str(self.path / "identity.npz"))
+        arrays = load_arrays(self.files.read_bytes("identity.npz", 1 << 20), IDENTITY, {}, str(self.path / "identity.npz"))
         camera = self.schema.camera
         stats = CameraStats(camera.scale_mean, camera.scale_std, np.asarray(camera.translation_mean), np.asarray(camera.translation_std))
         return Subject(arrays["neutral"].astype(np.float32), stats)
@@ -127,6 +127,12 @@ class Avatar:
             self.require_frames(f"reading {kind} images")
             raise AvatarError(f"{self.path}: {kind} image {index} is missing; re-run h2h prepare")
         return self.files.read_image(relative)
+
+    def flow(self) -> np.ndarray:
+        """conditioning/flow.npz: (N, H/2, W/2, 2) optical flow between consecutive frames."""
+        n, half = self.schema.counts.frames, self.resolution // 2
+        data = self.files.read_bytes("conditioning/flow.npz", n * half * half * 16 + (1 << 20))
+        return load_arrays(data, FLOW, {"n": n, "h": half}, str(self.path / "conditioning/flow.npz"))["flow"]
 
     def thumbnail(self) -> bytes | None:
         """thumbnail.png's bytes, or None when it is missing or refused."""

@@ -8,11 +8,9 @@ for a packaged avatar, a sha256 per file that every read checks.
 from __future__ import annotations
 
 import hashlib
-import io
 import json
 import os
 import stat
-import zipfile
 from pathlib import Path, PurePosixPath
 
 import cv2
@@ -20,6 +18,8 @@ import numpy as np
 
 CHECKSUMS_FILE = "checksums.json"
 MAX_JSON_BYTES = 1 << 20
+MAX_MODEL_BYTES = 1 << 30  # ONNX and safetensors generators (the paper net is ~0.3 GB)
+MAX_IMAGE_BYTES = 16 << 20
 
 
 class AvatarError(Exception):
@@ -83,18 +83,36 @@ class AvatarFiles:
         return sorted(p.name for p in self.path(relative).iterdir())
 
     # ----- reads ----------------------------------------------------------------------
+    def _open(self, relative: str) -> int:
+        """A read-only descriptor of the file, each folder on the way opened relative to the
+        last without following links (a link swapped in after the check cannot redirect it)."""
+        flags = os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_NONBLOCK", 0)
+        if os.open not in os.supports_dir_fd:  # Windows: the checked path is all there is
+            return os.open(self.path(relative), flags)
+        *folders, name = relative_parts(relative)
+        fd = os.open(self.root, os.O_RDONLY | os.O_DIRECTORY)
+        try:
+            for folder in folders:
+                inner = os.open(folder, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW, dir_fd=fd)
+                os.close(fd)
+                fd = inner
+            return os.open(name, flags, dir_fd=fd)
+        finally:
+            os.close(fd)
+
     def read_bytes(self, relative: str, limit: int | None = None) -> bytes:
         """The file's bytes, opened without following links; checked against the package's
-        sha256 when the folder is a package."""
+        sha256 when the folder is a package; `limit` caps the size (a huge file is refused,
+        not read)."""
         path = self.path(relative)
         if self.checksums is not None and relative not in self.checksums:
             raise AvatarError(f"{path}: not part of the package (added after packaging); remove it or ask the sender for a fresh package")
         try:
-            fd = os.open(path, os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_NONBLOCK", 0))
+            fd = self._open(relative)
         except FileNotFoundError as exc:
             raise AvatarError(f"{path}: missing") from exc
         except OSError as exc:
-            raise AvatarError(f"{path}: cannot be opened ({exc.strerror or exc}); avatar folders hold regular files only") from exc
+            raise AvatarError(f"{path}: cannot be opened ({exc.strerror or exc}); avatar folders hold regular files only, no links") from exc
         with os.fdopen(fd, "rb") as f:
             info = os.fstat(f.fileno())
             if not stat.S_ISREG(info.st_mode):
@@ -110,27 +128,12 @@ class AvatarFiles:
         data = self.read_bytes(relative, MAX_JSON_BYTES)
         try:
             return json.loads(data.decode("utf-8"))
-        except (UnicodeDecodeError, json.JSONDecodeError) as exc:
-            raise AvatarError(f"{self.root / relative}: not valid JSON ({exc})") from exc
-
-    def read_npz(self, relative: str) -> dict[str, np.ndarray]:
-        """Every array of an .npz archive; pickled (object) arrays are refused."""
-        path = self.root / relative
-        try:
-            loaded = np.load(io.BytesIO(self.read_bytes(relative)), allow_pickle=False)
-        except (OSError, ValueError, EOFError, zipfile.BadZipFile) as exc:
-            raise AvatarError(f"{path}: not a readable .npz archive ({exc})") from exc
-        if not isinstance(loaded, np.lib.npyio.NpzFile):
-            raise AvatarError(f"{path}: holds a single array, not an .npz archive")
-        try:
-            with loaded:
-                return {key: loaded[key] for key in loaded.files}
-        except (OSError, ValueError, EOFError, zipfile.BadZipFile) as exc:
-            raise AvatarError(f"{path}: damaged .npz archive ({exc})") from exc
+        except (UnicodeDecodeError, json.JSONDecodeError, RecursionError) as exc:
+            raise AvatarError(f"{self.root / relative}: not valid JSON ({type(exc).__name__})") from exc
 
     def read_image(self, relative: str) -> np.ndarray:
         """RGB uint8 image."""
-        data = np.frombuffer(self.read_bytes(relative), np.uint8)
+        data = np.frombuffer(self.read_bytes(relative, MAX_IMAGE_BYTES), np.uint8)
         image = cv2.imdecode(data, cv2.IMREAD_COLOR) if data.size else None
         if image is None:
             raise AvatarError(f"{self.root / relative}: not a readable image")
@@ -139,6 +142,8 @@ class AvatarFiles:
     # ----- packages -------------------------------------------------------------------
     def load_checksums(self) -> None:
         """Read checksums.json and check every listed file now; later reads check again."""
+        if not self.is_file(CHECKSUMS_FILE):
+            raise AvatarError(f"{self.root}: a live-only package without {CHECKSUMS_FILE}; ask the sender for a fresh package (h2h package)")
         data = self.read_json(CHECKSUMS_FILE)
         files = data.get("files") if isinstance(data, dict) else None
         if not isinstance(files, dict) or not all(isinstance(k, str) and isinstance(v, str) for k, v in files.items()):

@@ -13,7 +13,7 @@ from pathlib import Path
 import torch
 from safetensors.torch import load, save
 
-from .avatar_files import AvatarError, AvatarFiles
+from .avatar_files import MAX_MODEL_BYTES, AvatarError, AvatarFiles
 from .io_utils import atomic_write_bytes
 from .networks import GeneratorConfig, SequentialGenerator
 
@@ -57,11 +57,26 @@ def save_generator(folder: Path, generator: SequentialGenerator, meta: dict) -> 
     atomic_write_bytes(folder / GENERATOR_META, json.dumps(info, indent=2).encode())
 
 
-def generator_config_from_dict(data: dict) -> GeneratorConfig:
+# bounds on generator.json's numbers: a config from a shared folder must not build a network
+# that exhausts memory or time (the largest preset, paper, is well inside them)
+CONFIG_BOUNDS = {
+    "ngf": (1, 256), "n_down": (0, 6), "max_channels": (1, 1024), "n_blocks_encoder": (0, 32),
+    "n_blocks_decoder": (0, 32), "unshuffle_factor": (1, 16), "up_kernel": (1, 11), "head_kernel": (1, 11),
+    "expansion": (1, 8), "window": (1, 8), "prev": (0, 8), "cond_channels": (1, 16),
+}
+
+
+def generator_config_from_dict(data: object) -> GeneratorConfig:
+    if not isinstance(data, dict):
+        raise CheckpointError("generator config is not a JSON object; train again")
     fields = {f.name for f in dataclasses.fields(GeneratorConfig)}
     unknown = set(data) - fields
     if unknown:
         raise CheckpointError(f"generator config has unknown fields {sorted(unknown)}; is it from a newer h2h?")
+    for name, (low, high) in CONFIG_BOUNDS.items():
+        value = data.get(name, low)
+        if not isinstance(value, int) or isinstance(value, bool) or not low <= value <= high:
+            raise CheckpointError(f"generator config field '{name}' is {value!r}, expected a whole number in {low}..{high}")
     try:
         return GeneratorConfig(**data)
     except (TypeError, ValueError) as exc:
@@ -76,8 +91,10 @@ def load_generator(files: AvatarFiles, run: str) -> tuple[SequentialGenerator, d
         raise CheckpointError(f"no trained generator in {folder}; run h2h train first")
     try:
         meta = files.read_json(meta_file)
-        generator = SequentialGenerator(generator_config_from_dict(meta["config"]))
-        generator.load_state_dict(load(files.read_bytes(weights)))
+        if not isinstance(meta, dict):
+            raise CheckpointError(f"{folder / GENERATOR_META}: not a JSON object; train again")
+        generator = SequentialGenerator(generator_config_from_dict(meta.get("config")))
+        generator.load_state_dict(load(files.read_bytes(weights, MAX_MODEL_BYTES)))
     except (CheckpointError, AvatarError):
         raise
     except Exception as exc:

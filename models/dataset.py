@@ -86,11 +86,7 @@ class AvatarFrames:
                 for v, i in zip(self.vertices, self.indices)
             ]
         )
-        flow = avatar.files.read_npz("conditioning/flow.npz").get("flow")
-        small = avatar.resolution // 2
-        if flow is None or flow.shape != (len(tracks["valid"]), small, small, 2):
-            raise AvatarError(f"{avatar.path / 'conditioning/flow.npz'}: 'flow' is missing or not {len(tracks['valid'])}x{small}x{small}x2; re-run h2h prepare")
-        self.flow_small = flow[self.indices]
+        self.flow_small = avatar.flow()[self.indices]
         self.mouth = tracks["mouth"][self.indices].astype(np.float32)
         # position of each frame in `indices`, and whether its predecessor is the previous frame
         self.consecutive = np.concatenate([[False], np.diff(self.indices) == 1])

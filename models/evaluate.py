@@ -54,7 +54,7 @@ def evaluate(avatar: Avatar, runs: list[str], max_frames: int | None = None) -> 
     train = avatar.split_indices("train")
     results = {}
     for run in runs:
-        engine = TorchEngine(avatar.files, run)
+        engine = TorchEngine(avatar.files, run, size=avatar.resolution)
         label = f"{run} ({engine.meta.get('preset')}, {engine.meta.get('train_minutes')} min, {engine.meta.get('step')} steps)"
         results[label] = score(avatar, lambda: self_reenactment(avatar, engine, test), test, run)
     keys = lambda idx: np.stack([search_key(conditioning_overlay(avatar.read_image("nmfc", int(i)), avatar.read_image("eyes", int(i)))) for i in idx])

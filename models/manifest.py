@@ -2,6 +2,9 @@
 tracks.npz / identity.npz (shapes and dtypes), checked on every open (DESIGN 6)."""
 from __future__ import annotations
 
+import io
+import zipfile
+import zlib
 from dataclasses import dataclass
 from typing import Annotated, Literal
 
@@ -15,6 +18,8 @@ FORMAT_VERSION = 1
 RESOLUTIONS = tuple(range(64, 1025, 64))  # generators work on multiples of 64 (stem and trunk strides)
 NUM_VERTICES = 468  # the face model's mesh (MediaPipe's 468 face points)
 NUM_LANDMARKS = 478  # MediaPipe Face Mesh with irises
+MAX_FRAMES = 1_000_000  # over nine hours at 30 fps
+TRACK_BYTES_PER_FRAME = 8 << 10  # landmarks 5.6 kB + the rest, uncompressed
 
 Finite = Annotated[float, Field(allow_inf_nan=False)]
 NonNegative = Annotated[float, Field(ge=0, allow_inf_nan=False)]
@@ -36,7 +41,7 @@ class CameraBlock(Strict):
 
 
 class Counts(Strict):
-    frames: Annotated[int, Field(ge=1)]
+    frames: Annotated[int, Field(ge=1, le=MAX_FRAMES)]
     valid: Count
     dropped: Count
     train: Count
@@ -86,6 +91,8 @@ def parse_manifest(text: bytes | str, where: str) -> Manifest:
     except ValidationError as exc:
         error = exc.errors()[0]
         message = error["msg"].removeprefix("Value error, ")
+        if error["loc"] == ("name",) and error["type"] == "string_pattern_mismatch":
+            message = f"{error['input']!r} is not a plain name (1-64 letters, digits, '_', '-' or '.', starting with a letter or digit)"
         if error["loc"]:
             message = f"field '{'.'.join(str(p) for p in error['loc'])}': {message}"
         raise AvatarError(f"{where}: {message}; re-run h2h prepare or ask the sender for a fresh package") from None
@@ -110,21 +117,50 @@ TRACKS: dict[str, ArraySpec] = {
     "mouth": ArraySpec("f", ("n", 2)),
 }
 IDENTITY: dict[str, ArraySpec] = {"neutral": ArraySpec("f", (NUM_VERTICES, 3))}
+FLOW: dict[str, ArraySpec] = {"flow": ArraySpec("f", ("n", "h", "h", 2))}  # h = resolution / 2
 
 
-def check_arrays(arrays: dict[str, np.ndarray], specs: dict[str, ArraySpec], sizes: dict[str, int], where: str) -> dict[str, np.ndarray]:
-    """The declared arrays, each of the declared kind, shape and finite; AvatarError otherwise."""
-    checked = {}
-    for key, spec in specs.items():
-        if key not in arrays:
-            raise AvatarError(f"{where}: lacks the array '{key}'; re-run h2h prepare")
-        array = arrays[key]
-        shape = tuple(sizes.get(d, -1) if isinstance(d, str) else d for d in spec.shape)
-        wrong_shape = array.ndim != len(shape) or any(want >= 0 and got != want for got, want in zip(array.shape, shape))
-        if array.dtype.kind != spec.kind or wrong_shape:
-            expected = "x".join(str(sizes.get(d, d)) for d in spec.shape)
-            raise AvatarError(f"{where}: '{key}' is {array.dtype} {array.shape}, expected {'bool' if spec.kind == 'b' else 'float'} {expected}; re-run h2h prepare")
-        if spec.kind == "f" and not np.isfinite(array).all():
+def _header(member) -> tuple[tuple[int, ...], np.dtype]:
+    """Shape and dtype from an .npy header, before any data is read."""
+    version = np.lib.format.read_magic(member)
+    read = np.lib.format.read_array_header_1_0 if version == (1, 0) else np.lib.format.read_array_header_2_0
+    shape, _, dtype = read(member)
+    return shape, dtype
+
+
+def _expected(spec: ArraySpec, sizes: dict[str, int], shape: tuple[int, ...]) -> tuple[int, ...] | None:
+    """The shape the spec asks for; a size not given (e.g. 'k') is taken from the array."""
+    if len(shape) != len(spec.shape):
+        return None
+    return tuple(sizes.get(d, got) if isinstance(d, str) else d for d, got in zip(spec.shape, shape))
+
+
+def load_arrays(data: bytes, specs: dict[str, ArraySpec], sizes: dict[str, int], where: str) -> dict[str, np.ndarray]:
+    """The declared arrays of an .npz archive, each checked (kind, shape, no pickles) from its
+    header before its data is read, then for finite values; AvatarError otherwise."""
+    if data[:6] == b"\x93NUMPY":
+        raise AvatarError(f"{where}: holds a single array, not an .npz archive; re-run h2h prepare")
+    arrays = {}
+    try:
+        archive = zipfile.ZipFile(io.BytesIO(data))
+        for key, spec in specs.items():
+            if f"{key}.npy" not in archive.namelist():
+                raise AvatarError(f"{where}: lacks the array '{key}'; re-run h2h prepare")
+            with archive.open(f"{key}.npy") as member:
+                shape, dtype = _header(member)
+            if dtype.hasobject:
+                raise AvatarError(f"{where}: '{key}' holds pickled (object) arrays, which are never loaded; re-run h2h prepare")
+            expected = _expected(spec, sizes, shape)
+            if dtype.kind != spec.kind or shape != expected:
+                wanted = "x".join(str(sizes.get(d, d)) for d in spec.shape)
+                raise AvatarError(f"{where}: '{key}' is {dtype} {shape}, expected {'bool' if spec.kind == 'b' else 'float'} {wanted}; re-run h2h prepare")
+            with archive.open(f"{key}.npy") as member:
+                arrays[key] = np.lib.format.read_array(member, allow_pickle=False)
+    except AvatarError:
+        raise
+    except (ValueError, OSError, EOFError, RuntimeError, NotImplementedError, zipfile.BadZipFile, zlib.error) as exc:
+        raise AvatarError(f"{where}: not a readable .npz archive ({type(exc).__name__}: {exc}); re-run h2h prepare") from exc
+    for key, array in arrays.items():
+        if array.dtype.kind == "f" and not np.isfinite(array).all():
             raise AvatarError(f"{where}: '{key}' holds NaN or infinite values; re-run h2h prepare")
-        checked[key] = array
-    return checked
+    return arrays

@@ -11,10 +11,11 @@ from __future__ import annotations
 import copy
 import csv
 import dataclasses
+import io
 import logging
+import os
 import shutil
 import time
-from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import NamedTuple
 
@@ -26,14 +27,15 @@ from torch.nn import functional as F
 from tqdm import tqdm
 
 from .avatar import Avatar, AvatarError
-from .checkpoint import STATE_FILE, CheckpointError, load_state, save_generator, save_state
+from .checkpoint import GENERATOR_FILE, GENERATOR_META, STATE_FILE, CheckpointError, load_state, save_generator, save_state
 from .dataset import WINDOW, Augment, AvatarFrames, Batch, to_image
 from .distributed import Distributed
 from .interrupts import Interrupted, deferred_signals
+from .io_utils import atomic_write_bytes
+from .train_config import RunOptions, TrainConfig, config_from_dict, config_to_dict
 from .library import LibraryError, check_run_name
 from .geometry.face_model import load_face_model
 from .losses import (
-    LossWeights,
     PerceptualLoss,
     compose_flows,
     feature_matching_loss,
@@ -53,7 +55,6 @@ from .networks import (
 )
 
 log = logging.getLogger(__name__)
-ABLATIONS = ("l1-single",)
 LOSS_NAMES = ("g_image", "g_fm_image", "g_mouth", "g_fm_mouth", "g_dynamics", "g_fm_dynamics", "g_warp",
               "g_vgg", "g_l1", "d_image", "d_mouth", "d_dynamics")
 LOG_COLUMNS = ("step", "minutes", "lr", "seq_len", *LOSS_NAMES)  # fixed, so phases with fewer losses line up
@@ -65,81 +66,6 @@ class Mark(NamedTuple):
     step: int
     elapsed: float
     frames: int
-
-
-@dataclass(frozen=True)
-class TrainConfig:
-    """Everything that shapes a training run; stored in every checkpoint."""
-
-    preset: str = "lite"
-    epochs: int = 60
-    decay_fraction: float = 1 / 3  # the last third decays the learning rate linearly to 0
-    batch: int = 1
-    seq_start: int = 3
-    seq_max: int = 6
-    lr: float = 2e-4
-    beta1: float = 0.5
-    beta2: float = 0.999
-    ndf: int = 32
-    d_layers: int = 3
-    d_scales: int = 2
-    weights: LossWeights = field(default_factory=LossWeights)
-    l1: float = 10.0  # pixel reconstruction; stands in for VGG when its weights are absent
-    warmup: float = 0.0  # fraction of the run spent on single-frame L1 before the GAN starts
-    ema: float = 0.0  # decay of the generator's weight average that is saved for inference (0: off)
-    ablation: str | None = None
-    seed: int = 0
-
-
-TRAIN_PRESETS: dict[str, TrainConfig] = {
-    # the first 45% of the run is a single-frame L1 warm-up, then the GAN on short sequences:
-    # on a CPU the GAN phase needs as many generator updates as it can get (a 4-frame step
-    # costs ~1.3 s, a 6-frame one ~2 s on 2 cores), and starting it from a good reconstruction
-    # avoids the checkerboard noise a GAN from scratch makes in its first hour. The saved
-    # generator is a running average of the weights (~330-step horizon), which smooths the
-    # speckle a short GAN phase leaves at hair and eye edges (docs/RESULTS.md has the sweep)
-    "lite": TrainConfig(warmup=0.45, seq_max=4, ema=0.997),
-    "paper": TrainConfig(preset="paper", ndf=64, l1=0.0, seq_max=9),
-    # for tests and smoke runs: tiny networks, short sequences
-    "tiny": TrainConfig(preset="tiny", ndf=8, d_layers=2, d_scales=1, seq_start=2, seq_max=3),
-}
-
-
-def train_config(preset: str, **overrides: object) -> TrainConfig:
-    if preset not in TRAIN_PRESETS:
-        raise ValueError(f"unknown preset {preset!r}; choose one of {sorted(TRAIN_PRESETS)}")
-    if overrides.get("ablation") not in (None, *ABLATIONS):
-        raise ValueError(f"unknown ablation {overrides['ablation']!r}; choose one of {ABLATIONS}")
-    return replace(TRAIN_PRESETS[preset], **overrides)
-
-
-def config_to_dict(config: TrainConfig) -> dict:
-    return dataclasses.asdict(config)
-
-
-def config_from_dict(data: dict) -> TrainConfig:
-    data = dict(data)
-    data["weights"] = LossWeights(**data["weights"])
-    return TrainConfig(**data)
-
-
-@dataclass
-class RunOptions:
-    """How long and where; not part of the model, may change on --resume."""
-
-    run: str = "main"
-    max_minutes: float | None = None
-    max_steps: int | None = None
-    resume: bool = False
-    overwrite: bool = False  # replace an existing run of this name (its checkpoint, log and samples)
-    init: str | None = None
-    device: str = "cpu"
-    vgg_weights: str | None = None
-    sample_minutes: float = 5.0
-    checkpoint_minutes: float = 5.0
-    checkpoint_steps: int | None = None
-    progress: bool = True
-    threads: int | None = None
 
 
 def resolve_device(device: str) -> torch.device:
@@ -199,6 +125,8 @@ class Trainer:
 
     def _check_run_is_free(self) -> None:
         """A new run never silently replaces a trained one: --resume it or --overwrite it."""
+        for name in (STATE_FILE, GENERATOR_FILE, GENERATOR_META, "log.csv", "samples"):
+            self._run_file(name)  # a link planted in a received folder is refused before any work
         if self.options.resume or not self.avatar.files.is_file(f"checkpoints/{self.options.run}/{STATE_FILE}"):
             return
         if not self.options.overwrite:
@@ -391,7 +319,10 @@ class Trainer:
 
     def _resume(self) -> None:
         state = load_state(self.folder / STATE_FILE, self.avatar.files)
-        saved = config_from_dict(state["train_config"])
+        try:
+            saved = config_from_dict(state["train_config"])
+        except (TypeError, ValueError, KeyError) as exc:
+            raise CheckpointError(f"{self.folder / STATE_FILE}: its training settings are unreadable ({exc}); train a new --run") from exc
         if saved != self.config:
             diffs = [f.name for f in dataclasses.fields(TrainConfig) if getattr(saved, f.name) != getattr(self.config, f.name)]
             raise CheckpointError(
@@ -399,29 +330,33 @@ class Trainer:
                 f"use the same --preset/flags as before, or train a new --run"
             )
         self._load_weights(state)
-        self.opt_g.load_state_dict(state["opt_g"])
-        if self.opt_d:
-            self.opt_d.load_state_dict(state["opt_d"])
-        self.step, self.elapsed = int(state["step"]), float(state["elapsed"])
-        self.frames_seen = int(state.get("frames_seen", self.step * self.config.batch * self.world.world))
-        start = state.get("gan_start", (0, 0.0, 0))  # checkpoints from before the warm-up began with the GAN
-        self.gan_start = Mark(int(start[0]), float(start[1]), int(start[2])) if start is not None else None
-        if isinstance(state.get("rng"), torch.Tensor):
-            torch.set_rng_state(state["rng"])
+        try:
+            self.opt_g.load_state_dict(state["opt_g"])
+            if self.opt_d:
+                self.opt_d.load_state_dict(state["opt_d"])
+            self.step, self.elapsed = int(state["step"]), float(state["elapsed"])
+            self.frames_seen = int(state.get("frames_seen", self.step * self.config.batch * self.world.world))
+            start = state.get("gan_start", (0, 0.0, 0))  # checkpoints from before the warm-up began with the GAN
+            self.gan_start = Mark(int(start[0]), float(start[1]), int(start[2])) if start is not None else None
+            if isinstance(state.get("rng"), torch.Tensor):
+                torch.set_rng_state(state["rng"])
+        except (KeyError, TypeError, ValueError, IndexError, RuntimeError) as exc:
+            raise CheckpointError(f"{self.folder / STATE_FILE}: damaged training state ({type(exc).__name__}); train a new --run") from exc
         if self.world.main:
             self._trim_log()
 
     def _trim_log(self) -> None:
         """Drop log rows of steps after the checkpoint (they will be trained again)."""
-        path = self.folder / "log.csv"
-        if not self.avatar.files.is_file(f"checkpoints/{self.options.run}/log.csv"):
+        relative = f"checkpoints/{self.options.run}/log.csv"
+        if not self.avatar.files.is_file(relative):
             return
-        with path.open(newline="") as f:
-            rows = [row for row in csv.DictReader(f) if row.get("step", "").isdigit() and int(row["step"]) <= self.step]
-        with path.open("w", newline="") as f:
-            writer = csv.DictWriter(f, fieldnames=LOG_COLUMNS, extrasaction="ignore")
-            writer.writeheader()
-            writer.writerows(rows)
+        text = self.avatar.files.read_bytes(relative).decode("utf-8", errors="replace")
+        rows = [row for row in csv.DictReader(io.StringIO(text)) if (row.get("step") or "").isdigit() and int(row["step"]) <= self.step]
+        out = io.StringIO(newline="")
+        writer = csv.DictWriter(out, fieldnames=LOG_COLUMNS, extrasaction="ignore")
+        writer.writeheader()
+        writer.writerows(rows)
+        atomic_write_bytes(self._run_file("log.csv"), out.getvalue().encode())
 
     def _load_weights(self, state: dict) -> None:
         try:
@@ -462,20 +397,23 @@ class Trainer:
             nmfc, eyes = to_image(cond[:3]), to_image(cond[3:])
             shown = np.where(eyes.any(-1, keepdims=True), eyes, nmfc)
             rows.append(np.concatenate([shown, to_image(fake[0, t]), to_image(batch.real[0, t])], 1))
-        folder = self.folder / "samples"
-        folder.mkdir(parents=True, exist_ok=True)
-        path = folder / f"step_{self.step:07d}.png"
-        cv2.imwrite(str(path), cv2.cvtColor(np.concatenate(rows, 0), cv2.COLOR_RGB2BGR))
-        shutil.copyfile(path, folder / "latest.png")
+        png = cv2.imencode(".png", cv2.cvtColor(np.concatenate(rows, 0), cv2.COLOR_RGB2BGR))[1].tobytes()
+        for name in (f"step_{self.step:07d}.png", "latest.png"):
+            atomic_write_bytes(self._run_file(f"samples/{name}"), png)
+
+    def _run_file(self, name: str) -> Path:
+        """A file of this run, checked like every path into the avatar (no links on the way)."""
+        return self.avatar.files.path(f"checkpoints/{self.options.run}/{name}")
 
     def log_row(self, losses: dict[str, float]) -> None:
         if not self.world.main:
             return
-        path = self.folder / "log.csv"
+        path = self._run_file("log.csv")
         row = {"step": self.step, "minutes": round(self.elapsed / 60, 3), "lr": self.learning_rate(),
                "seq_len": self.sequence_length(), **{k: round(v, 5) for k, v in losses.items()}}
         new = not path.exists()
-        with path.open("a", newline="") as f:
+        fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | getattr(os, "O_NOFOLLOW", 0), 0o666)
+        with os.fdopen(fd, "a", newline="") as f:
             writer = csv.DictWriter(f, fieldnames=LOG_COLUMNS, extrasaction="ignore")
             if new:
                 writer.writeheader()

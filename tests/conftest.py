@@ -53,7 +53,8 @@ def exported(prepared):
     """(library, avatar): the sample avatar with a briefly trained tiny generator in ONNX."""
     from h2h.app.cli import main
     from h2h.models.avatar import Avatar
-    from h2h.models.train import RunOptions, Trainer, train_config
+    from h2h.models.train import Trainer
+    from h2h.models.train_config import RunOptions, train_config
 
     library, result = prepared
     avatar = Avatar.open(library, "sample")

@@ -18,7 +18,8 @@ def test_export_writes_a_checked_onnx(exported):
     _, avatar = exported
     meta = json.loads((avatar.path / "engines" / "generator.onnx.json").read_text())
     assert meta["max_abs_error_vs_torch"] <= 1e-3 and meta["opset"] >= 17
-    engine = OnnxEngine.from_file(avatar.path / "engines" / "generator.onnx")
+    onnx_file = avatar.path / "engines" / "generator.onnx"
+    engine = OnnxEngine(onnx_file.read_bytes(), str(onnx_file))
     assert [s.shape for s in engine.inputs] == [(1, 18, 256, 256), (1, 6, 256, 256)]
     assert [s.shape for s in engine.outputs] == [(1, 3, 256, 256)]
     assert engine_status(avatar) == "ONNX"
@@ -26,7 +27,8 @@ def test_export_writes_a_checked_onnx(exported):
 
 def test_onnx_and_torch_engines_give_the_same_frames(exported):
     _, avatar = exported
-    engines = [OnnxEngine.from_file(avatar.path / "engines" / "generator.onnx"), TorchEngine(avatar.files, "main")]
+    onnx_file = avatar.path / "engines" / "generator.onnx"
+    engines = [OnnxEngine(onnx_file.read_bytes(), str(onnx_file)), TorchEngine(avatar.files, "main")]
     outputs = []
     for engine in engines:
         stepper = GeneratorStepper(engine.run, 256, engine.sequential)
@@ -116,8 +118,7 @@ def test_normalised_generator_exports_exactly_at_a_sequence_start(tmp_path):
     config = GeneratorConfig(ngf=8, n_down=2, max_channels=32, n_blocks_encoder=1, n_blocks_decoder=1, gate_empty_prev=True)
     torch.manual_seed(0)
     generator = SequentialGenerator(config).eval()
-    export_onnx(generator, tmp_path / "g.onnx")
-    engine = OnnxEngine.from_file(tmp_path / "g.onnx")
+    engine = OnnxEngine(export_onnx(generator), "g.onnx")
     cond = np.random.default_rng(0).uniform(-1, 1, (1, 18, 256, 256)).astype(np.float32)
     zeros = np.zeros((1, 6, 256, 256), np.float32)
     with torch.no_grad():

@@ -14,7 +14,8 @@ from PySide6.QtWidgets import QApplication  # noqa: E402
 from h2h.app.gui.main_window import MainWindow, fix_qt_plugin_path  # noqa: E402
 from h2h.app.sinks import OUTPUT_SIZES  # noqa: E402
 from h2h.models.avatar import Avatar  # noqa: E402
-from h2h.models.train import RunOptions, Trainer, train_config  # noqa: E402
+from h2h.models.train import Trainer  # noqa: E402
+from h2h.models.train_config import RunOptions, train_config  # noqa: E402
 from h2h.models.video import VideoWriter  # noqa: E402
 
 SCREENSHOTS = Path(__file__).resolve().parents[1] / "test-output"

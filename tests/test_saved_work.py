@@ -9,7 +9,6 @@ import subprocess
 import sys
 import time
 
-import pytest
 import torch
 
 from h2h.app.cli import main
@@ -119,7 +118,7 @@ def test_data_parallel_training_equals_one_process_on_the_combined_batch_and_res
 def _image_critic(state: dict) -> torch.Tensor:
     """The trained image discriminator's predictions on a fixed input."""
     from h2h.models.networks import image_discriminator
-    from h2h.models.train import train_config
+    from h2h.models.train_config import train_config
 
     config = train_config("tiny")
     d = image_discriminator(ndf=config.ndf, n_layers=config.d_layers, scales=config.d_scales)

@@ -11,7 +11,8 @@ from h2h.models import checkpoint as ckpt
 from h2h.models.avatar import Avatar
 from h2h.models.checkpoint import CheckpointError, load_generator
 from h2h.models.dataset import Augment, AvatarFrames
-from h2h.models.train import RunOptions, Trainer, train_config
+from h2h.models.train import Trainer
+from h2h.models.train_config import RunOptions, train_config
 from h2h.models.video import read_frames
 
 

@@ -349,3 +349,103 @@ def test_pickled_code_in_a_checkpoint_is_never_run(exported, tmp_path, capsys):
     line = _one_line_error(["train", "sample", "--preset", "tiny", "--run", "evil", "--resume", "--library", str(library)], capsys)
     assert "not a readable h2h checkpoint" in line and not marker.exists()
     shutil.rmtree(folder)
+
+
+def _function_with_hidden_external_data() -> bytes:
+    """The generator interface, whose one node calls a model-local function holding an If
+    whose branch has an initializer naming an outside file (found by review)."""
+    secret = helper.make_tensor("secret", TensorProto.FLOAT, [1], [0.0])
+    secret.ClearField("float_data")
+    secret.data_location = TensorProto.EXTERNAL
+    secret.external_data.add(key="location", value="sub/secret.bin")
+    branch = helper.make_graph([], "then", [], [helper.make_tensor_value_info("secret", TensorProto.FLOAT, [1])], [secret])
+    other = helper.make_graph([helper.make_node("Constant", [], ["z"], value_float=0.0)], "else", [],
+                              [helper.make_tensor_value_info("z", TensorProto.FLOAT, [])])
+    body = [helper.make_node("If", ["flag"], ["out"], then_branch=branch, else_branch=other)]
+    function = helper.make_function("evil", "Leak", ["flag"], ["out"], body, [helper.make_opsetid("", 18)])
+    model = onnx.load_model_from_string(_generator_graph())
+    model.functions.append(function)
+    model.graph.node.append(helper.make_node("Leak", ["flag"], ["leak"], domain="evil"))
+    return model.SerializeToString()
+
+
+def _ep_context() -> bytes:
+    """A com.microsoft EPContext node: it embeds a compiled engine (code) for an execution provider."""
+    model = onnx.load_model_from_string(_generator_graph())
+    model.graph.node.append(helper.make_node("EPContext", ["cond"], ["ctx"], domain="com.microsoft", embed_mode=1, ep_cache_context="plan"))
+    return model.SerializeToString()
+
+
+@pytest.mark.parametrize("model,expected", [
+    (_function_with_hidden_external_data(), "external data"),
+    (_ep_context(), "com.microsoft"),
+])
+def test_external_data_or_engines_hidden_deeper_are_refused(model, expected):
+    from h2h.engines.onnx_check import check_generator_onnx
+
+    with pytest.raises(EngineError, match=expected):
+        check_generator_onnx(model, 256, "generator.onnx")
+
+
+def test_a_link_planted_in_a_run_folder_stops_training_before_it_writes(exported, tmp_path, capsys):
+    library, _ = exported
+    outside = tmp_path / "notes.txt"
+    outside.write_text("mine")
+    run = library / "sample" / "checkpoints" / "planted"
+    run.mkdir(parents=True)
+    (run / "log.csv").symlink_to(outside)
+    try:
+        argv = ["train", "sample", "--preset", "tiny", "--run", "planted", "--max-steps", "10", "--library", str(library)]
+        assert "symbolic link" in _one_line_error(argv, capsys)
+        assert outside.read_text() == "mine" and not (run / "state.pt").exists()
+    finally:
+        shutil.rmtree(run)
+
+
+def test_one_damaged_folder_does_not_hide_the_others(lib):
+    (lib / "x" / "engines").rename(lib / "elsewhere")
+    (lib / "x" / "engines").symlink_to(lib / "elsewhere")
+    problems = []
+    names = [e.name for e in available_avatars(lib, problems)]
+    assert "x" not in names and "d6" in names
+    assert problems and problems[0].startswith("x: ") and "symbolic link" in problems[0]
+
+
+def _npz_with_header_only(path, key, shape):
+    """An .npz whose member declares a huge array in its header (a few bytes on disk)."""
+    import io
+    import zipfile
+
+    header = io.BytesIO()
+    np.lib.format.write_array_header_1_0(header, {"descr": "<f4", "fortran_order": False, "shape": shape})
+    with zipfile.ZipFile(path, "w") as archive:
+        archive.writestr(f"{key}.npy", header.getvalue())
+
+
+def test_sizes_are_checked_before_anything_big_is_read(lib, short_clip, capsys):
+    _npz_with_header_only(lib / "x" / "identity.npz", "neutral", (100_000_000, 3))
+    line = _one_line_error(_live(lib, short_clip), capsys)
+    assert "identity.npz" in line and "expected float 468x3" in line
+    meta = lib / "x" / "checkpoints" / "main" / "generator.json"
+    meta.parent.mkdir(parents=True)
+    meta.write_text(json.dumps({"config": {"n_blocks_encoder": 10_000_000}}))
+    (meta.parent / "generator.safetensors").write_bytes(b"")
+    with pytest.raises(EngineError, match="n_blocks_encoder"):
+        load(Avatar.open(lib, "x", arrays=False), "torch")
+
+
+def test_deeply_nested_json_is_a_clear_error(lib, short_clip, capsys, caplog):
+    deep = "[" * 100_000 + "]" * 100_000
+    (lib / "x" / "engines" / "generator.onnx.json").write_text(deep)
+    with caplog.at_level(logging.WARNING):
+        assert load(Avatar.open(lib, "x")).provider.startswith("ONNX Runtime")
+    assert "generator.onnx.json" in caplog.text
+    (lib / "x" / "avatar.json").write_text(deep)
+    assert "avatar.json" in _one_line_error(_live(lib, short_clip), capsys)
+
+
+def test_a_negative_seed_is_refused_up_front(exported, capsys):
+    library, _ = exported
+    with pytest.raises(SystemExit):
+        main(["train", "sample", "--seed", "-1", "--library", str(library)])
+    assert "--seed" in capsys.readouterr().err

@@ -1,0 +1,85 @@
+"""What shapes a training run (TrainConfig, stored in every checkpoint, with named presets)
+and how long and where it runs (RunOptions, free to change on --resume)."""
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field, replace
+
+from .losses import LossWeights
+
+ABLATIONS = ("l1-single",)
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """Everything that shapes a training run; stored in every checkpoint."""
+
+    preset: str = "lite"
+    epochs: int = 60
+    decay_fraction: float = 1 / 3  # the last third decays the learning rate linearly to 0
+    batch: int = 1
+    seq_start: int = 3
+    seq_max: int = 6
+    lr: float = 2e-4
+    beta1: float = 0.5
+    beta2: float = 0.999
+    ndf: int = 32
+    d_layers: int = 3
+    d_scales: int = 2
+    weights: LossWeights = field(default_factory=LossWeights)
+    l1: float = 10.0  # pixel reconstruction; stands in for VGG when its weights are absent
+    warmup: float = 0.0  # fraction of the run spent on single-frame L1 before the GAN starts
+    ema: float = 0.0  # decay of the generator's weight average that is saved for inference (0: off)
+    ablation: str | None = None
+    seed: int = 0
+
+
+TRAIN_PRESETS: dict[str, TrainConfig] = {
+    # the first 45% of the run is a single-frame L1 warm-up, then the GAN on short sequences:
+    # on a CPU the GAN phase needs as many generator updates as it can get (a 4-frame step
+    # costs ~1.3 s, a 6-frame one ~2 s on 2 cores), and starting it from a good reconstruction
+    # avoids the checkerboard noise a GAN from scratch makes in its first hour. The saved
+    # generator is a running average of the weights (~330-step horizon), which smooths the
+    # speckle a short GAN phase leaves at hair and eye edges (docs/RESULTS.md has the sweep)
+    "lite": TrainConfig(warmup=0.45, seq_max=4, ema=0.997),
+    "paper": TrainConfig(preset="paper", ndf=64, l1=0.0, seq_max=9),
+    # for tests and smoke runs: tiny networks, short sequences
+    "tiny": TrainConfig(preset="tiny", ndf=8, d_layers=2, d_scales=1, seq_start=2, seq_max=3),
+}
+
+
+def train_config(preset: str, **overrides: object) -> TrainConfig:
+    if preset not in TRAIN_PRESETS:
+        raise ValueError(f"unknown preset {preset!r}; choose one of {sorted(TRAIN_PRESETS)}")
+    if overrides.get("ablation") not in (None, *ABLATIONS):
+        raise ValueError(f"unknown ablation {overrides['ablation']!r}; choose one of {ABLATIONS}")
+    return replace(TRAIN_PRESETS[preset], **overrides)
+
+
+def config_to_dict(config: TrainConfig) -> dict:
+    return dataclasses.asdict(config)
+
+
+def config_from_dict(data: dict) -> TrainConfig:
+    data = dict(data)
+    data["weights"] = LossWeights(**data["weights"])
+    return TrainConfig(**data)
+
+
+@dataclass
+class RunOptions:
+    """How long and where; not part of the model, may change on --resume."""
+
+    run: str = "main"
+    max_minutes: float | None = None
+    max_steps: int | None = None
+    resume: bool = False
+    overwrite: bool = False  # replace an existing run of this name (its checkpoint, log and samples)
+    init: str | None = None
+    device: str = "cpu"
+    vgg_weights: str | None = None
+    sample_minutes: float = 5.0
+    checkpoint_minutes: float = 5.0
+    checkpoint_steps: int | None = None
+    progress: bool = True
+    threads: int | None = None
