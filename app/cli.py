@@ -158,8 +158,10 @@ def cmd_export(args: argparse.Namespace) -> int:
     if missing:
         print(f"h2h export: TensorRT engine not built: {missing}. The ONNX export is done.", file=sys.stderr)
         return 2
-    trt = export_tensorrt(avatar, fp16=not args.fp32, sequential=True)
-    print(f"built {trt.plan.name} (max abs error vs ONNX Runtime {trt.max_abs_error:.2e})")
+    trt = export_tensorrt(avatar, fp16=not args.fp32, sequential=True, rebuild=args.rebuild_trt)
+    print(f"TensorRT {trt.precision} engine {trt.plan} (max abs error vs ONNX Runtime {trt.max_abs_error:.2e})")
+    for note in trt.notes:
+        print(f"note: {note}")
     for name in trt.removed_stale:
         print(f"removed stale engine {name}")
     return 0
@@ -181,6 +183,16 @@ def cmd_bench(args: argparse.Namespace) -> int:
     report = run_bench(args.source, args.frames, args.json, library, args.avatar, args.engine)
     print(report)
     return 0
+
+
+def cmd_doctor(args: argparse.Namespace) -> int:
+    import json
+
+    from .doctor import diagnose
+
+    report = diagnose(resolve_library(args.library), args.avatar)
+    print(json.dumps(report, indent=2))
+    return 1 if report["onnxruntime"]["problem"] or "error" in report["live"] else 0
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -255,6 +267,7 @@ def build_parser() -> argparse.ArgumentParser:
     precision = p.add_mutually_exclusive_group()
     precision.add_argument("--fp16", action="store_true", help="TensorRT in FP16 (default)")
     precision.add_argument("--fp32", action="store_true", help="TensorRT in FP32")
+    p.add_argument("--rebuild-trt", action="store_true", help="build the TensorRT engine again, even one that was rejected before")
     p.add_argument("--run", default="main", type=_run_name, help="which training run to export (default: main)")
     _library_arg(p)
     p.set_defaults(func=cmd_export)
@@ -271,6 +284,11 @@ def build_parser() -> argparse.ArgumentParser:
 
     add_live_arguments(p)
     p.set_defaults(func=cmd_live)
+
+    p = sub.add_parser("doctor", help="versions, GPU, ONNX Runtime providers, TensorRT, and the engine live will use (JSON)")
+    p.add_argument("--avatar", help="avatar to check (default: as h2h live picks)")
+    _library_arg(p)
+    p.set_defaults(func=cmd_doctor)
 
     p = sub.add_parser("bench", help="per-stage timings of the live path, as JSON")
     p.add_argument("--source", required=True, help="driving video")

@@ -7,6 +7,7 @@ and ONNX file, so all four name it."""
 from __future__ import annotations
 
 import hashlib
+import json
 import os
 import re
 from dataclasses import dataclass
@@ -37,10 +38,13 @@ class EngineKey:
     onnx_sha256: str
     precision: str
 
-    def filename(self) -> str:
+    def machine(self) -> str:
+        """The GPU, compute capability and TensorRT version part of the name."""
         gpu = re.sub(r"[^A-Za-z0-9]+", "-", self.gpu).strip("-").lower()
-        cc = f"sm{self.capability[0]}{self.capability[1]}"
-        return f"generator.{gpu}.{cc}.trt{self.trt_version}.{self.precision}.{self.onnx_sha256[:16]}.plan"
+        return f"generator.{gpu}.sm{self.capability[0]}{self.capability[1]}.trt{self.trt_version}."
+
+    def filename(self) -> str:
+        return f"{self.machine()}{self.precision}.{self.onnx_sha256[:16]}.plan"
 
 
 def engine_path(key: EngineKey, cache: Path | None = None) -> Path:
@@ -54,7 +58,29 @@ def ort_tensorrt_cache(onnx_sha256: str, cache: Path | None = None) -> Path:
 
 
 def stale_engines(key: EngineKey, cache: Path | None = None) -> list[Path]:
-    """Plans of this ONNX model in the cache that do not match this key (other GPU or TensorRT)."""
+    """Plans (and their records) of this ONNX model in the cache built for another GPU or
+    TensorRT version; plans of other precisions on this machine are kept."""
     folder = cache or engine_cache_dir()
     tag = f".{key.onnx_sha256[:16]}.plan"
-    return [p for p in folder.glob("generator.*.plan") if p.name.endswith(tag) and p.name != key.filename()]
+    plans = [p for p in folder.glob("generator.*.plan") if p.name.endswith(tag) and not p.name.startswith(key.machine())]
+    return plans + [record_path(p) for p in plans if record_path(p).exists()]
+
+
+def record_path(plan: Path) -> Path:
+    """plan.json beside a plan: whether its parity check against ONNX Runtime passed."""
+    return plan.with_suffix(".json")
+
+
+def read_record(plan: Path) -> dict | None:
+    try:
+        record = json.loads(record_path(plan).read_text())
+    except (OSError, ValueError):
+        return None
+    return record if isinstance(record, dict) else None
+
+
+def write_record(plan: Path, status: str, **facts: object) -> None:
+    """Remember a build's verdict ("passed" or "rejected"): a rejected build is not retried."""
+    from ..models.io_utils import atomic_write_bytes
+
+    atomic_write_bytes(record_path(plan), json.dumps({"status": status, **facts}, indent=2).encode())

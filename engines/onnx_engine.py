@@ -1,4 +1,4 @@
-"""ONNX Runtime engine: TensorRT, CUDA and CPU execution providers, in that order.
+"""ONNX Runtime engine on the best execution provider this build offers (engines/runtimes.py).
 
 The model is handed to ONNX Runtime as checked bytes (never a path into an avatar folder),
 so the file cannot change between the check and the load; ONNX Runtime's TensorRT cache
@@ -7,16 +7,15 @@ from __future__ import annotations
 
 import logging
 import os
-from pathlib import Path
 
 import numpy as np
 
 from .base import EngineError, TensorSpec
 from .cache import bytes_sha256, ort_tensorrt_cache
 from .onnx_check import check_generator_onnx
+from .runtimes import choose_providers, create_session, runtime_problem
 
 log = logging.getLogger(__name__)
-PREFERRED = ("TensorrtExecutionProvider", "CUDAExecutionProvider", "CPUExecutionProvider")
 
 
 def session_options(threads: int | None = None):
@@ -33,38 +32,27 @@ def session_options(threads: int | None = None):
     return opts
 
 
-def choose_providers(available: list[str], fp16: bool, cache_dir: Path) -> list:
-    """Preferred providers that this onnxruntime build has, with their options."""
-    chosen: list = []
-    for name in PREFERRED:
-        if name not in available:
-            continue
-        if name == "TensorrtExecutionProvider":
-            cache_dir.mkdir(parents=True, exist_ok=True)
-            chosen.append((name, {"trt_fp16_enable": fp16, "trt_engine_cache_enable": True, "trt_engine_cache_path": str(cache_dir)}))
-        else:
-            chosen.append(name)
-    return chosen
-
-
 class OnnxEngine:
     """An ONNX Runtime session on the exported generator step.
 
-    `model` is the ONNX file's bytes; `label` names it in messages; `size` (the avatar's
-    resolution) turns on the generator-step check, which refuses external data."""
+    `model` is the ONNX file's bytes; `label` names it in messages; `size` is the avatar's
+    resolution, which the generator-step check (no external data, cond/prev -> frame) uses."""
 
-    def __init__(self, model: bytes, label: str, size: int | None = 256, sequential: bool = True, fp16: bool = True,
+    def __init__(self, model: bytes, label: str, size: int = 256, sequential: bool = True, fp16: bool = True,
                  threads: int | None = None, providers: list[str] | None = None) -> None:
         try:
             import onnxruntime as ort
         except ImportError as exc:
-            raise EngineError("onnxruntime is not installed; pip install onnxruntime (or onnxruntime-gpu)") from exc
-        if size is not None:
-            check_generator_onnx(model, size, label)
-        available = providers or ort.get_available_providers()
-        chosen = choose_providers(available, fp16, ort_tensorrt_cache(bytes_sha256(model)))
+            raise EngineError(runtime_problem() or f"ONNX Runtime cannot be imported ({exc})") from exc
+        problem = runtime_problem()
+
+        check_generator_onnx(model, size, label)
+        sha256 = bytes_sha256(model)
+        self.choice = choose_providers(providers or ort.get_available_providers(), fp16, ort_tensorrt_cache(sha256), sha256)
+        if problem:
+            self.choice.reasons.append(problem)
         try:
-            self.session = ort.InferenceSession(model, session_options(threads), providers=chosen)
+            self.session = create_session(model, session_options(threads), self.choice, label)
         except Exception as exc:  # onnxruntime raises its own exception types
             raise EngineError(f"{label}: ONNX Runtime cannot load it ({type(exc).__name__}); run h2h export again") from exc
         active = self.session.get_providers()[0]
@@ -73,8 +61,8 @@ class OnnxEngine:
         self.sequential = sequential
         self.inputs = [TensorSpec(i.name, tuple(i.shape), "float32") for i in self.session.get_inputs()]
         self.outputs = [TensorSpec(o.name, tuple(o.shape), "float32") for o in self.session.get_outputs()]
-        self._names = [i.name for i in self.inputs]
 
     def run(self, cond: np.ndarray, prev: np.ndarray) -> np.ndarray:
-        feeds = dict(zip(self._names, (np.ascontiguousarray(cond, np.float32), np.ascontiguousarray(prev, np.float32))))
-        return self.session.run(None, feeds)[0]
+        """Inputs bound by name (the generator step's `cond` and `prev`), never by position."""
+        feeds = {"cond": np.ascontiguousarray(cond, np.float32), "prev": np.ascontiguousarray(prev, np.float32)}
+        return self.session.run(["frame"], feeds)[0]

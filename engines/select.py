@@ -58,14 +58,16 @@ def engine_status(avatar: Avatar) -> str:
     only when this machine's cache holds a plan for this GPU and this ONNX."""
     files = avatar.files
     if files.is_file(f"engines/{ONNX_FILE}"):
-        from .tensorrt_engine import cached_plan, tensorrt_missing
+        from .tensorrt_engine import checked_plan, tensorrt_missing
 
         if tensorrt_missing() is None:
             try:
-                if cached_plan(read_onnx(avatar)) is not None:
+                if checked_plan(read_onnx(avatar)) is not None:
                     return "TensorRT"
             except AvatarError:
-                return "none"
+                raise
+            except Exception as exc:  # a broken CUDA/TensorRT install must not hide the avatar
+                log.info("TensorRT status unknown (%s: %s)", type(exc).__name__, exc)
         return "ONNX"
     if any(files.is_file(f"checkpoints/{run}/generator.safetensors") for run in files.names("checkpoints")):
         return "PyTorch"
@@ -101,14 +103,16 @@ def load(avatar: Avatar, prefer: str = "auto", run: str | None = None, fp16: boo
             reasons.append(f"ONNX skipped ({exc})")
             onnx = None
     if prefer in ("auto", "trt"):
-        from .tensorrt_engine import load_or_build, tensorrt_missing
+        from .tensorrt_engine import load_checked, tensorrt_missing
 
         reason = tensorrt_missing() or (None if onnx is not None else f"no usable {ONNX_FILE}; run h2h export first")
         if reason is None:
             try:
-                return _logged(load_or_build(onnx, label, sequential, fp16), reasons)
+                return _logged(load_checked(onnx, sequential), reasons)
             except EngineError as exc:
                 reason = str(exc)
+            except Exception as exc:  # CUDA out of memory, a driver error, a TensorRT API mismatch
+                reason = f"{type(exc).__name__}: {(str(exc).splitlines() or [''])[0][:200]}"
         if prefer == "trt":
             raise EngineError(f"TensorRT engine unavailable: {reason}")
         reasons.append(f"TensorRT skipped ({reason})")
@@ -136,6 +140,7 @@ def _onnx_engine(avatar: Avatar, onnx: bytes, label: str, sequential: bool, fp16
     from .onnx_engine import OnnxEngine
 
     engine = OnnxEngine(onnx, label, avatar.resolution, sequential, fp16)
+    reasons.extend(engine.choice.reasons)
     if not (int8 and engine.provider.endswith("(CPUExecutionProvider)")):
         return engine
     problem = int8_problem(avatar.files, bytes_sha256(onnx))

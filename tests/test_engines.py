@@ -64,12 +64,15 @@ def test_export_trt_without_gpu_says_what_is_missing(exported, capsys):
 
 def test_cache_key_changes_with_the_onnx_and_marks_stale_engines(tmp_path):
     a = EngineKey("NVIDIA GeForce RTX 4090", (8, 9), "10.7.0", "a" * 64, "fp16")
+    a32 = EngineKey("NVIDIA GeForce RTX 4090", (8, 9), "10.7.0", "a" * 64, "fp32")
     b = EngineKey("NVIDIA GeForce RTX 4090", (8, 9), "10.7.0", "b" * 64, "fp16")
     c = EngineKey("NVIDIA A100-SXM4-40GB", (8, 0), "10.7.0", "a" * 64, "fp16")
-    assert len({a.filename(), b.filename(), c.filename()}) == 3
-    for key in (a, b, c):
+    d = EngineKey("NVIDIA GeForce RTX 4090", (8, 9), "11.4.0", "a" * 64, "fp32")
+    assert len({k.filename() for k in (a, a32, b, c, d)}) == 5  # precision and weights are in the key
+    for key in (a, a32, b, c, d):
         (tmp_path / key.filename()).write_bytes(b"")
-    assert [p.name for p in stale_engines(a, tmp_path)] == [c.filename()]  # other GPU, same ONNX
+    stale = sorted(p.name for p in stale_engines(a, tmp_path))
+    assert stale == sorted([c.filename(), d.filename()])  # other GPU or TensorRT, same ONNX
 
 
 @pytest.mark.skipif(tensorrt_missing() is not None, reason="needs TensorRT and an NVIDIA GPU")

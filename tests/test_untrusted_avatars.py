@@ -203,37 +203,42 @@ def test_the_plain_generator_onnx_passes_the_check(exported):
 
 
 def test_a_plan_in_an_avatar_folder_is_never_deserialized(exported, tmp_path, monkeypatch):
-    """On a machine with TensorRT, plans come only from the per-user cache."""
+    """On a machine with TensorRT, plans come only from the per-user cache, and only ones whose
+    parity check passed there."""
     from h2h.engines import tensorrt_engine as trt
-    from h2h.engines.cache import EngineKey
+    from h2h.engines.cache import EngineKey, engine_path, write_record
 
     _, avatar = exported
     monkeypatch.setenv("H2H_CACHE", str(tmp_path / "cache"))
-    key = EngineKey("Test GPU", (8, 9), "10.0", "0" * 64, "fp16")
-    planted = avatar.path / "engines" / key.filename()
+    key_of = lambda onnx, precision: EngineKey("Test GPU", (8, 9), "10.9", trt.bytes_sha256(onnx), precision)  # noqa: E731
+    onnx = (avatar.path / "engines" / "generator.onnx").read_bytes()
+    planted = avatar.path / "engines" / key_of(onnx, "fp16").filename()
     planted.write_bytes(b"a serialized engine is code")
     deserialized = []
 
     class RecordingEngine:
         provider, precision, sequential = "TensorRT", "fp16", True
 
-        def __init__(self, plan, sequential=True, fp16=True):
-            deserialized.append(plan)
-
-    def fake_build(onnx, label, out, fp16=True):
-        out.parent.mkdir(parents=True, exist_ok=True)
-        out.write_bytes(b"built here")
-        return out
+        def __init__(self, plan, precision="fp16", sequential=True):
+            deserialized.append((plan, precision))
 
     monkeypatch.setattr(trt, "tensorrt_missing", lambda: None)
-    monkeypatch.setattr(trt, "current_key", lambda onnx, fp16: EngineKey("Test GPU", (8, 9), "10.0", trt.bytes_sha256(onnx), "fp16"))
+    monkeypatch.setattr(trt, "current_key", key_of)
     monkeypatch.setattr(trt, "TensorRTEngine", RecordingEngine)
-    monkeypatch.setattr(trt, "build_engine", fake_build)
     try:
         assert engine_status(avatar) == "ONNX"  # the planted plan does not count
-        load(avatar, "trt")
-        assert engine_status(avatar) == "TensorRT"  # now this machine's cache has one
-        assert [p.parent for p in deserialized] == [tmp_path / "cache" / "engines"]
+        assert load(avatar).provider.startswith("ONNX Runtime")  # live never builds one itself
+        with pytest.raises(EngineError, match="h2h export NAME --trt"):
+            load(avatar, "trt")
+        built = engine_path(key_of(onnx, "fp32"))  # as h2h export --trt --fp32 leaves it
+        built.parent.mkdir(parents=True)
+        built.write_bytes(b"built and checked here")
+        write_record(built, "rejected", detail="drifted")
+        assert engine_status(avatar) == "ONNX"  # a rejected build is never used
+        write_record(built, "passed", max_abs_error=1e-4)
+        assert engine_status(avatar) == "TensorRT"
+        assert load(avatar).provider == "TensorRT"  # the fp32 engine is picked up too
+        assert deserialized == [(built, "fp32")]
         assert planted.read_bytes() == b"a serialized engine is code"
     finally:
         planted.unlink()
