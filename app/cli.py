@@ -113,6 +113,7 @@ def cmd_train(args: argparse.Namespace) -> int:
         sample_minutes=args.sample_minutes,
         checkpoint_steps=args.checkpoint_steps,
         threads=args.threads,
+        precision=args.precision,
     )
     if os.environ.get("RANK", "0") != "0":
         logging.getLogger().setLevel(logging.WARNING)  # under torchrun only rank 0 reports
@@ -236,6 +237,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--overwrite", action="store_true", help="start an existing run again from scratch (its checkpoint, log and samples go)")
     p.add_argument("--init", metavar="CHECKPOINT_OR_AVATAR", help="start from another avatar's or a pretrained checkpoint")
     p.add_argument("--device", default="cpu", help="cpu or cuda (default: cpu)")
+    p.add_argument("--precision", choices=("auto", "fp32", "bf16", "fp16"), default="auto",
+                   help="auto: bf16 (else fp16 with a gradient scaler) autocast on a GPU, fp32 on a CPU")
     p.add_argument("--ablation", choices=("l1-single",), help="l1-single: L1 loss only, single frames, no GAN")
     p.add_argument("--warmup", type=_fraction, default=None, metavar="FRACTION",
                    help="fraction of the run trained on single frames with L1 before the GAN (default: the preset's)")

@@ -51,7 +51,7 @@ def default_source_spec() -> tuple[str, str]:
 def run_headless(args: argparse.Namespace) -> int:
     """Run the live pipeline without a window and print a JSON summary."""
     entry = pick_avatar(resolve_library(args.library), args.avatar)
-    loaded = load_avatar(entry, args.engine)
+    loaded = load_avatar(entry, args.engine, args.device)
     print(f"avatar {entry.name}{' (bundled demo)' if entry.bundled else ''}: engine {loaded.engine.provider}, {loaded.engine.precision}")
     spec, note = (args.source, None) if args.source else default_source_spec()
     if note:
@@ -128,6 +128,7 @@ def add_live_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--source", help="camera index (0, 1, ...) or a video file (default: first webcam, else the sample clip)")
     p.add_argument("--mode", choices=("head", "face"), help="head (pose + expression + gaze) or face (expression + gaze); default head, or the window's last")
     p.add_argument("--engine", choices=("auto", "trt", "onnx", "torch"), default="auto")
+    p.add_argument("--device", choices=("cpu", "cuda"), default="cpu", help="where the PyTorch engine runs (with --engine torch)")
     p.add_argument("--vcam", action="store_true", help="send the avatar to a virtual camera")
     p.add_argument("--record", metavar="OUT.mp4", help="record the avatar to an mp4")
     p.add_argument("--record-size-output", action="store_true", help="record at --size instead of 256x256")

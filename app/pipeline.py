@@ -218,19 +218,32 @@ class FaceStage:
             self._renderer = self._tracker = None
 
 
+def make_stepper(engine: Engine, size: int, wrap: Callable[[Callable], Callable] = lambda run: run):
+    """A stepper that keeps the window on the engine's GPU when it has one (only images cross
+    to and from the device), else the numpy stepper; `wrap` decorates the step (timing)."""
+    device = getattr(getattr(engine, "device", None), "type", None) or ("cuda" if engine.provider == "TensorRT" else None)
+    if hasattr(engine, "run_device") and device == "cuda":
+        from ..engines.device_stepper import DeviceStepper
+
+        return DeviceStepper(wrap(engine.run_device), size, engine.sequential, "cuda")
+    return GeneratorStepper(wrap(engine.run), size, engine.sequential)
+
+
 class GeneratorStage:
     """An engine behind the window/previous-output state; times the engine and the rest."""
 
     def __init__(self, engine: Engine, size: int = 256) -> None:
         self.engine = engine
         self._run_ms = 0.0
-        self.stepper = GeneratorStepper(self._timed_run, size, engine.sequential)
+        self.stepper = make_stepper(engine, size, self._timed)
 
-    def _timed_run(self, cond: np.ndarray, prev: np.ndarray) -> np.ndarray:
-        t0 = time.perf_counter()
-        out = self.engine.run(cond, prev)
-        self._run_ms = (time.perf_counter() - t0) * 1e3
-        return out
+    def _timed(self, run: Callable) -> Callable:
+        def timed(cond, prev):
+            t0 = time.perf_counter()
+            out = run(cond, prev)
+            self._run_ms = (time.perf_counter() - t0) * 1e3
+            return out
+        return timed
 
     def process(self, packet: Packet) -> Packet:
         t0 = time.perf_counter()

@@ -59,9 +59,9 @@ class LoadedAvatar:
     engine: Engine
 
 
-def load_avatar(entry: AvatarEntry, engine: str = "auto") -> LoadedAvatar:
+def load_avatar(entry: AvatarEntry, engine: str = "auto", device: str = "cpu") -> LoadedAvatar:
     avatar = Avatar.open_path(entry.path)
-    return LoadedAvatar(avatar, load_engine(avatar, engine))
+    return LoadedAvatar(avatar, load_engine(avatar, engine, device=device))
 
 
 class LiveSession:

@@ -74,8 +74,10 @@ def engine_status(avatar: Avatar) -> str:
     return "none"
 
 
-def load(avatar: Avatar, prefer: str = "auto", run: str | None = None, fp16: bool = True, int8: bool = True) -> Engine:
-    """The engine to drive this avatar with; each fallback is logged with its reason.
+def load(avatar: Avatar, prefer: str = "auto", run: str | None = None, fp16: bool = True, int8: bool = True,
+         device: str = "cpu") -> Engine:
+    """The engine to drive this avatar with; each fallback is logged with its reason. `device`
+    is where the PyTorch engine runs (cpu, or cuda when asked).
 
     run=None takes whatever run was exported (PyTorch falls back to run "main"); a named run
     uses the exported engines only if they were exported from that run."""
@@ -129,7 +131,7 @@ def load(avatar: Avatar, prefer: str = "auto", run: str | None = None, fp16: boo
     from .torch_engine import TorchEngine
 
     try:
-        engine = TorchEngine(files, run or "main", size=size)
+        engine = TorchEngine(files, run or "main", device=device, size=size)
     except Exception as exc:
         raise EngineError("; ".join([*reasons, f"PyTorch: {exc}"])) from exc
     return _logged(engine, reasons)

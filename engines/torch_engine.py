@@ -6,7 +6,7 @@ import torch
 
 from ..models.avatar_files import AvatarFiles
 from ..models.checkpoint import load_generator
-from .base import generator_specs
+from .base import EngineError, generator_specs
 
 
 class TorchEngine:
@@ -15,12 +15,19 @@ class TorchEngine:
     precision = "fp32"
 
     def __init__(self, files: AvatarFiles, run: str = "main", device: str = "cpu", size: int = 256) -> None:
+        if device.startswith("cuda") and not torch.cuda.is_available():
+            raise EngineError(f"the PyTorch engine was asked to run on {device}, but torch {torch.__version__} sees no CUDA GPU")
         self.generator, self.meta = load_generator(files, run)
         self.device = torch.device(device)
         self.generator.to(self.device)
         self.provider = f"PyTorch ({self.device.type})"
         self.sequential = bool(self.meta.get("sequential", True))
         self.inputs, self.outputs = generator_specs(size)
+
+    @torch.inference_mode()
+    def run_device(self, cond: torch.Tensor, prev: torch.Tensor) -> torch.Tensor:
+        """One step on tensors already on this engine's device."""
+        return self.generator(cond, prev)
 
     @torch.inference_mode()
     def run(self, cond: np.ndarray, prev: np.ndarray) -> np.ndarray:

@@ -49,3 +49,8 @@ class Distributed:
         t = torch.tensor([value], dtype=torch.float64, device=self.device)
         dist.all_reduce(t, op=dist.ReduceOp.MAX)
         return float(t.item())
+
+    def close(self) -> None:
+        """Leave the process group at the end of a run (torchrun expects it)."""
+        if self.world > 1 and dist.is_initialized():
+            dist.destroy_process_group()

@@ -31,6 +31,7 @@ from .checkpoint import GENERATOR_FILE, GENERATOR_META, STATE_FILE, CheckpointEr
 from .dataset import WINDOW, Augment, AvatarFrames, Batch, to_image
 from .distributed import Distributed
 from .interrupts import Interrupted, deferred_signals
+from .mixed_precision import MixedPrecision
 from .io_utils import atomic_write_bytes
 from .train_config import RunOptions, TrainConfig, config_from_dict, config_to_dict
 from .library import LibraryError, check_run_name
@@ -89,6 +90,12 @@ class Trainer:
         except LibraryError as exc:
             raise CheckpointError(str(exc)) from exc
         self.folder = avatar.files.path(f"checkpoints/{options.run}")
+        if self.device.type == "cuda":
+            torch.backends.cudnn.benchmark = True  # fixed input sizes: let cuDNN pick its fastest kernels
+        try:
+            self.amp = MixedPrecision(options.precision, self.device)
+        except ValueError as exc:
+            raise CheckpointError(str(exc)) from exc
         self._check_run_is_free()
         torch.manual_seed(config.seed)
         self.generator = SequentialGenerator(generator_config(config.preset)).to(self.device)
@@ -198,6 +205,8 @@ class Trainer:
         rngs = [np.random.default_rng([self.config.seed, self.step, g]) for g in range(first, first + self.config.batch)]
         torch.manual_seed(self.config.seed * 1_000_003 + self.step)
         batch = self.data.sample(rngs, self.sequence_length(), self.augment)
+        if self.device.type == "cuda":  # pinned host memory: the copy overlaps with the GPU's work
+            return Batch(*(getattr(batch, f.name).pin_memory().to(self.device, non_blocking=True) for f in dataclasses.fields(Batch)))
         return Batch(*(getattr(batch, f.name).to(self.device) for f in dataclasses.fields(Batch)))
 
     def _generate(self, batch: Batch, generator: SequentialGenerator) -> torch.Tensor:
@@ -212,22 +221,22 @@ class Trainer:
         for group in self.opt_g.param_groups + (self.opt_d.param_groups if self.opt_d else []):
             group["lr"] = self.learning_rate()
         batch = self._batch()
-        fake = self.runner(batch.cond, batch.real.shape[1], not self.single_frame)
+        with self.amp.autocast():
+            fake = self.runner(batch.cond, batch.real.shape[1], not self.single_frame)
+            if self.single_frame:
+                losses_g = {"g_l1": F.l1_loss(fake, batch.real) * self.config.l1}
+            else:
+                losses_g = self._generator_losses(batch, fake)
         self.frames_seen += fake.shape[0] * fake.shape[1] * self.world.world
-        if self.single_frame:
-            losses_g = {"g_l1": F.l1_loss(fake, batch.real) * self.config.l1}
-        else:
-            losses_g = self._generator_losses(batch, fake)
         self.opt_g.zero_grad(set_to_none=True)
-        sum(losses_g.values()).backward()
-        self.opt_g.step()
+        self.amp.backward_step("g", sum(losses_g.values()), self.opt_g)
         self._update_ema()
         losses_d = {}
         if not self.single_frame:
             self.opt_d.zero_grad(set_to_none=True)  # also drops what the G loss left in D
-            losses_d = self.critic(batch, fake)
-            sum(losses_d.values()).backward()
-            self.opt_d.step()
+            with self.amp.autocast():
+                losses_d = self.critic(batch, fake)
+            self.amp.backward_step("d", sum(losses_d.values()), self.opt_d)
         return {k: float(v.detach()) for k, v in {**losses_g, **losses_d}.items()}
 
     @torch.no_grad()
@@ -295,6 +304,7 @@ class Trainer:
             "gan_start": list(self.gan_start) if self.gan_start else None,
             "frames_seen": self.frames_seen,
             "rng": torch.get_rng_state(),
+            "grad_scalers": self.amp.state_dict(),
             "train_config": config_to_dict(self.config),
             "avatar": self.avatar.name,
         }
@@ -340,6 +350,7 @@ class Trainer:
             self.gan_start = Mark(int(start[0]), float(start[1]), int(start[2])) if start is not None else None
             if isinstance(state.get("rng"), torch.Tensor):
                 torch.set_rng_state(state["rng"])
+            self.amp.load_state_dict(state.get("grad_scalers") or {})
         except (KeyError, TypeError, ValueError, IndexError, RuntimeError) as exc:
             raise CheckpointError(f"{self.folder / STATE_FILE}: damaged training state ({type(exc).__name__}); train a new --run") from exc
         if self.world.main:
@@ -453,8 +464,10 @@ class Trainer:
                 bar.close()
             self.save()  # at a step boundary: a signal only stops the loop between steps
             if stop.set:
+                self.world.close()
                 raise Interrupted(stop.signum)
         self.write_sample()
+        self.world.close()
         return {"step": self.step, "minutes": self.elapsed / 60, "losses": losses, "folder": str(self.folder)}
 
     def _loop(self, bar: tqdm, stop) -> dict[str, float]:

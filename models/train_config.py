@@ -83,3 +83,4 @@ class RunOptions:
     checkpoint_steps: int | None = None
     progress: bool = True
     threads: int | None = None
+    precision: str = "auto"  # auto: bf16 (else fp16) autocast on a GPU, fp32 on a CPU

@@ -1,18 +1,36 @@
 #!/usr/bin/env bash
 # Create .venv (Python 3.11) with the project and its test tools; a no-op when up to date.
+#   bash scripts/setup.sh              CPU: onnxruntime (the `cpu` extra)
+#   H2H_GPU=1 bash scripts/setup.sh    NVIDIA: torch for CUDA 13 from PyTorch's index, then
+#                                      onnxruntime-gpu and TensorRT 10 for CUDA 13 (the `gpu` extra)
+# Exactly one ONNX Runtime package ends up installed: switching modes removes the other.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 PY=${PYTHON:-python3.11}
 command -v "$PY" >/dev/null 2>&1 || PY=python3
+TORCH=torch==2.13.0
+GPU=${H2H_GPU:-}
 stamp=.venv/.h2h-installed
-want=$(cat pyproject.toml scripts/setup.sh | sha256sum | cut -d' ' -f1)
+want=$( (cat pyproject.toml scripts/setup.sh; echo "gpu=$GPU") | sha256sum | cut -d' ' -f1)
 if [ -f "$stamp" ] && [ "$(cat "$stamp")" = "$want" ]; then
   exit 0
 fi
 echo "setting up .venv (first run takes a few minutes)..." >&2
 [ -x .venv/bin/python ] || "$PY" -m venv .venv
-.venv/bin/python -m pip install -q --upgrade pip
-# The CPU build of torch first: an unpinned torch would pull a multi-GB CUDA build.
-.venv/bin/python -m pip install -q "torch==2.13.0"
-.venv/bin/python -m pip install -q -e ".[test]"
+pip() { .venv/bin/python -m pip "$@"; }
+pip install -q --upgrade pip
+if [ -n "$GPU" ]; then
+  # PyTorch publishes CUDA builds on its own index; cu130 matches onnxruntime-gpu 1.27+ (CUDA 13)
+  pip install -q "$TORCH" --index-url https://download.pytorch.org/whl/cu130
+  pip uninstall -q -y onnxruntime 2>/dev/null || true
+  pip install -q -e ".[gpu,test]"
+else
+  # torch first and pinned, so nothing pulls a newer one. Which build this is depends on the
+  # index: on our development machines a local CPU wheel; from PyPI on Linux x86_64, a CUDA
+  # build (it runs on the CPU too). For a small CPU-only build elsewhere, install
+  # "$TORCH" from https://download.pytorch.org/whl/cpu into .venv before running this.
+  pip install -q "$TORCH"
+  pip uninstall -q -y onnxruntime-gpu 2>/dev/null || true
+  pip install -q -e ".[cpu,test]"
+fi
 echo "$want" > "$stamp"

@@ -199,3 +199,52 @@ def test_onnx_runtime_binds_inputs_by_name(exported):
     a = OnnxEngine(model.SerializeToString(), "a").run(cond, prev)
     b = OnnxEngine(reordered.SerializeToString(), "b").run(cond, prev)
     assert np.array_equal(a, b)
+
+
+def test_mixed_precision_trains_and_resumes_its_state(prepared, tmp_path):
+    """bf16 autocast (what a GPU without fp16 trouble gets) runs the GAN step; a CPU asks for it
+    explicitly here. A CUDA-only setting on this machine is a clear error."""
+    import torch
+
+    from h2h.models.avatar import Avatar
+    from h2h.models.checkpoint import CheckpointError
+    from h2h.models.mixed_precision import resolve_precision
+    from h2h.models.train import Trainer
+    from h2h.models.train_config import RunOptions, train_config
+
+    assert resolve_precision("auto", torch.device("cpu")) == "fp32"
+    library, _ = prepared
+    avatar = Avatar.open(library, "sample")
+    trainer = Trainer(avatar, train_config("tiny"), RunOptions(run="bf16", progress=False, max_steps=2, precision="bf16", overwrite=True))
+    losses = trainer.run()["losses"]
+    assert {"g_image", "d_image"} <= set(losses) and all(np.isfinite(v) for v in losses.values())
+    with pytest.raises(CheckpointError, match="unknown precision"):
+        Trainer(avatar, train_config("tiny"), RunOptions(run="x", progress=False, precision="int4"))
+
+
+@pytest.mark.skipif(__import__("torch").cuda.is_available(), reason="a GPU is present")
+def test_the_pytorch_engine_on_cuda_without_a_gpu_says_so(exported, caplog):
+    _, avatar = exported
+    with pytest.raises(EngineError, match="sees no CUDA GPU"):
+        load(avatar, "torch", device="cuda")
+
+
+def test_the_device_stepper_makes_the_same_frames_as_the_numpy_one(exported):
+    """The GPU path's stepper (window and previous outputs kept on the device, uint8 in and
+    out), run here on the CPU device, against the numpy stepper every engine can use."""
+    from h2h.engines.device_stepper import DeviceStepper
+    from h2h.engines.stepper import GeneratorStepper
+    from h2h.engines.torch_engine import TorchEngine
+
+    _, avatar = exported
+    engine = TorchEngine(avatar.files, "main")
+    plain = GeneratorStepper(engine.run, 256, engine.sequential)
+    device = DeviceStepper(engine.run_device, 256, engine.sequential, "cpu")
+    for i in range(24, 30):
+        nmfc, eyes = avatar.read_image("nmfc", i), avatar.read_image("eyes", i)
+        a, b = plain(nmfc, eyes), device(nmfc, eyes)
+        assert a.dtype == b.dtype == np.uint8 and np.abs(a.astype(int) - b).max() <= 1
+    device.reset()
+    plain.reset()
+    first = avatar.read_image("nmfc", 24), avatar.read_image("eyes", 24)
+    assert np.abs(plain(*first).astype(int) - device(*first)).max() <= 1  # reset starts a new sequence

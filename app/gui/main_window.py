@@ -69,6 +69,7 @@ class MainWindow(QMainWindow):
         super().__init__()
         self.settings = settings
         self.engine_choice = engine
+        self.engine_device = "cpu"  # where a PyTorch engine runs (h2h live --device)
         self.library = Path(library or settings.value("library", "") or resolve_library(None))
         self.session = LiveSession(mode=str(settings.value("mode", "head")))
         self.entries: list[AvatarEntry] = []
@@ -268,7 +269,7 @@ class MainWindow(QMainWindow):
 
     def _load_worker(self, entry: AvatarEntry) -> None:
         try:
-            self._loads.put((entry, load_avatar(entry, self.engine_choice), None))
+            self._loads.put((entry, load_avatar(entry, self.engine_choice, self.engine_device), None))
         except Exception as exc:  # shown to the user, never raised into Qt
             self._loads.put((entry, None, exc))
 
@@ -312,7 +313,7 @@ class MainWindow(QMainWindow):
 
             try:
                 export_avatar(Avatar.open_path(entry.path))
-                self._loads.put((entry, load_avatar(entry, self.engine_choice), None))
+                self._loads.put((entry, load_avatar(entry, self.engine_choice, self.engine_device), None))
             except Exception as exc:
                 self._loads.put((entry, None, exc))
 
@@ -562,6 +563,7 @@ def run_gui(args) -> int:
     app = QApplication.instance() or QApplication([])
     settings = QSettings("h2h", "live")
     window = MainWindow(settings, Path(args.library) if args.library else None, args.engine)
+    window.engine_device = args.device
     apply_cli_flags(window, args)
     window.resize(1280, 720)
     window.show()
