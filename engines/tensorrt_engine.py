@@ -108,23 +108,28 @@ class TensorRTEngine:
         missing = {"cond", "prev", "frame"} - set(self.buffers)
         if missing:
             raise EngineError(f"{plan.name}: the engine lacks the tensors {sorted(missing)}; run h2h export --trt again")
-        self._host_out = torch.empty(self.buffers["frame"].shape, dtype=torch.float32).pin_memory()
+        self._host = {name: torch.empty(self.buffers[name].shape, dtype=torch.float32).pin_memory() for name in ("cond", "prev", "frame")}
 
     def run_device(self, cond, prev):
         """One step on CUDA tensors (cond, prev as float32 on the GPU) -> the frame on the GPU."""
         torch = self._torch
+        caller = torch.cuda.current_stream()
+        self.stream.wait_stream(caller)  # the inputs were written on the caller's stream
         with torch.cuda.stream(self.stream):
             self.buffers["cond"].copy_(cond, non_blocking=True)
             self.buffers["prev"].copy_(prev, non_blocking=True)
             if not self.context.execute_async_v3(self.stream.cuda_stream):
                 raise EngineError("TensorRT execution failed")
+        caller.wait_stream(self.stream)  # and the frame is read there after the engine is done
         return self.buffers["frame"]
 
     def run(self, cond: np.ndarray, prev: np.ndarray) -> np.ndarray:
+        """numpy in and out through pinned host buffers allocated once."""
         torch = self._torch
+        self._host["cond"].numpy()[:] = cond
+        self._host["prev"].numpy()[:] = prev
         with torch.cuda.stream(self.stream):
-            out = self.run_device(torch.from_numpy(cond).pin_memory().cuda(non_blocking=True),
-                                  torch.from_numpy(prev).pin_memory().cuda(non_blocking=True))
-            self._host_out.copy_(out.float(), non_blocking=True)
+            out = self.run_device(self._host["cond"].cuda(non_blocking=True), self._host["prev"].cuda(non_blocking=True))
+            self._host["frame"].copy_(out.float(), non_blocking=True)
         self.stream.synchronize()
-        return self._host_out.numpy().copy()
+        return self._host["frame"].numpy().copy()
