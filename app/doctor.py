@@ -40,7 +40,7 @@ def tensorrt_facts() -> dict:
         import tensorrt
 
         version = tensorrt.__version__
-    except ImportError:
+    except Exception:  # missing, or a broken install: tensorrt_missing says which
         version = None
     return {"version": version, "usable": missing is None, "problem": missing}
 

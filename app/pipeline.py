@@ -225,7 +225,14 @@ def make_stepper(engine: Engine, size: int, wrap: Callable[[Callable], Callable]
     if hasattr(engine, "run_device") and device == "cuda":
         from ..engines.device_stepper import DeviceStepper
 
-        return DeviceStepper(wrap(engine.run_device), size, engine.sequential, "cuda")
+        import torch
+
+        def finished(cond, prev):  # wait for the GPU, so the timing is the engine's, not the enqueue's
+            out = engine.run_device(cond, prev)
+            torch.cuda.current_stream().synchronize()
+            return out
+
+        return DeviceStepper(wrap(finished), size, engine.sequential, "cuda")
     return GeneratorStepper(wrap(engine.run), size, engine.sequential)
 
 

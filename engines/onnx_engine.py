@@ -48,7 +48,8 @@ class OnnxEngine:
 
         check_generator_onnx(model, size, label)
         sha256 = bytes_sha256(model)
-        self.choice = choose_providers(providers or ort.get_available_providers(), fp16, ort_tensorrt_cache(sha256), sha256)
+        explicit_trt = bool(providers) and "TensorrtExecutionProvider" in providers
+        self.choice = choose_providers(providers or ort.get_available_providers(), fp16, ort_tensorrt_cache(sha256), sha256, explicit_trt)
         if problem:
             self.choice.reasons.append(problem)
         try:

@@ -62,19 +62,26 @@ class ProviderChoice:
         return [p[0] if isinstance(p, tuple) else p for p in self.providers]
 
 
-def choose_providers(available: list[str], fp16: bool, trt_cache: Path, onnx_sha256: str) -> ProviderChoice:
-    """Preferred providers this build has, in order. TensorRT's engine and timing caches live in
-    this machine's cache, one folder per ONNX sha256 and prefixed by it, because ONNX Runtime's
-    own cache key hashes the graph, not the weights (a re-export would get the old engine)."""
+def choose_providers(available: list[str], fp16: bool, trt_cache: Path, onnx_sha256: str,
+                     tensorrt: bool = False) -> ProviderChoice:
+    """Preferred providers this build has, in order. ONNX Runtime's own TensorRT provider only
+    when asked (`tensorrt`): it builds an engine when the session starts (minutes) without our
+    parity check, and h2h's TensorRT engines come from h2h export --trt instead. Its engine and
+    timing caches live in this machine's cache, one folder per ONNX sha256 and prefixed by it,
+    because ONNX Runtime's own cache key hashes the graph, not the weights."""
     choice = ProviderChoice()
     for name in PREFERRED:
         if name not in available:
+            continue
+        if name == "TensorrtExecutionProvider" and not tensorrt:
+            choice.reasons.append("ONNX Runtime's TensorRT provider not used (it would build an unchecked engine at start-up); "
+                                  "h2h export NAME --trt builds a checked one")
             continue
         if name == "TensorrtExecutionProvider":
             trt_cache.mkdir(parents=True, exist_ok=True)
             choice.providers.append((name, {
                 "trt_fp16_enable": fp16,
-                "trt_layer_norm_fp32_fallback": True,  # instance norm drifts in fp16
+                "trt_layer_norm_fp32_fallback": True,  # LayerNorm's decomposed Pow + Reduce in fp32
                 "trt_engine_cache_enable": True,
                 "trt_engine_cache_path": str(trt_cache),
                 "trt_engine_cache_prefix": f"h2h_{onnx_sha256[:16]}",

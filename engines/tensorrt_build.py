@@ -43,9 +43,12 @@ def build_engine(onnx: bytes, label: str, out: Path, precision: str, fp32_norm: 
         raise EngineError(f"TensorRT cannot parse {label}: {errors}")
     config = builder.create_builder_config()
     config.set_memory_pool_limit(trt.MemoryPoolType.WORKSPACE, int(workspace_gb * (1 << 30)))
-    timing_file = out.parent / f"timing-cache.trt{major}.bin"
+    # timings are only valid for one device, CUDA and TensorRT version: named by the plan's machine part
+    timing_file = out.parent / f"{out.name.split(f'.{precision}.')[0]}.timing-cache.bin"
     timing = config.create_timing_cache(timing_file.read_bytes() if timing_file.is_file() else b"")
-    config.set_timing_cache(timing, ignore_mismatch=False)
+    if not config.set_timing_cache(timing, ignore_mismatch=False):  # a cache from elsewhere: start afresh
+        timing = config.create_timing_cache(b"")
+        config.set_timing_cache(timing, ignore_mismatch=False)
     if precision == "fp16":
         if major >= 11:
             raise EngineError("TensorRT 11 has no fp16 builder flag; build fp32 (h2h export --trt --fp32)")

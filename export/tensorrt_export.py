@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from ..engines.base import EngineError
-from ..engines.cache import engine_path, read_record, stale_engines, write_record
+from ..engines.cache import engine_path, read_record, record_path, stale_engines, write_record
 from ..engines.onnx_engine import OnnxEngine
 from ..engines.select import ONNX_FILE, read_onnx
 from ..engines.tensorrt_build import build_engine, buildable_precision
@@ -55,6 +55,16 @@ def export_tensorrt(avatar: Avatar, fp16: bool = True, sequential: bool = True, 
     if record and record.get("status") == "passed" and plan.is_file() and not rebuild:
         return TensorRTResult(plan, precision, float(record["max_abs_error"]), removed, notes)
     attempts = [False, True] if precision == "fp16" else [False]
+    record_path(plan).unlink(missing_ok=True)  # from here until a verdict, the plan counts as unchecked
+    try:
+        return _build_and_check(onnx, label, plan, precision, attempts, reference, frames, sequential, removed, notes)
+    except BaseException:
+        if read_record(plan) is None:
+            plan.unlink(missing_ok=True)  # an interrupted or failed build never leaves a plan behind
+        raise
+
+
+def _build_and_check(onnx, label, plan, precision, attempts, reference, frames, sequential, removed, notes) -> TensorRTResult:
     for fp32_norm in attempts:
         build_engine(onnx, label, plan, precision, fp32_norm)
         error = parity(reference, TensorRTEngine(plan, precision, sequential), frames)

@@ -17,13 +17,13 @@ from h2h.engines.cache import EngineKey, engine_path, read_record
 def test_providers_are_chosen_fastest_first_with_the_tensorrt_cache_keyed_by_weights(tmp_path):
     available = ["CPUExecutionProvider", "CoreMLExecutionProvider", "DmlExecutionProvider",
                  "CUDAExecutionProvider", "TensorrtExecutionProvider", "OpenVINOExecutionProvider"]
-    choice = runtimes.choose_providers(available, True, tmp_path / "trt", "ab" * 32)
+    choice = runtimes.choose_providers(available, True, tmp_path / "trt", "ab" * 32, tensorrt=True)
     assert choice.names == ["TensorrtExecutionProvider", "CUDAExecutionProvider", "DmlExecutionProvider",
                             "OpenVINOExecutionProvider", "CoreMLExecutionProvider", "CPUExecutionProvider"]
     options = choice.providers[0][1]
     assert options["trt_engine_cache_path"] == str(tmp_path / "trt") and options["trt_engine_cache_prefix"].endswith("ab" * 8)
     assert options["trt_fp16_enable"] and options["trt_timing_cache_enable"]
-    other = runtimes.choose_providers(available, True, tmp_path / "trt", "cd" * 32)
+    other = runtimes.choose_providers(available, True, tmp_path / "trt", "cd" * 32, tensorrt=True)
     assert other.providers[0][1]["trt_engine_cache_prefix"] != options["trt_engine_cache_prefix"]
 
 
@@ -89,7 +89,7 @@ class FakeTensorRT(types.SimpleNamespace):
         config = types.SimpleNamespace(
             set_memory_pool_limit=lambda *a: None, set_flag=lambda f: calls.append(("flag", f)),
             create_timing_cache=lambda data: calls.append(("timing", data)) or cache,
-            set_timing_cache=lambda c, ignore_mismatch: None, get_timing_cache=lambda: cache)
+            set_timing_cache=lambda c, ignore_mismatch: True, get_timing_cache=lambda: cache)
         builder = types.SimpleNamespace(
             create_network=lambda flags: calls.append(("network", flags)) or network,
             create_builder_config=lambda: config, build_serialized_network=lambda n, c: b"plan")
@@ -114,11 +114,13 @@ def test_tensorrt_10_builds_fp16_and_can_pin_normalisation_to_fp32(fake_trt, tmp
 
     fake = fake_trt("10.16.1")
     assert buildable_precision(True) == ("fp16", None)
-    build_engine(b"onnx", "g.onnx", tmp_path / "g.plan", "fp16", fp32_norm=True)
+    plan = tmp_path / EngineKey("RTX 4090", (8, 9), "10.16.1", "a" * 64, "fp16").filename()
+    build_engine(b"onnx", "g.onnx", plan, "fp16", fp32_norm=True)
     assert ("flag", "fp16") in fake.calls and ("flag", "obey") in fake.calls
     assert fake.layer.precision == "f32" and fake.layer.outputs == {0: "f32"}
-    assert (tmp_path / "g.plan").read_bytes() == b"plan" and (tmp_path / "timing-cache.trt10.bin").read_bytes() == b"timings"
-    build_engine(b"onnx", "g.onnx", tmp_path / "g.plan", "fp16")
+    timing = tmp_path / "generator.rtx-4090.sm89.trt10.16.1.timing-cache.bin"  # per GPU and TensorRT version
+    assert plan.read_bytes() == b"plan" and timing.read_bytes() == b"timings"
+    build_engine(b"onnx", "g.onnx", plan, "fp16")
     assert ("timing", b"timings") in fake.calls  # the second build reuses the kernel timings
 
 
@@ -248,3 +250,13 @@ def test_the_device_stepper_makes_the_same_frames_as_the_numpy_one(exported):
     plain.reset()
     first = avatar.read_image("nmfc", 24), avatar.read_image("eyes", 24)
     assert np.abs(plain(*first).astype(int) - device(*first)).max() <= 1  # reset starts a new sequence
+
+
+def test_onnx_runtimes_own_tensorrt_provider_is_used_only_when_asked(tmp_path):
+    """It would build an unchecked engine for minutes at start-up; live uses CUDA instead."""
+    available = ["TensorrtExecutionProvider", "CUDAExecutionProvider", "CPUExecutionProvider"]
+    choice = runtimes.choose_providers(available, True, tmp_path, "a" * 64)
+    assert choice.names == ["CUDAExecutionProvider", "CPUExecutionProvider"]
+    assert any("h2h export NAME --trt" in r for r in choice.reasons)
+    assert runtimes.choose_providers(available, True, tmp_path, "a" * 64, tensorrt=True).names[0] == "TensorrtExecutionProvider"
+
