@@ -127,6 +127,9 @@ def cmd_eval(args: argparse.Namespace) -> int:
     import json
 
     from ..models.avatar import Avatar
+
+    if args.source:
+        return cmd_transfer_eval(args)
     from ..models.evaluate import available_runs, evaluate, format_table
 
     avatar = Avatar.open(resolve_library(args.library), args.name)
@@ -138,6 +141,19 @@ def cmd_eval(args: argparse.Namespace) -> int:
     print(format_table(results))
     if args.json:
         Path(args.json).write_text(json.dumps(results, indent=2) + "\n")
+    return 0
+
+
+def cmd_transfer_eval(args: argparse.Namespace) -> int:
+    """h2h eval NAME --source VIDEO: the avatar driven by a clip, features compared end to end."""
+    from .transfer_eval import format_report, plot_report, transfer_eval, write_json
+
+    report = transfer_eval(resolve_library(args.library), args.name, Path(args.source), args.mode, args.frames)
+    print(format_report(report))
+    if args.json:
+        write_json(report, Path(args.json))
+    if args.plot:
+        print(f"plot: {plot_report(report, Path(args.plot))}")
     return 0
 
 
@@ -259,6 +275,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--run", action="append", type=_run_name, help="training run(s) to score (default: all)")
     p.add_argument("--frames", type=int, default=None, help="score only the first N test frames")
     p.add_argument("--json", metavar="OUT", help="also write the metrics as JSON")
+    p.add_argument("--source", metavar="VIDEO",
+                   help="transfer fidelity instead: drive the avatar with this clip and compare eyes, brows, mouth, gaze and pose")
+    p.add_argument("--plot", metavar="OUT.png", help="with --source: the source, conditioning and output curves per feature")
+    p.add_argument("--mode", choices=("head", "face"), default="head", help="with --source: reenactment mode")
     _library_arg(p)
     p.set_defaults(func=cmd_eval)
 

@@ -13,9 +13,9 @@ from ..engines.stepper import GeneratorStepper
 from ..engines import load as load_engine
 from ..models.avatar import Avatar, AvatarError
 from ..models.evaluate import conditioning_overlay
-from ..models.geometry.conditioning import ConditioningRenderer, overlay
+from ..models.geometry.conditioning import ConditioningRenderer, TrackedFace, overlay
 from ..models.geometry.face_model import load_face_model
-from ..models.geometry.retarget import Retargeter, SourceCalibration
+from ..models.geometry.retarget import Retargeted, Retargeter, SourceCalibration
 from ..models.source import locate_crop, tracked_crops
 from ..models.video import VideoWriter, probe
 
@@ -34,9 +34,21 @@ class ReenactResult:
         return f"wrote {self.out}: {self.frames} frames{held}, {self.seconds:.1f} s"
 
 
-def driven_frames(avatar: Avatar, source: Path, mode: str, max_frames: int | None, counter: list[int]) -> tuple[float, Iterator[Frame]]:
-    """(fps, iterator of source crop + retargeted conditioning); frames without a face hold
-    the last conditioning."""
+@dataclass
+class DrivenFrame:
+    """A source crop, its tracked face (None when lost), the retargeted target face and the
+    conditioning rendered from it (the last one held while the face is lost)."""
+
+    crop: np.ndarray
+    face: TrackedFace | None
+    retargeted: Retargeted | None
+    nmfc: np.ndarray
+    eyes: np.ndarray
+
+
+def driven(avatar: Avatar, source: Path, mode: str, max_frames: int | None) -> tuple[float, Iterator[DrivenFrame]]:
+    """(fps, iterator of DrivenFrame): the source tracked (whole-video calibration) and
+    retargeted onto the avatar."""
     info = probe(source)
     model = load_face_model()
     size = avatar.resolution
@@ -47,20 +59,32 @@ def driven_frames(avatar: Avatar, source: Path, mode: str, max_frames: int | Non
     calibration = SourceCalibration.from_frames(model, np.stack(found))
     retargeter = Retargeter(model, avatar.subject, mode, target_poses=avatar.poses(avatar.split_indices("train")))
 
-    def frames() -> Iterator[Frame]:
+    def frames() -> Iterator[DrivenFrame]:
         renderer = ConditioningRenderer(model, size)
         last = (np.zeros((size, size, 3), np.uint8),) * 2
         try:
             for crop, face in zip(crops, faces):
-                if face is not None:
-                    last = renderer.render(retargeter.retarget(face.landmarks, face.pupils, calibration.subject))
-                else:
-                    counter[0] += 1
-                yield crop, *last
+                retargeted = retargeter.retarget(face.landmarks, face.pupils, calibration.subject) if face is not None else None
+                if retargeted is not None:
+                    last = renderer.render(retargeted)
+                yield DrivenFrame(crop, face, retargeted, *last)
         finally:
             renderer.close()
 
     return info.fps, frames()
+
+
+def driven_frames(avatar: Avatar, source: Path, mode: str, max_frames: int | None, counter: list[int]) -> tuple[float, Iterator[Frame]]:
+    """(fps, iterator of source crop + retargeted conditioning); frames without a face hold
+    the last conditioning and are counted in `counter`."""
+    fps, frames = driven(avatar, source, mode, max_frames)
+
+    def crops_and_conditioning() -> Iterator[Frame]:
+        for frame in frames:
+            counter[0] += frame.face is None
+            yield frame.crop, frame.nmfc, frame.eyes
+
+    return fps, crops_and_conditioning()
 
 
 def self_frames(avatar: Avatar, max_frames: int | None) -> Iterator[Frame]:
