@@ -42,6 +42,7 @@ from .losses import (
     feature_matching_loss,
     flow_valid_mask,
     gan_loss,
+    laplacian_pyramid_l1,
     load_vgg19,
     warp_loss,
 )
@@ -57,7 +58,7 @@ from .networks import (
 
 log = logging.getLogger(__name__)
 LOSS_NAMES = ("g_image", "g_fm_image", "g_mouth", "g_fm_mouth", "g_dynamics", "g_fm_dynamics", "g_warp",
-              "g_vgg", "g_l1", "d_image", "d_mouth", "d_dynamics")
+              "g_vgg", "g_lap", "g_l1", "d_image", "d_mouth", "d_dynamics")
 LOG_COLUMNS = ("step", "minutes", "lr", "seq_len", *LOSS_NAMES)  # fixed, so phases with fewer losses line up
 
 
@@ -287,6 +288,8 @@ class Trainer:
             g["g_warp"] = warp_loss(cur, prev, flow, flow_valid_mask(flow)) * w.flow_warp
         if self.perceptual is not None:
             g["g_vgg"] = self.perceptual(fake.flatten(0, 1), batch.real.flatten(0, 1)) * w.vgg
+        elif self.config.laplacian > 0:
+            g["g_lap"] = laplacian_pyramid_l1(fake.flatten(0, 1), batch.real.flatten(0, 1)) * self.config.laplacian
         if self.config.l1 > 0:
             g["g_l1"] = F.l1_loss(fake, batch.real) * self.config.l1
         return g
@@ -449,7 +452,7 @@ class Trainer:
             "training %s (%s%s): G %.2f M params, D %.2f M, %d train frames, perceptual loss %s",
             self.avatar.name, self.config.preset, f", ablation {self.config.ablation}" if self.config.ablation else "",
             count_parameters(self.generator) / 1e6, count_parameters(self.discriminators) / 1e6,
-            len(self.data), "on" if self.perceptual is not None else "off",
+            len(self.data), "VGG" if self.perceptual is not None else ("Laplacian pyramid" if self.config.laplacian > 0 else "off"),
         )
         # the bar counts percent of the run (the schedule's own progress), so its ETA holds across
         # the cheap warm-up steps and the slower sequential GAN steps

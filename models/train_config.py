@@ -28,6 +28,7 @@ class TrainConfig:
     d_scales: int = 2
     weights: LossWeights = field(default_factory=LossWeights)
     l1: float = 10.0  # pixel reconstruction; stands in for VGG when its weights are absent
+    laplacian: float = 0.0  # Laplacian-pyramid L1, a multi-scale term used when VGG's weights are absent
     warmup: float = 0.0  # fraction of the run spent on single-frame L1 before the GAN starts
     ema: float = 0.0  # decay of the generator's weight average that is saved for inference (0: off)
     ablation: str | None = None
@@ -42,7 +43,9 @@ TRAIN_PRESETS: dict[str, TrainConfig] = {
     # generator is a running average of the weights (~330-step horizon), which smooths the
     # speckle a short GAN phase leaves at hair and eye edges (docs/RESULTS.md has the sweep)
     "lite": TrainConfig(warmup=0.45, seq_max=4, ema=0.997),
-    "paper": TrainConfig(preset="paper", ndf=64, l1=0.0, seq_max=9),
+    # the paper's reconstruction term is VGG; without its weights (none can be downloaded) a
+    # Laplacian-pyramid L1 takes its place, so the GAN is never trained without one
+    "paper": TrainConfig(preset="paper", ndf=64, l1=0.0, laplacian=10.0, seq_max=9),
     # for tests and smoke runs: tiny networks, short sequences
     "tiny": TrainConfig(preset="tiny", ndf=8, d_layers=2, d_scales=1, seq_start=2, seq_max=3),
 }

@@ -189,3 +189,30 @@ def test_warp_loss_mask() -> None:
     assert warp_loss(current, prev, flow, mask).item() == 0.0
     assert warp_loss(current, prev, flow, 1 - mask).item() == pytest.approx(1.0)
     assert warp_loss(current, prev, flow).item() == pytest.approx(0.5)
+
+
+def test_laplacian_pyramid_l1_is_zero_on_equal_images_and_grows_with_blur() -> None:
+    from h2h.models.losses import laplacian_pyramid_l1
+
+    torch.manual_seed(0)
+    image = torch.rand(2, 3, 64, 64) * 2 - 1
+    blurred = torch.nn.functional.avg_pool2d(image, 3, stride=1, padding=1)
+    more = torch.nn.functional.avg_pool2d(blurred, 5, stride=1, padding=2)
+    assert laplacian_pyramid_l1(image, image).item() == 0.0
+    assert 0 < laplacian_pyramid_l1(blurred, image).item() < laplacian_pyramid_l1(more, image).item()
+    fake = image.clone().requires_grad_(True)
+    laplacian_pyramid_l1(fake * 0.5, image).backward()
+    assert fake.grad.abs().sum() > 0
+
+
+def test_the_paper_preset_has_a_reconstruction_term_without_vgg(prepared) -> None:
+    from h2h.models.avatar import Avatar
+    from h2h.models.train import Trainer
+    from h2h.models.train_config import RunOptions, train_config
+
+    library, _ = prepared
+    config = train_config("tiny", l1=0.0, laplacian=10.0)  # the paper preset's losses on tiny networks
+    trainer = Trainer(Avatar.open(library, "sample"), config, RunOptions(run="lap", progress=False, max_steps=1))
+    assert trainer.perceptual is None  # no VGG weights here
+    assert "g_lap" in trainer.train_step() and "g_l1" not in trainer.train_step()
+    assert train_config("paper").laplacian > 0 and train_config("paper").l1 == 0
