@@ -38,10 +38,11 @@ def _default_target() -> Subject:
     return Subject(model.mean_shape, camera)
 
 
-def plain_loop(source: Path, target: Subject, generator: GeneratorStage | None, frames: int | None) -> tuple[dict, int, float]:
+def plain_loop(source: Path, target: Subject, generator: GeneratorStage | None, frames: int | None,
+               brows: bool = True) -> tuple[dict, int, float]:
     """Every stage of every frame in turn: ({stage: [ms]}, frames, seconds)."""
     model = load_face_model()
-    renderer = ConditioningRenderer(model, SIZE)
+    renderer = ConditioningRenderer(model, SIZE, brows=brows)
     retargeter = Retargeter(model, target, "head")
     calibration = SourceCalibration(model)
     times: dict[str, list[float]] = defaultdict(list)
@@ -89,10 +90,10 @@ def plain_loop(source: Path, target: Subject, generator: GeneratorStage | None, 
 
 
 def threaded(source: Path, target: Subject, generator: GeneratorStage | None, frames: int | None,
-             mode: str = "head", target_poses=None) -> tuple[int, float, dict]:
+             mode: str = "head", target_poses=None, brows: bool = True) -> tuple[int, float, dict]:
     """The live pipeline over the same frames, delivering every one: (frames, seconds, medians)."""
     model = load_face_model()
-    face = FaceStage(model, target, mode, target_poses)
+    face = FaceStage(model, target, mode, target_poses, brows=brows)
     if generator is not None:
         generator.reset()
     pipeline = Pipeline(read_frames(source, frames), face, generator, sinks=[], realtime=False, keep_all_timings=True)
@@ -104,14 +105,14 @@ def threaded(source: Path, target: Subject, generator: GeneratorStage | None, fr
 def run_bench(source: str | Path, frames: int | None = None, json_out: str | Path | None = None,
               library: Path | None = None, avatar_name: str | None = None, engine_choice: str = "auto") -> str:
     info = probe(source)
-    generator, target, engine_info = None, _default_target(), None
+    generator, target, engine_info, brows = None, _default_target(), None, True
     if avatar_name:
         avatar = Avatar.open(library, avatar_name)
-        target = avatar.subject
+        target, brows = avatar.subject, avatar.brows
         engine = load_engine(avatar, engine_choice)
         generator = GeneratorStage(engine, avatar.resolution)
         engine_info = {"provider": engine.provider, "precision": engine.precision}
-    times, count, seconds = plain_loop(info.path, target, generator, frames)
+    times, count, seconds = plain_loop(info.path, target, generator, frames, brows)
     medians = {k: round(float(np.median(v)), 3) for k, v in times.items()}
     face_total = round(sum(medians.get(k, 0.0) for k in FACE_STAGES), 3)
     report = {
@@ -127,7 +128,7 @@ def run_bench(source: str | Path, frames: int | None = None, json_out: str | Pat
         "face_path_fps": round(1000.0 / face_total, 1) if face_total else None,
         "plain_loop_fps": round(count / seconds, 2),
     }
-    delivered, t_seconds, pipeline_medians = threaded(info.path, target, generator, frames)
+    delivered, t_seconds, pipeline_medians = threaded(info.path, target, generator, frames, brows=brows)
     report["threaded_fps"] = round(delivered / t_seconds, 2)
     report["threaded_frames"] = delivered
     report["threaded_speedup"] = round(report["threaded_fps"] / max(report["plain_loop_fps"], 1e-6), 2)

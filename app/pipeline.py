@@ -131,8 +131,9 @@ class FaceStage:
     used from one thread. Without a face it holds the last pose, then eases to neutral."""
 
     def __init__(self, model: FaceModel, target: Subject, mode: str = "head", target_poses: list[Pose] | None = None,
-                 options: RetargetOptions | None = None, size: int = 256, calibration_frames: int = 30) -> None:
-        self.model, self.target, self.size = model, target, size
+                 options: RetargetOptions | None = None, size: int = 256, calibration_frames: int = 30,
+                 brows: bool = False) -> None:
+        self.model, self.target, self.size, self.brows = model, target, size, brows
         self.retargeter = Retargeter(model, target, mode, target_poses, options)
         self.calibration = SourceCalibration(model, calibration_frames)
         self._tracker = None
@@ -146,9 +147,11 @@ class FaceStage:
     def options(self) -> RetargetOptions:
         return self.retargeter.options
 
-    def set_target(self, target: Subject, target_poses: list[Pose] | None = None, mode: str | None = None) -> None:
-        """Switch avatar (or mode) from any thread; applied before the next frame."""
-        self._pending = (target, target_poses, mode or self.retargeter.mode)
+    def set_target(self, target: Subject, target_poses: list[Pose] | None = None, mode: str | None = None,
+                   brows: bool | None = None) -> None:
+        """Switch avatar (or mode) from any thread; applied before the next frame. `brows`: the
+        new avatar's eye sketches carry brows (its conditioning version)."""
+        self._pending = (target, target_poses, mode or self.retargeter.mode, self.brows if brows is None else brows)
 
     def _apply_pending(self) -> None:
         if self._recalibrate:
@@ -157,7 +160,9 @@ class FaceStage:
             self.retargeter.reset()
         pending, self._pending = self._pending, None
         if pending is not None:
-            target, poses, mode = pending
+            target, poses, mode, self.brows = pending
+            if self._renderer is not None:
+                self._renderer.brows = self.brows
             self.target = target
             self.retargeter = Retargeter(self.model, target, mode, poses, self.retargeter.options)
             self._last = None
@@ -171,7 +176,7 @@ class FaceStage:
         self._apply_pending()
         if self._renderer is None:
             self._tracker = create_tracker(video_mode=True)
-            self._renderer = ConditioningRenderer(self.model, self.size)
+            self._renderer = ConditioningRenderer(self.model, self.size, brows=self.brows)
         t0 = time.perf_counter()
         face = track_face(self._tracker, packet.source, self.model)
         t1 = time.perf_counter()

@@ -60,7 +60,7 @@ def driven(avatar: Avatar, source: Path, mode: str, max_frames: int | None) -> t
     retargeter = Retargeter(model, avatar.subject, mode, target_poses=avatar.poses(avatar.split_indices("train")))
 
     def frames() -> Iterator[DrivenFrame]:
-        renderer = ConditioningRenderer(model, size)
+        renderer = ConditioningRenderer(model, size, brows=avatar.brows)
         last = (np.zeros((size, size, 3), np.uint8),) * 2
         try:
             for crop, face in zip(crops, faces):

@@ -89,13 +89,13 @@ class LiveSession:
         """Use this avatar from the next frame on (safe while running)."""
         self.current = loaded
         if self.pipeline is not None:
-            self.face.set_target(loaded.avatar.subject, self._poses(loaded), self.mode)
+            self.face.set_target(loaded.avatar.subject, self._poses(loaded), self.mode, loaded.avatar.brows)
             self.pipeline.generator = GeneratorStage(loaded.engine, loaded.avatar.resolution)
 
     def set_mode(self, mode: str) -> None:
         self.mode = mode
         if self.face is not None and self.current is not None:
-            self.face.set_target(self.current.avatar.subject, self._poses(self.current), mode)
+            self.face.set_target(self.current.avatar.subject, self._poses(self.current), mode, self.current.avatar.brows)
 
     @staticmethod
     def _poses(loaded: LoadedAvatar):
@@ -109,7 +109,7 @@ class LiveSession:
         self.stop()
         avatar = self.current.avatar
         self.source = source
-        self.face = FaceStage(self.model, avatar.subject, self.mode, self._poses(self.current), self.options)
+        self.face = FaceStage(self.model, avatar.subject, self.mode, self._poses(self.current), self.options, brows=avatar.brows)
         generator = GeneratorStage(self.current.engine, avatar.resolution)
         sinks = [self._deliver, *(extra_sinks or [])]
         self.pipeline = Pipeline(iter(source), self.face, generator, sinks, realtime, keep_all_timings).start()

@@ -76,6 +76,12 @@ class Avatar:
         return self.schema.fps
 
     @property
+    def brows(self) -> bool:
+        """Whether this avatar's eye sketches carry the brows (conditioning version 2); its
+        generator was trained on what prepare drew, so every renderer follows the avatar."""
+        return self.schema.conditioning >= 2
+
+    @property
     def live_only(self) -> bool:
         """A package: poses, identity and engines, without frames or training state."""
         return self.schema.live_only

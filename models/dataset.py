@@ -108,7 +108,7 @@ class AvatarFrames:
             vertices = vertices + rng.normal(scale=jitter, size=vertices.shape).astype(np.float32)
             pupils = pupils + rng.normal(scale=jitter, size=pupils.shape).astype(np.float32)
         openings = eyelid_opening(vertices, self.model.topology_lid_pairs)
-        return draw_eye_sketch(vertices, pupils, openings, self.model.topology, self.size)
+        return draw_eye_sketch(vertices, pupils, openings, self.model.topology, self.size, self.avatar.brows)
 
     def flow(self, pos: int) -> np.ndarray:
         """Full-resolution flow (H, W, 2) of a frame (zero when its predecessor is not present)."""

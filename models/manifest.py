@@ -15,6 +15,7 @@ from .avatar_files import AvatarError
 from .library import NAME_PATTERN
 
 FORMAT_VERSION = 1
+CONDITIONING_VERSION = 2  # what prepare writes: 1 = lids and pupils, 2 = also the brows
 RESOLUTIONS = tuple(range(64, 1025, 64))  # generators work on multiples of 64 (stem and trunk strides)
 NUM_VERTICES = 468  # the face model's mesh (MediaPipe's 468 face points)
 NUM_LANDMARKS = 478  # MediaPipe Face Mesh with irises
@@ -67,6 +68,7 @@ class Manifest(Strict):
     camera: CameraBlock
     created: Annotated[str, Field(max_length=64)]
     expression_dims: Annotated[int, Field(ge=1, le=256)] | None = None
+    conditioning: Annotated[int, Field(ge=1, le=CONDITIONING_VERSION)] = 1  # absent: made before brows
     live_only: bool = False
 
     @model_validator(mode="after")

@@ -12,6 +12,7 @@ import numpy as np
 from tqdm import tqdm
 
 from .avatar import FORMAT_VERSION, FRAME_NAME, AvatarError, AvatarWriter, write_manifest
+from .manifest import CONDITIONING_VERSION
 from .geometry.conditioning import ConditioningRenderer, overlay
 from .geometry.face_model import FaceModel, load_face_model
 from .geometry.retarget import Retargeter, SourceCalibration, Subject
@@ -92,7 +93,7 @@ def render_conditioning(folder: Path, landmarks, pupils, valid, subject: Subject
         "expression": np.zeros((n, k), np.float32),
         "mouth": np.zeros((n, 2), np.float32),
     }
-    renderer = ConditioningRenderer(model, RESOLUTION)
+    renderer = ConditioningRenderer(model, RESOLUTION, brows=True)
     retargeter = Retargeter(model, subject, mode="self")
     mouth = model.topology.mouth
     try:
@@ -207,6 +208,7 @@ def prepare(
                 "split": split,
                 "camera": subject.camera.to_dict(),
                 "expression_dims": model.num_expressions,
+                "conditioning": CONDITIONING_VERSION,
                 "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
             },
         )

@@ -454,6 +454,9 @@ class Trainer:
             count_parameters(self.generator) / 1e6, count_parameters(self.discriminators) / 1e6,
             len(self.data), "VGG" if self.perceptual is not None else ("Laplacian pyramid" if self.config.laplacian > 0 else "off"),
         )
+        if not self.avatar.brows:
+            log.info("%s has version-1 conditioning (eye sketches without brows); h2h prepare --overwrite redraws them "
+                     "with brows (training is kept, but a generator must be trained again to use them)", self.avatar.name)
         # the bar counts percent of the run (the schedule's own progress), so its ETA holds across
         # the cheap warm-up steps and the slower sequential GAN steps
         bar = tqdm(

@@ -139,3 +139,27 @@ def test_a_video_cannot_be_written_at_a_nonsense_frame_rate(tmp_path, fps):
 
     with pytest.raises(VideoError, match="frames per second"):
         VideoWriter(tmp_path / "c.mp4", fps, (64, 64))
+
+
+def test_each_avatar_gets_the_eye_sketch_it_was_trained_on(prepared, model):
+    """New avatars (conditioning version 2) have brows in their sketches, in prepare's images,
+    in training and live; the bundled demo (version 1) keeps its brow-less sketches."""
+    from h2h.app.pipeline import Packet
+    from h2h.app.session import BUNDLED
+    from h2h.models.geometry.eyes import BROW_COLOR
+
+    library, _ = prepared
+    new, demo = Avatar.open(library, "sample"), Avatar.open(BUNDLED, "d6")
+    assert new.brows and new.manifest["conditioning"] == 2 and not demo.brows
+    has_brows = lambda eyes: np.all(eyes == BROW_COLOR, -1).sum() > 20  # noqa: E731
+    assert has_brows(new.read_image("eyes", 0))
+    from .conftest import SAMPLE_CLIP
+
+    frame = next(read_frames(SAMPLE_CLIP))
+    stage = FaceStage(model, new.subject, "head", brows=new.brows)
+    try:
+        assert has_brows(stage.process(Packet(0, 0.0, frame)).eyes)
+        stage.set_target(demo.subject, demo.poses(demo.split_indices("train")), brows=demo.brows)  # switch avatars live
+        assert not has_brows(stage.process(Packet(1, 0.033, frame)).eyes)
+    finally:
+        stage.close()

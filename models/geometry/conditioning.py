@@ -31,16 +31,17 @@ def track_face(tracker: FaceTracker, rgb: np.ndarray, model: FaceModel) -> Track
 class ConditioningRenderer:
     """NMFC and eye sketch (both RGB uint8, size x size) of retargeted frames."""
 
-    def __init__(self, model: FaceModel, size: int = RESOLUTION, backend: str = "auto") -> None:
+    def __init__(self, model: FaceModel, size: int = RESOLUTION, backend: str = "auto", brows: bool = False) -> None:
         self.model = model
         self.size = size
+        self.brows = brows  # conditioning version 2 draws the brows in the eye sketch
         self.nmfc = NMFCRenderer(model, size, backend)
 
     def render_nmfc(self, face: Retargeted) -> np.ndarray:
         return self.nmfc.render(face.vertices)
 
     def render_eyes(self, face: Retargeted) -> np.ndarray:
-        return draw_eye_sketch(face.vertices, face.pupils, face.openings, self.model.topology, self.size)
+        return draw_eye_sketch(face.vertices, face.pupils, face.openings, self.model.topology, self.size, self.brows)
 
     def render(self, face: Retargeted) -> tuple[np.ndarray, np.ndarray]:
         return self.render_nmfc(face), self.render_eyes(face)

@@ -10,6 +10,9 @@ from .topology import Topology
 EYE_CORNERS = ((33, 133), (263, 362))
 PUPIL_COLOR = (255, 0, 0)
 LID_COLOR = (255, 255, 255)
+BROW_COLOR = (0, 255, 0)  # its own colour, so the generator cannot mistake a brow for a lid
+# each brow as a closed band: upper arc (outer -> inner), then the lower arc back (MediaPipe mesh)
+BROWS = ((70, 63, 105, 66, 107, 55, 65, 52, 53, 46), (300, 293, 334, 296, 336, 285, 295, 282, 283, 276))
 
 
 def pupil_centroid(gray: np.ndarray, contour: np.ndarray) -> np.ndarray:
@@ -74,10 +77,12 @@ def eyelid_opening(landmarks: np.ndarray, lid_pairs: np.ndarray) -> np.ndarray:
 
 
 def draw_eye_sketch(
-    landmarks: np.ndarray, pupils: np.ndarray, openings: np.ndarray, topology: Topology, size: int = 256
+    landmarks: np.ndarray, pupils: np.ndarray, openings: np.ndarray, topology: Topology, size: int = 256,
+    brows: bool = False,
 ) -> np.ndarray:
     """RGB eye sketch: white eyelid outlines and red pupil discs (radius = half the opening),
-    the discs clipped to the eye so a closing lid covers them."""
+    the discs clipped to the eye so a closing lid covers them; with `brows` (conditioning
+    version 2) each brow's outline in green, so brow motion reaches the generator directly."""
     image = np.zeros((size, size, 3), np.uint8)
     shift = 4  # sub-pixel precision for cv2 drawing (cv2 puts pixel centres at integers)
     scale = 1 << shift
@@ -91,4 +96,7 @@ def draw_eye_sketch(
             cv2.fillPoly(inside, [contour], 1, cv2.LINE_8, shift)
             image[(disc & inside).astype(bool)] = PUPIL_COLOR
         cv2.polylines(image, [contour], True, LID_COLOR, 1, cv2.LINE_8, shift)
+    if brows:
+        outlines = [np.round((landmarks[list(brow), :2] - 0.5) * scale).astype(np.int32) for brow in BROWS]
+        cv2.polylines(image, outlines, True, BROW_COLOR, 1, cv2.LINE_8, shift)
     return image
