@@ -146,14 +146,17 @@ def cmd_eval(args: argparse.Namespace) -> int:
 
 def cmd_transfer_eval(args: argparse.Namespace) -> int:
     """h2h eval NAME --source VIDEO: the avatar driven by a clip, features compared end to end."""
-    from .transfer_eval import format_report, plot_report, transfer_eval, write_json
+    from .transfer_eval import Moments, format_report, plot_report, transfer_eval, write_json
 
-    report = transfer_eval(resolve_library(args.library), args.name, Path(args.source), args.mode, args.frames)
+    moments = Moments() if args.moments else None
+    report = transfer_eval(resolve_library(args.library), args.name, Path(args.source), args.mode, args.frames, moments)
     print(format_report(report))
     if args.json:
         write_json(report, Path(args.json))
     if args.plot:
         print(f"plot: {plot_report(report, Path(args.plot))}")
+    if moments is not None:
+        print(f"moments: {moments.grid(Path(args.moments), f'{args.name} driven by {Path(args.source).name}')}")
     return 0
 
 
@@ -278,6 +281,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--source", metavar="VIDEO",
                    help="transfer fidelity instead: drive the avatar with this clip and compare eyes, brows, mouth, gaze and pose")
     p.add_argument("--plot", metavar="OUT.png", help="with --source: the source, conditioning and output curves per feature")
+    p.add_argument("--moments", metavar="OUT.png",
+                   help="with --source: the clip's clearest wink, frown, raised brows, O mouth and lowered lids, "
+                        "as source | conditioning | output")
     p.add_argument("--mode", choices=("head", "face"), default="head", help="with --source: reenactment mode")
     _library_arg(p)
     p.set_defaults(func=cmd_eval)

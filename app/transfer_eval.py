@@ -12,9 +12,10 @@ from tqdm import tqdm
 
 from ..engines import load as load_engine
 from ..models.avatar import Avatar
-from ..models.expression_features import FEATURES, IRIS_CENTRES, face_features, feature_table, normalise, transfer_report
+from ..models.expression_features import FEATURES, IRIS_CENTRES, MOMENTS, face_features, feature_table, normalise, transfer_report
 from ..models.geometry.face_model import load_face_model
 from ..models.geometry.fitting import fit_pose
+from ..models.geometry.retarget import SourceCalibration
 from ..models.geometry.tracker import MediaPipeTracker
 from .pipeline import make_stepper
 from .reenact import driven
@@ -27,24 +28,100 @@ def measured(points: np.ndarray | None, pupils: np.ndarray | None, model) -> dic
     return face_features(points, pupils if pupils is not None else points[list(IRIS_CENTRES), :2], fit_pose(points, model).rotation)
 
 
-def transfer_eval(library: Path, name: str, source: Path, mode: str = "head", max_frames: int | None = None) -> dict:
-    """Drive the avatar with the source clip and compare the three feature series."""
+class Moments:
+    """For each of MOMENTS, the source frame that shows it most strongly, with the conditioning
+    and the output generated from it."""
+
+    def __init__(self) -> None:
+        self.best: dict[str, tuple[float, int, list[np.ndarray]]] = {}
+
+    def offer(self, index: int, features: dict[str, float] | None, images: list[np.ndarray]) -> None:
+        if features is None:
+            return
+        for name, score in MOMENTS.items():
+            value = score(features)
+            if name not in self.best or value > self.best[name][0]:
+                self.best[name] = (value, index, [im.copy() for im in images])
+
+    def frames(self) -> dict[str, int]:
+        return {name: best[1] for name, best in self.best.items()}
+
+    def grid(self, out: Path, title: str) -> Path:
+        """Rows of moments, columns source | conditioning | output, labelled."""
+        import cv2
+
+        rows = []
+        for name, (_, index, images) in self.best.items():
+            size = images[-1].shape[0]
+            row = np.concatenate([cv2.resize(im, (size, size), interpolation=cv2.INTER_AREA) for im in images], 1)
+            cv2.putText(row, f"{name} (frame {index})", (6, 20), cv2.FONT_HERSHEY_SIMPLEX, 0.55, (255, 255, 0), 1, cv2.LINE_AA)
+            rows.append(row)
+        if not rows:
+            raise ValueError("no frame with a tracked face to show")
+        header = np.zeros((28, rows[0].shape[1], 3), np.uint8)
+        cv2.putText(header, f"{title}: source | conditioning | output", (6, 19), cv2.FONT_HERSHEY_SIMPLEX, 0.5, (255, 255, 255), 1, cv2.LINE_AA)
+        image = np.concatenate([header, *rows], 0)
+        if not cv2.imwrite(str(out), cv2.cvtColor(image, cv2.COLOR_RGB2BGR)):
+            raise OSError(f"could not write {out}")
+        return out
+
+
+def identity_drift(model, target_neutral: np.ndarray, clips: dict[str, list[np.ndarray]]) -> dict[str, float | None]:
+    """RMS distance, in eye-corner distances, between the neutral face shape of each clip's
+    points and the target's own neutral (both in the model's canonical frame). The source's
+    distance is how different the two people are; the conditioning's and the output's should
+    stay well below it, or the driver's face shape is leaking into the avatar."""
+    eyes = model.mean_shape[33, :3] - model.mean_shape[263, :3]
+    unit = float(np.linalg.norm(eyes))
+    drift: dict[str, float | None] = {}
+    for kind, points in clips.items():
+        if len(points) < 2:
+            drift[f"{kind}_vs_target"] = None
+            continue
+        neutral = SourceCalibration.from_frames(model, np.stack(points)).subject.neutral
+        drift[f"{kind}_vs_target"] = float(np.sqrt(((neutral - target_neutral) ** 2).sum(-1).mean()) / unit)
+    gap = drift.get("source_vs_target")
+    drift["output_leak"] = drift["output_vs_target"] / gap if gap and drift.get("output_vs_target") is not None else None
+    return drift
+
+
+def conditioning_picture(nmfc: np.ndarray, eyes: np.ndarray) -> np.ndarray:
+    """The NMFC with the eye sketch drawn over it, as the generator's two inputs look together."""
+    return np.where(eyes.any(-1, keepdims=True), eyes, nmfc)
+
+
+def transfer_eval(library: Path, name: str, source: Path, mode: str = "head", max_frames: int | None = None,
+                  moments: Moments | None = None) -> dict:
+    """Drive the avatar with the source clip and compare the three feature series; `moments`
+    collects the frames of the clearest wink, frown, raised brows, O mouth and lowered lids."""
     avatar = Avatar.open(library, name)
     engine = load_engine(avatar)
     stepper = make_stepper(engine, avatar.resolution)
     model = load_face_model()
     fps, frames = driven(avatar, source, mode, max_frames)
     rows = {"source": [], "conditioning": [], "output": []}
+    points = {"source": [], "conditioning": [], "output": []}
     with MediaPipeTracker(video_mode=True) as tracker:
-        for frame in tqdm(frames, desc="driving and measuring", unit="f"):
+        for index, frame in enumerate(tqdm(frames, desc="driving and measuring", unit="f")):
             rows["source"].append(measured(frame.face.landmarks if frame.face else None, None, model))
             r = frame.retargeted
             rows["conditioning"].append(face_features(r.vertices, r.pupils, r.pose.rotation) if r is not None else None)
-            rows["output"].append(measured(tracker.track(stepper(frame.nmfc, frame.eyes)), None, model))
+            output = stepper(frame.nmfc, frame.eyes)
+            tracked = tracker.track(output)
+            rows["output"].append(measured(tracked, None, model))
+            for kind, found in (("source", frame.face.landmarks if frame.face else None),
+                                ("conditioning", r.vertices if r is not None else None), ("output", tracked)):
+                if found is not None:
+                    points[kind].append(found[: model.num_vertices, :3])
+            if moments is not None:
+                moments.offer(index, rows["source"][-1], [frame.crop, conditioning_picture(frame.nmfc, frame.eyes), output])
     tables = {k: feature_table(v) for k, v in rows.items()}
     report = transfer_report(tables["source"], tables["conditioning"], tables["output"])
     report.update(avatar=name, source=str(source), mode=mode, frames=len(rows["source"]), fps=fps,
                   engine=f"{engine.provider}, {engine.precision}")
+    report["identity"] = identity_drift(model, avatar.subject.neutral, points)
+    if moments is not None:
+        report["moments"] = moments.frames()
     report["series"] = {k: {f: [None if not np.isfinite(v) else round(float(v), 5) for v in t[f]] for f in FEATURES}
                         for k, t in tables.items()}
     return report
@@ -58,6 +135,11 @@ def format_report(report: dict) -> str:
     wink = report["wink"]
     score = "n/a (no wink in the source)" if wink["score"] is None else f"{wink['score']:.2f}"
     lines.append(f"wink: {wink['followed']} of {wink['wink_frames']} source wink frames followed by the output ({score})")
+    identity = report["identity"]
+    if identity.get("output_leak") is not None:
+        lines.append(f"identity: the output's neutral shape is {identity['output_vs_target']:.3f} from the target's, "
+                     f"the source's {identity['source_vs_target']:.3f} (leak ratio {identity['output_leak']:.2f}; "
+                     f"conditioning {identity['conditioning_vs_target']:.3f})")
     return "\n".join(lines)
 
 

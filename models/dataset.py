@@ -14,12 +14,16 @@ import torch
 from tqdm import tqdm
 
 from .avatar import Avatar, AvatarError
+from .expression_features import face_features, feature_table, normalise
 from .geometry.eyes import draw_eye_sketch, eyelid_opening, pupils_absolute, pupils_relative
 from .geometry.face_model import FaceModel
 from .geometry.fitting import Pose
 from .geometry.retarget import posed_mesh
 
 WINDOW = 3
+RARITY_FEATURES = ("eye_right", "eye_left", "brow_right", "brow_left", "mouth_open", "mouth_width")
+RARITY_NEIGHBOURS = 10
+RARITY_CAP = 4.0  # weight cap (the average frame's squared rarity is about 1)
 
 
 @dataclass(frozen=True)
@@ -88,6 +92,8 @@ class AvatarFrames:
         )
         self.flow_small = avatar.flow()[self.indices]
         self.mouth = tracks["mouth"][self.indices].astype(np.float32)
+        self.rotations = tracks["rotation"][self.indices]
+        self._rarity: np.ndarray | None = None
         # position of each frame in `indices`, and whether its predecessor is the previous frame
         self.consecutive = np.concatenate([[False], np.diff(self.indices) == 1])
         self.size = self.frames.shape[1]
@@ -124,13 +130,42 @@ class AvatarFrames:
             out.insert(0, p - 1 if p > 0 and self.consecutive[p] else p)
         return out
 
-    def sample(self, rngs: list[np.random.Generator], length: int, augment: Augment) -> Batch:
+    def rarity(self) -> np.ndarray:
+        """(N,) how unusual each frame's expression is within the split: the distance to its
+        k-th nearest neighbour in normalised (eyes, brows, mouth) feature space, over the mean."""
+        if self._rarity is None:
+            rows = [face_features(v, p, self.rotations[i]) for i, (v, p) in enumerate(zip(self.vertices, self.pupils))]
+            table = feature_table(rows)
+            points = np.stack([np.nan_to_num(normalise(table[name])) for name in RARITY_FEATURES], 1)
+            k = min(RARITY_NEIGHBOURS, len(points) - 1)
+            if k < 1:
+                self._rarity = np.ones(len(points))
+            else:
+                squared = (points**2).sum(1)
+                distances = squared[:, None] + squared[None] - 2.0 * points @ points.T
+                kth = np.sqrt(np.maximum(np.partition(distances, k, axis=1)[:, k], 0.0))
+                self._rarity = kth / max(float(kth.mean()), 1e-9)
+        return self._rarity
+
+    def start_weights(self, starts: np.ndarray, length: int, rare: float) -> np.ndarray | None:
+        """Probabilities of the sequence starts: a share `rare` drawn in proportion to the squared
+        rarity of the rarest frame each sequence holds (capped at RARITY_CAP), the rest
+        uniformly; None = uniform."""
+        if rare <= 0 or len(starts) < 2:
+            return None
+        rarity = np.minimum(self.rarity() ** 2, RARITY_CAP)
+        per_start = np.max(np.stack([rarity[starts + k] for k in range(length)]), 0)
+        return (1 - rare) / len(starts) + rare * per_start / per_start.sum()
+
+    def sample(self, rngs: list[np.random.Generator], length: int, augment: Augment, rare: float = 0.0) -> Batch:
         """A batch of one sequence per generator: each item is a function of its own generator,
-        so a batch split across processes holds the same items as one big batch."""
+        so a batch split across processes holds the same items as one big batch. A share `rare`
+        of the sequences favours unusual expressions (see start_weights)."""
         starts = self.sequence_starts(length)
         if len(starts) == 0:
             raise ValueError(f"no run of {length} consecutive valid frames in the split")
-        items = [self._sequence(int(rng.choice(starts)), length, rng, augment) for rng in rngs]
+        weights = self.start_weights(starts, length, rare)
+        items = [self._sequence(int(rng.choice(starts, p=weights)), length, rng, augment) for rng in rngs]
         return Batch(*(torch.stack([it[k] for it in items]) for k in range(5)))
 
     def _sequence(self, start: int, length: int, rng: np.random.Generator, augment: Augment):

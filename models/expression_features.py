@@ -131,3 +131,18 @@ def transfer_report(source: dict[str, np.ndarray], conditioning: dict[str, np.nd
         }
     return {"features": features, "wink": wink_score(source, output),
             "wink_conditioning": wink_score(source, conditioning)}
+
+
+def _mean(features: dict[str, float], *names: str) -> float:
+    return sum(features[n] for n in names) / len(names)
+
+
+# The expressions people notice in a call, each scored on one face's raw features (higher is
+# stronger); the frame of a clip that scores highest shows the expression at its clearest.
+MOMENTS = {
+    "wink": lambda f: abs(f["eye_right"] - f["eye_left"]),
+    "frown": lambda f: -_mean(f, "brow_right", "brow_left"),
+    "raised brows": lambda f: _mean(f, "brow_right", "brow_left"),
+    "O mouth": lambda f: f["mouth_open"] / max(f["mouth_width"], 1e-6),
+    "lowered lids": lambda f: -_mean(f, "eye_right", "eye_left"),
+}

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import torch
 from torch import nn
+from torch.nn import functional as F
 
 from .dataset import WINDOW, Batch
 from .losses import compose_flows, gan_loss
@@ -40,6 +41,20 @@ def d_inputs(batch: Batch, frames: torch.Tensor) -> tuple[torch.Tensor, torch.Te
     cond = batch.cond[:, WINDOW - 1 :].flatten(0, 1)  # each frame's own conditioning
     pairs = torch.cat([cond, frames.flatten(0, 1)], 1)
     return pairs, crop_mouths(pairs, batch.mouth.flatten(0, 1))
+
+
+def face_part_l1(batch: Batch, frames: torch.Tensor, eye_margin: int = 5) -> torch.Tensor:
+    """Mean L1 inside the eye regions plus mean L1 inside the mouth crops: the parts whose
+    small, rare motions (blinks, winks, brows, open mouths) a whole-image L1 averages away.
+    Eye regions are the eye sketch's drawn pixels (lids, pupils, brows) grown by `eye_margin`."""
+    cond = batch.cond[:, WINDOW - 1 :].flatten(0, 1)
+    fake, real = frames.flatten(0, 1), batch.real.flatten(0, 1)
+    drawn = (cond[:, 3:6] > -1.0).any(1, keepdim=True).to(fake.dtype)
+    eyes = F.max_pool2d(drawn, 2 * eye_margin + 1, stride=1, padding=eye_margin)
+    eye_term = ((fake - real).abs() * eyes).sum() / (eyes.sum() * fake.shape[1]).clamp_min(1.0)
+    centres = batch.mouth.flatten(0, 1)
+    mouth_term = F.l1_loss(crop_mouths(fake, centres), crop_mouths(real, centres))
+    return eye_term + mouth_term
 
 
 def dynamics_starts(length: int, dynamics: DynamicsDiscriminator) -> list[list[int] | None]:

@@ -46,7 +46,7 @@ from .losses import (
     load_vgg19,
     warp_loss,
 )
-from .gan_modules import Critic, SequenceRunner, d_inputs, dynamics_starts, run_sequence
+from .gan_modules import Critic, SequenceRunner, d_inputs, dynamics_starts, face_part_l1, run_sequence
 from .networks import (
     DynamicsDiscriminator,
     SequentialGenerator,
@@ -58,7 +58,7 @@ from .networks import (
 
 log = logging.getLogger(__name__)
 LOSS_NAMES = ("g_image", "g_fm_image", "g_mouth", "g_fm_mouth", "g_dynamics", "g_fm_dynamics", "g_warp",
-              "g_vgg", "g_lap", "g_l1", "d_image", "d_mouth", "d_dynamics")
+              "g_vgg", "g_lap", "g_l1", "g_parts", "d_image", "d_mouth", "d_dynamics")
 LOG_COLUMNS = ("step", "minutes", "lr", "seq_len", *LOSS_NAMES)  # fixed, so phases with fewer losses line up
 
 
@@ -205,7 +205,7 @@ class Trainer:
         first = self.world.rank * self.config.batch
         rngs = [np.random.default_rng([self.config.seed, self.step, g]) for g in range(first, first + self.config.batch)]
         torch.manual_seed(self.config.seed * 1_000_003 + self.step)
-        batch = self.data.sample(rngs, self.sequence_length(), self.augment)
+        batch = self.data.sample(rngs, self.sequence_length(), self.augment, self.config.rare_expressions)
         if self.device.type == "cuda":  # pinned host memory: the copy overlaps with the GPU's work
             return Batch(*(getattr(batch, f.name).pin_memory().to(self.device, non_blocking=True) for f in dataclasses.fields(Batch)))
         return Batch(*(getattr(batch, f.name).to(self.device) for f in dataclasses.fields(Batch)))
@@ -226,6 +226,8 @@ class Trainer:
             fake = self.runner(batch.cond, batch.real.shape[1], not self.single_frame)
             if self.single_frame:
                 losses_g = {"g_l1": F.l1_loss(fake, batch.real) * self.config.l1}
+                if self.config.face_parts > 0:
+                    losses_g["g_parts"] = face_part_l1(batch, fake) * self.config.face_parts
             else:
                 losses_g = self._generator_losses(batch, fake)
         self.frames_seen += fake.shape[0] * fake.shape[1] * self.world.world
@@ -292,6 +294,8 @@ class Trainer:
             g["g_lap"] = laplacian_pyramid_l1(fake.flatten(0, 1), batch.real.flatten(0, 1)) * self.config.laplacian
         if self.config.l1 > 0:
             g["g_l1"] = F.l1_loss(fake, batch.real) * self.config.l1
+        if self.config.face_parts > 0:
+            g["g_parts"] = face_part_l1(batch, fake) * self.config.face_parts
         return g
 
     # ----- state ----------------------------------------------------------------------

@@ -31,6 +31,8 @@ class TrainConfig:
     laplacian: float = 0.0  # Laplacian-pyramid L1, a multi-scale term used when VGG's weights are absent
     warmup: float = 0.0  # fraction of the run spent on single-frame L1 before the GAN starts
     ema: float = 0.0  # decay of the generator's weight average that is saved for inference (0: off)
+    face_parts: float = 0.0  # extra L1 inside the eye regions and the mouth crop (blinks, brows, open mouths)
+    rare_expressions: float = 0.0  # share of sequences drawn favouring unusual expressions
     ablation: str | None = None
     seed: int = 0
 
@@ -41,8 +43,11 @@ TRAIN_PRESETS: dict[str, TrainConfig] = {
     # costs ~1.3 s, a 6-frame one ~2 s on 2 cores), and starting it from a good reconstruction
     # avoids the checkerboard noise a GAN from scratch makes in its first hour. The saved
     # generator is a running average of the weights (~330-step horizon), which smooths the
-    # speckle a short GAN phase leaves at hair and eye edges (docs/RESULTS.md has the sweep)
-    "lite": TrainConfig(warmup=0.45, seq_max=4, ema=0.997),
+    # speckle a short GAN phase leaves at hair and eye edges (docs/RESULTS.md has the sweep).
+    # Blinks, winks, brow motion and open mouths are small in area and rare in a talking-head
+    # video, so eye and mouth regions get their own L1 and half the sequences favour unusual
+    # expressions (docs/RESULTS.md, "Transfer fidelity")
+    "lite": TrainConfig(warmup=0.45, seq_max=4, ema=0.997, face_parts=5.0, rare_expressions=0.5),
     # the paper's reconstruction term is VGG; without its weights (none can be downloaded) a
     # Laplacian-pyramid L1 takes its place, so the GAN is never trained without one
     "paper": TrainConfig(preset="paper", ndf=64, l1=0.0, laplacian=10.0, seq_max=9),

@@ -11,6 +11,7 @@ from h2h.models import checkpoint as ckpt
 from h2h.models.avatar import Avatar
 from h2h.models.checkpoint import CheckpointError, load_generator
 from h2h.models.dataset import Augment, AvatarFrames
+from h2h.models.gan_modules import face_part_l1
 from h2h.models.train import Trainer
 from h2h.models.train_config import RunOptions, train_config
 from h2h.models.video import read_frames
@@ -47,6 +48,34 @@ def test_unaugmented_sample_is_the_cached_conditioning(prepared, model):
     eyes = ((batch.cond[0, -1, 3:].permute(1, 2, 0) + 1) * 127.5).round().byte().numpy()
     assert np.array_equal(nmfc, avatar.read_image("nmfc", i))
     assert (eyes != avatar.read_image("eyes", i)).any(-1).mean() < 0.002
+
+
+def test_face_part_loss_sees_eyes_and_mouth_and_nothing_else(prepared, model):
+    library, _ = prepared
+    data = AvatarFrames(Avatar.open(library, "sample"), model, "train", progress=False)
+    batch = data.sample([np.random.default_rng(3)], 2, Augment.off())
+    assert float(face_part_l1(batch, batch.real)) == 0.0
+    drawn = (batch.cond[0, -1, 3:] > -1).any(0)
+    ys, xs = torch.nonzero(drawn, as_tuple=True)
+    eye_y, eye_x = int(ys.float().mean()), int(xs.float().mean())
+    mouth_x, mouth_y = (int(v) for v in batch.mouth[0, -1].round())
+    for y, x, counts in ((eye_y, eye_x, True), (mouth_y, mouth_x, True), (250, 5, False)):
+        fake = batch.real.clone()
+        fake[0, -1, :, y - 3 : y + 4, x - 3 : x + 4] += 0.5
+        assert (float(face_part_l1(batch, fake)) > 0) == counts, (y, x)
+
+
+def test_unusual_expressions_are_drawn_more_often(prepared, model):
+    library, _ = prepared
+    data = AvatarFrames(Avatar.open(library, "sample"), model, "train", progress=False)
+    starts = data.sequence_starts(2)
+    assert data.start_weights(starts, 2, 0.0) is None
+    weights = data.start_weights(starts, 2, 0.5)
+    assert weights.sum() == pytest.approx(1.0) and (weights >= 0.5 / len(starts) - 1e-12).all()
+    rarest = np.maximum(data.rarity()[starts], data.rarity()[starts + 1])
+    order = np.argsort(rarest)
+    assert (np.diff(weights[order]) >= -1e-12).all() and weights[order[-1]] > 1.5 * weights[order[0]]
+    assert (weights * rarest).sum() > 1.03 * rarest.mean()  # the expected rarity of a drawn sequence
 
 
 def test_warmup_trains_single_frames_with_l1_then_the_sequential_gan(prepared):

@@ -8,7 +8,7 @@ import pytest
 
 from h2h.app.cli import main
 from h2h.models.expression_features import (
-    FEATURES, LEFT_BROW, LEFT_EYE, RIGHT_BROW, RIGHT_EYE, correlation, best_lag, euler_degrees, face_features, wink_score,
+    FEATURES, LEFT_BROW, LEFT_EYE, MOMENTS, RIGHT_BROW, RIGHT_EYE, correlation, best_lag, euler_degrees, face_features, wink_score,
 )
 from h2h.models.geometry.retarget import euler_rotation
 from h2h.models.geometry.tracker import MediaPipeTracker
@@ -69,8 +69,9 @@ def test_correlation_lag_and_wink_scores():
 
 def test_eval_source_reports_every_feature_and_plots_them(exported, short_clip, tmp_path, capsys):
     library, _ = exported
-    out, plot = tmp_path / "transfer.json", tmp_path / "transfer.png"
-    argv = ["eval", "sample", "--source", str(short_clip), "--json", str(out), "--plot", str(plot), "--library", str(library)]
+    out, plot, moments = tmp_path / "transfer.json", tmp_path / "transfer.png", tmp_path / "moments.png"
+    argv = ["eval", "sample", "--source", str(short_clip), "--json", str(out), "--plot", str(plot),
+            "--moments", str(moments), "--library", str(library)]
     assert main(argv) == 0
     printed = capsys.readouterr().out
     assert "mouth_open" in printed and "wink:" in printed
@@ -82,3 +83,20 @@ def test_eval_source_reports_every_feature_and_plots_them(exported, short_clip, 
     assert len(report["series"]["source"]["eye_left"]) == 36
     image = cv2.imread(str(plot))
     assert image is not None and image.shape[0] > 600
+    assert report["identity"]["conditioning_vs_target"] < 0.05  # retargeting keeps the target's face shape
+    assert set(report["moments"]) == set(MOMENTS) and all(0 <= i < 36 for i in report["moments"].values())
+    grid = cv2.imread(str(moments))
+    assert grid is not None and grid.shape[0] > 5 * 256 and grid.shape[1] == 3 * 256
+
+
+def test_identity_drift_tells_the_targets_shape_from_anothers(model):
+    from h2h.app.transfer_eval import identity_drift
+
+    target = model.mean_shape.copy()
+    other = target.copy()
+    other[:, 1] *= 1.15  # a longer face
+    pose = np.diag([40.0, 40.0, 40.0])
+    posed = lambda shape, shift: [shape @ pose + [128.0 + shift, 128.0, 0.0] for _ in range(6)]
+    drift = identity_drift(model, target, {"source": posed(other, 0), "conditioning": posed(target, 3), "output": posed(target, -2)})
+    assert drift["conditioning_vs_target"] < 0.01 and drift["source_vs_target"] > 0.05
+    assert drift["output_leak"] < 0.1
