@@ -130,6 +130,9 @@ def cmd_eval(args: argparse.Namespace) -> int:
 
     if args.source:
         return cmd_transfer_eval(args)
+    if args.plot or args.moments or args.mode != "head":
+        print("h2h eval: error: --plot, --moments and --mode measure transfer fidelity; add --source VIDEO", file=sys.stderr)
+        return 2
     from ..models.evaluate import available_runs, evaluate, format_table
 
     avatar = Avatar.open(resolve_library(args.library), args.name)

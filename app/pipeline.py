@@ -214,7 +214,8 @@ class FaceStage:
             (1 - ease) * last.pose.translation + ease * camera.translation_mean,
         )
         gaze = pupils_relative(last.vertices, last.pupils) * (1 - ease)
-        return retargeted_face(self.model, self.target.neutral, pose, last.expression * (1 - ease), gaze)
+        detail = last.detail * (1 - ease) if last.detail is not None else None
+        return retargeted_face(self.model, self.target.neutral, pose, last.expression * (1 - ease), gaze, detail)
 
     def close(self) -> None:
         if self._renderer is not None:

@@ -12,6 +12,7 @@ from tqdm import tqdm
 
 from ..engines import load as load_engine
 from ..models.avatar import Avatar
+from ..models.evaluate import conditioning_overlay
 from ..models.expression_features import FEATURES, IRIS_CENTRES, MOMENTS, face_features, feature_table, normalise, transfer_report
 from ..models.geometry.face_model import load_face_model
 from ..models.geometry.fitting import fit_pose
@@ -28,20 +29,26 @@ def measured(points: np.ndarray | None, pupils: np.ndarray | None, model) -> dic
     return face_features(points, pupils if pupils is not None else points[list(IRIS_CENTRES), :2], fit_pose(points, model).rotation)
 
 
+MOMENT_MAX_DEGREES = 12.0  # head yaw and pitch of a frame that shows an expression plainly
+
+
 class Moments:
     """For each of MOMENTS, the source frame that shows it most strongly, with the conditioning
     and the output generated from it."""
 
     def __init__(self) -> None:
-        self.best: dict[str, tuple[float, int, list[np.ndarray]]] = {}
+        self.best: dict[str, tuple[tuple[bool, float], int, list[np.ndarray]]] = {}
 
     def offer(self, index: int, features: dict[str, float] | None, images: list[np.ndarray]) -> None:
+        """Keep the frame if it shows a moment more clearly; near-frontal frames come first, as
+        a turned head foreshortens one eye and tilts the brows."""
         if features is None:
             return
+        frontal = max(abs(features["yaw"]), abs(features["pitch"])) <= MOMENT_MAX_DEGREES
         for name, score in MOMENTS.items():
-            value = score(features)
-            if name not in self.best or value > self.best[name][0]:
-                self.best[name] = (value, index, [im.copy() for im in images])
+            key = (frontal, score(features))
+            if name not in self.best or key > self.best[name][0]:
+                self.best[name] = (key, index, [im.copy() for im in images])
 
     def frames(self) -> dict[str, int]:
         return {name: best[1] for name, best in self.best.items()}
@@ -85,11 +92,6 @@ def identity_drift(model, target_neutral: np.ndarray, clips: dict[str, list[np.n
     return drift
 
 
-def conditioning_picture(nmfc: np.ndarray, eyes: np.ndarray) -> np.ndarray:
-    """The NMFC with the eye sketch drawn over it, as the generator's two inputs look together."""
-    return np.where(eyes.any(-1, keepdims=True), eyes, nmfc)
-
-
 def transfer_eval(library: Path, name: str, source: Path, mode: str = "head", max_frames: int | None = None,
                   moments: Moments | None = None) -> dict:
     """Drive the avatar with the source clip and compare the three feature series; `moments`
@@ -114,7 +116,7 @@ def transfer_eval(library: Path, name: str, source: Path, mode: str = "head", ma
                 if found is not None:
                     points[kind].append(found[: model.num_vertices, :3])
             if moments is not None:
-                moments.offer(index, rows["source"][-1], [frame.crop, conditioning_picture(frame.nmfc, frame.eyes), output])
+                moments.offer(index, rows["source"][-1], [frame.crop, conditioning_overlay(frame.nmfc, frame.eyes), output])
     tables = {k: feature_table(v) for k, v in rows.items()}
     report = transfer_report(tables["source"], tables["conditioning"], tables["output"])
     report.update(avatar=name, source=str(source), mode=mode, frames=len(rows["source"]), fps=fps,

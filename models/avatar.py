@@ -109,7 +109,7 @@ class Avatar:
         arrays = load_arrays(self.files.read_bytes("identity.npz", 1 << 20), IDENTITY, {}, str(self.path / "identity.npz"))
         camera = self.schema.camera
         stats = CameraStats(camera.scale_mean, camera.scale_std, np.asarray(camera.translation_mean), np.asarray(camera.translation_std))
-        return Subject(arrays["neutral"].astype(np.float32), stats)
+        return Subject(arrays["neutral"].astype(np.float32), stats, eye_detail=self.schema.conditioning >= 3)
 
     def split_indices(self, split: str) -> np.ndarray:
         """Valid frame indices of the 'train' or 'test' split."""

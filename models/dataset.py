@@ -23,6 +23,7 @@ from .geometry.retarget import posed_mesh
 WINDOW = 3
 RARITY_FEATURES = ("eye_right", "eye_left", "brow_right", "brow_left", "mouth_open", "mouth_width")
 RARITY_NEIGHBOURS = 10
+RARITY_BLOCK = 256  # rows of the distance matrix held at once (memory stays linear in the frames)
 RARITY_CAP = 4.0  # weight cap (the average frame's squared rarity is about 1)
 
 
@@ -74,16 +75,10 @@ class AvatarFrames:
         if len(self.indices) == 0:
             raise AvatarError(f"avatar '{avatar.name}' has no valid {split} frames; re-run h2h prepare on a longer video")
         tracks = avatar.tracks
-        subject = avatar.subject
         load = tqdm(self.indices, desc=f"loading {split} frames", unit="f", disable=not progress, leave=False)
         self.frames = np.stack([avatar.read_image("frame", i) for i in load])
         self.nmfc = np.stack([avatar.read_image("nmfc", i) for i in self.indices])
-        self.vertices = np.stack(
-            [
-                posed_mesh(model, subject.neutral, Pose(float(tracks["scale"][i]), tracks["rotation"][i], tracks["translation"][i]), tracks["expression"][i])
-                for i in self.indices
-            ]
-        )
+        self.vertices = np.stack([self._mesh(i) for i in self.indices])
         self.pupils = np.stack(
             [
                 pupils_absolute(v, pupils_relative(tracks["landmarks"][i], tracks["pupils"][i]))
@@ -97,6 +92,16 @@ class AvatarFrames:
         # position of each frame in `indices`, and whether its predecessor is the previous frame
         self.consecutive = np.concatenate([[False], np.diff(self.indices) == 1])
         self.size = self.frames.shape[1]
+
+    def _mesh(self, i: int) -> np.ndarray:
+        """Frame i's model reconstruction, as prepare rendered its conditioning."""
+        tracks, subject = self.avatar.tracks, self.avatar.subject
+        pose = Pose(float(tracks["scale"][i]), tracks["rotation"][i], tracks["translation"][i])
+        detail = None
+        if subject.eye_detail:
+            canonical = pose.invert(tracks["landmarks"][i][: self.model.num_vertices, :3])
+            detail = self.model.eye_detail(canonical - subject.neutral)
+        return posed_mesh(self.model, subject.neutral, pose, tracks["expression"][i], detail)
 
     def __len__(self) -> int:
         return len(self.indices)
@@ -141,9 +146,10 @@ class AvatarFrames:
             if k < 1:
                 self._rarity = np.ones(len(points))
             else:
-                squared = (points**2).sum(1)
-                distances = squared[:, None] + squared[None] - 2.0 * points @ points.T
-                kth = np.sqrt(np.maximum(np.partition(distances, k, axis=1)[:, k], 0.0))
+                kth = np.concatenate([
+                    np.sqrt(np.partition(((points[i : i + RARITY_BLOCK, None] - points[None]) ** 2).sum(-1), k, axis=1)[:, k])
+                    for i in range(0, len(points), RARITY_BLOCK)
+                ])
                 self._rarity = kth / max(float(kth.mean()), 1e-9)
         return self._rarity
 

@@ -48,8 +48,8 @@ def face_part_l1(batch: Batch, frames: torch.Tensor, eye_margin: int = 5) -> tor
     small, rare motions (blinks, winks, brows, open mouths) a whole-image L1 averages away.
     Eye regions are the eye sketch's drawn pixels (lids, pupils, brows) grown by `eye_margin`."""
     cond = batch.cond[:, WINDOW - 1 :].flatten(0, 1)
-    fake, real = frames.flatten(0, 1), batch.real.flatten(0, 1)
-    drawn = (cond[:, 3:6] > -1.0).any(1, keepdim=True).to(fake.dtype)
+    fake, real = frames.flatten(0, 1).float(), batch.real.flatten(0, 1).float()  # sums in fp32 under autocast
+    drawn = (cond[:, 3:6] > -1.0).any(1, keepdim=True).float()
     eyes = F.max_pool2d(drawn, 2 * eye_margin + 1, stride=1, padding=eye_margin)
     eye_term = ((fake - real).abs() * eyes).sum() / (eyes.sum() * fake.shape[1]).clamp_min(1.0)
     centres = batch.mouth.flatten(0, 1)

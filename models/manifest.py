@@ -15,7 +15,12 @@ from .avatar_files import AvatarError
 from .library import NAME_PATTERN
 
 FORMAT_VERSION = 1
-CONDITIONING_VERSION = 2  # what prepare writes: 1 = lids and pupils, 2 = also the brows
+CONDITIONING_VERSIONS = {
+    1: "eye sketches of lids and pupils",
+    2: "eye sketches with brows",
+    3: "eye sketches with brows, mesh with the eye detail the expression basis misses",
+}
+CONDITIONING_VERSION = max(CONDITIONING_VERSIONS)  # what prepare writes
 RESOLUTIONS = tuple(range(64, 1025, 64))  # generators work on multiples of 64 (stem and trunk strides)
 NUM_VERTICES = 468  # the face model's mesh (MediaPipe's 468 face points)
 NUM_LANDMARKS = 478  # MediaPipe Face Mesh with irises

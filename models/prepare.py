@@ -11,8 +11,8 @@ import cv2
 import numpy as np
 from tqdm import tqdm
 
-from .avatar import FORMAT_VERSION, FRAME_NAME, AvatarError, AvatarWriter, write_manifest
-from .manifest import CONDITIONING_VERSION
+from .avatar import FORMAT_VERSION, FRAME_NAME, Avatar, AvatarError, AvatarWriter, write_manifest
+from .manifest import CONDITIONING_VERSION, CONDITIONING_VERSIONS
 from .geometry.conditioning import ConditioningRenderer, overlay
 from .geometry.face_model import FaceModel, load_face_model
 from .geometry.retarget import Retargeter, SourceCalibration, Subject
@@ -38,6 +38,7 @@ class PrepareResult:
     preview: Path | None = None
     kept: tuple[str, ...] = ()
     claimed_frames: int = 0
+    conditioning: int = CONDITIONING_VERSION
 
     def summary(self) -> str:
         lines = [
@@ -46,12 +47,16 @@ class PrepareResult:
         ]
         if self.kept:
             lines.append(f"kept {' and '.join(f'{k}/' for k in self.kept)} of the avatar it replaced (pass --discard-training to drop them)")
+        if self.conditioning < CONDITIONING_VERSION:
+            lines.append(f"kept conditioning version {self.conditioning}, the one its training was made on; "
+                         f"--discard-training renders version {CONDITIONING_VERSION} ({CONDITIONING_VERSIONS[CONDITIONING_VERSION]})")
         return "\n".join(lines)
 
     def warnings(self) -> list[str]:
+        out = []
         if self.claimed_frames > self.frames:
-            return [f"warning: the video's header claims {self.claimed_frames} frames but only {self.frames} decoded; the file may be truncated"]
-        return []
+            out.append(f"warning: the video's header claims {self.claimed_frames} frames but only {self.frames} decoded; the file may be truncated")
+        return out
 
 
 def track_crops(info: VideoInfo, box: tuple[int, int, int], model: FaceModel, folder: Path):
@@ -82,7 +87,7 @@ def dense_flow(frames_dir: Path, count: int) -> np.ndarray:
     return flows
 
 
-def render_conditioning(folder: Path, landmarks, pupils, valid, subject: Subject, model: FaceModel) -> dict:
+def render_conditioning(folder: Path, landmarks, pupils, valid, subject: Subject, model: FaceModel, brows: bool = True) -> dict:
     """NMFC + eye images of each valid frame's model reconstruction; per-frame fit arrays."""
     n = len(landmarks)
     k = model.num_expressions
@@ -93,7 +98,7 @@ def render_conditioning(folder: Path, landmarks, pupils, valid, subject: Subject
         "expression": np.zeros((n, k), np.float32),
         "mouth": np.zeros((n, 2), np.float32),
     }
-    renderer = ConditioningRenderer(model, RESOLUTION, brows=True)
+    renderer = ConditioningRenderer(model, RESOLUTION, brows=brows)
     retargeter = Retargeter(model, subject, mode="self")
     mouth = model.topology.mouth
     try:
@@ -150,6 +155,17 @@ def refuse_still_image(info: VideoInfo) -> None:
         )
 
 
+def conditioning_to_render(writer: AvatarWriter) -> int:
+    """The current conditioning version, or, when the avatar being replaced keeps its training,
+    the version that training was made on (its generators were trained on what it drew)."""
+    if not writer.training_to_keep():
+        return CONDITIONING_VERSION
+    try:
+        return Avatar.open_path(writer.final, arrays=False).schema.conditioning
+    except AvatarError:
+        return CONDITIONING_VERSION
+
+
 def prepare(
     video: str | Path, library: Path, name: str, overwrite: bool = False, preview: bool = False,
     discard_training: bool = False,
@@ -161,6 +177,7 @@ def prepare(
     refuse_still_image(info)
     ensure_writable(library)
     writer = AvatarWriter(library, name, overwrite, discard_training)
+    version = conditioning_to_render(writer)
     try:
         model = load_face_model()
         box = locate_crop(info)
@@ -172,7 +189,8 @@ def prepare(
                 "use a clip where one face is visible throughout"
             )
         subject = SourceCalibration.from_frames(model, landmarks[valid]).subject
-        fits = render_conditioning(writer.tmp, landmarks, pupils, valid, subject, model)
+        subject.eye_detail = version >= 3
+        fits = render_conditioning(writer.tmp, landmarks, pupils, valid, subject, model, brows=version >= 2)
         atomic_write_npz(writer.tmp / "conditioning" / "flow.npz", flow=dense_flow(writer.tmp / "frames", len(valid)))
         atomic_write_npz(
             writer.tmp / "tracks.npz",
@@ -208,7 +226,7 @@ def prepare(
                 "split": split,
                 "camera": subject.camera.to_dict(),
                 "expression_dims": model.num_expressions,
-                "conditioning": CONDITIONING_VERSION,
+                "conditioning": version,
                 "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
             },
         )
@@ -220,5 +238,5 @@ def prepare(
     preview_path = path / sheet.relative_to(writer.tmp) if sheet else None
     return PrepareResult(
         path, counts["frames"], counts["valid"], counts["dropped"], time.perf_counter() - started, preview_path,
-        tuple(kept), info.frame_count,
+        tuple(kept), info.frame_count, version,
     )

@@ -33,6 +33,7 @@ from .distributed import Distributed
 from .interrupts import Interrupted, deferred_signals
 from .mixed_precision import MixedPrecision
 from .io_utils import atomic_write_bytes
+from .manifest import CONDITIONING_VERSION, CONDITIONING_VERSIONS
 from .train_config import RunOptions, TrainConfig, config_from_dict, config_to_dict
 from .library import LibraryError, check_run_name
 from .geometry.face_model import load_face_model
@@ -458,9 +459,11 @@ class Trainer:
             count_parameters(self.generator) / 1e6, count_parameters(self.discriminators) / 1e6,
             len(self.data), "VGG" if self.perceptual is not None else ("Laplacian pyramid" if self.config.laplacian > 0 else "off"),
         )
-        if not self.avatar.brows:
-            log.info("%s has version-1 conditioning (eye sketches without brows); h2h prepare --overwrite redraws them "
-                     "with brows (training is kept, but a generator must be trained again to use them)", self.avatar.name)
+        version = self.avatar.schema.conditioning
+        if version < CONDITIONING_VERSION:
+            log.info("%s has version-%d conditioning (%s); h2h prepare VIDEO --name %s --overwrite --discard-training "
+                     "renders version %d (%s) for a new training", self.avatar.name, version, CONDITIONING_VERSIONS[version],
+                     self.avatar.name, CONDITIONING_VERSION, CONDITIONING_VERSIONS[CONDITIONING_VERSION])
         # the bar counts percent of the run (the schedule's own progress), so its ETA holds across
         # the cheap warm-up steps and the slower sequential GAN steps
         bar = tqdm(

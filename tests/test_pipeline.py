@@ -142,15 +142,17 @@ def test_a_video_cannot_be_written_at_a_nonsense_frame_rate(tmp_path, fps):
 
 
 def test_each_avatar_gets_the_eye_sketch_it_was_trained_on(prepared, model):
-    """New avatars (conditioning version 2) have brows in their sketches, in prepare's images,
-    in training and live; the bundled demo (version 1) keeps its brow-less sketches."""
+    """New avatars (conditioning version 3) have brows in their sketches and the eye detail in
+    their meshes, in prepare's images, in training and live; the bundled demo (version 1)
+    keeps its brow-less sketches."""
     from h2h.app.pipeline import Packet
     from h2h.app.session import BUNDLED
     from h2h.models.geometry.eyes import BROW_COLOR
 
     library, _ = prepared
     new, demo = Avatar.open(library, "sample"), Avatar.open(BUNDLED, "d6")
-    assert new.brows and new.manifest["conditioning"] == 2 and not demo.brows
+    assert new.brows and new.manifest["conditioning"] == 3 and not demo.brows
+    assert new.subject.eye_detail and not demo.subject.eye_detail
     has_brows = lambda eyes: np.all(eyes == BROW_COLOR, -1).sum() > 20  # noqa: E731
     assert has_brows(new.read_image("eyes", 0))
     from .conftest import SAMPLE_CLIP

@@ -75,3 +75,53 @@ def test_one_euro_filter_smooths_jitter_but_follows_a_step():
     f = OneEuroFilter(min_cutoff=1.0, beta=5.0)
     out = [f(np.array([0.0 if i < 30 else 10.0]))[0] for i in range(60)]
     assert out[-1] > 9.5
+
+
+def test_a_one_eye_closure_reaches_targets_that_use_eye_detail(model, people):
+    """The expression basis is mostly symmetric; conditioning version 3 adds what it misses
+    around the eyes, so a wink closes the target's one eye and leaves its identity alone."""
+    from dataclasses import replace
+
+    source, target = people
+    pose = Pose(150.0, euler_rotation(10, -5, 2), np.array([300.0, 240.0, 0.0]))
+    winking = source.neutral.copy()
+    lids = model.topology_lid_pairs[:3]  # the subject's right eye
+    winking[lids[:, 0]] = winking[lids[:, 1]]
+    calibration = SourceCalibration.from_frames(model, _landmarks(source.neutral, pose)[None])
+    openings = {}
+    for detail in (False, True):
+        retargeter = Retargeter(model, replace(target, eye_detail=detail), "head")
+        out = retargeter.retarget(_landmarks(winking, pose), np.zeros((2, 2)), calibration.subject)
+        openings[detail] = out.openings / out.pose.scale
+        assert (out.detail is not None) == detail
+    neutral_opening = np.linalg.norm(target.neutral[lids[:, 0]] - target.neutral[lids[:, 1]], axis=-1).mean()
+    assert openings[True][0] < 0.3 * neutral_opening  # the right eye closes (by the source's lid travel)
+    assert openings[True][1] > 0.8 * neutral_opening  # the left stays open
+    assert openings[True][0] < 0.5 * openings[False][0]
+    untouched = model.eye_region_weights < 1e-3
+    assert untouched.sum() > 250  # mouth, nose, jaw and cheeks move by the expression basis only
+
+
+def test_eye_detail_is_smoothed_with_the_rest_and_eases_out_when_the_face_is_lost(model, people):
+    from dataclasses import replace
+
+    from h2h.app.pipeline import FaceStage
+
+    source, target = people
+    target = replace(target, eye_detail=True)
+    pose = Pose(150.0, euler_rotation(0, 0, 0), np.array([300.0, 240.0, 0.0]))
+    winking = source.neutral.copy()
+    lids = model.topology_lid_pairs[:3]
+    winking[lids[:, 0]] = winking[lids[:, 1]]
+    calibration = SourceCalibration.from_frames(model, _landmarks(source.neutral, pose)[None])
+    right_eye = lambda out: out.openings[0] / out.pose.scale  # noqa: E731
+    plain = Retargeter(model, target, "head")
+    smooth = Retargeter(model, target, "head", options=RetargetOptions(smoothing=1.0))
+    open_, closed = (plain.retarget(_landmarks(shape, pose), np.zeros((2, 2)), calibration.subject) for shape in (source.neutral, winking))
+    smooth.retarget(_landmarks(source.neutral, pose), np.zeros((2, 2)), calibration.subject)
+    halfway = smooth.retarget(_landmarks(winking, pose), np.zeros((2, 2)), calibration.subject)
+    assert right_eye(closed) < right_eye(halfway) < right_eye(open_)  # the lid follows, smoothed
+    stage = FaceStage(model, target)
+    stage._last = closed
+    eased = stage._fallback(lost_for=60.0)  # long gone: back to the target's neutral face
+    assert abs(right_eye(eased) - right_eye(open_)) < 0.05 * right_eye(open_)

@@ -1,6 +1,7 @@
 """Nothing already saved is lost: killed training resumes to exactly the uninterrupted result,
 data-parallel training equals one process, re-preparing keeps the training, killed prepares
 leave nothing behind, and a new run never replaces a trained one."""
+import json
 import io
 import os
 import shutil
@@ -13,6 +14,7 @@ import torch
 
 from h2h.app.cli import main
 from h2h.models.avatar import Avatar
+from h2h.models.manifest import CONDITIONING_VERSION
 from h2h.models.library import list_avatars
 
 TRAIN = ["train", "sample", "--preset", "tiny", "--threads", "1", "--sample-minutes", "999"]
@@ -156,17 +158,22 @@ def test_prepare_overwrite_keeps_the_training_unless_told(exported, short_clip, 
     library, avatar = exported
     work = library.parent / "overwrite-lib"
     shutil.copytree(library / "sample", work / "sample")
+    manifest = json.loads((work / "sample" / "avatar.json").read_text())
+    (work / "sample" / "avatar.json").write_text(json.dumps({**manifest, "conditioning": 2}))  # made by an older release
     onnx = (work / "sample" / "engines" / "generator.onnx").read_bytes()
     state = (work / "sample" / "checkpoints" / "main" / "state.pt").read_bytes()
     assert main(["prepare", str(short_clip), "--name", "sample", "--overwrite", "--library", str(work)]) == 0
     out = capsys.readouterr().out
     assert "kept checkpoints/ and engines/" in out and "--discard-training" in out
+    assert "kept conditioning version 2" in out  # what the kept generator was trained on
+    assert Avatar.open(work, "sample").schema.conditioning == 2 and not Avatar.open(work, "sample").subject.eye_detail
     assert (work / "sample" / "engines" / "generator.onnx").read_bytes() == onnx
     assert (work / "sample" / "checkpoints" / "main" / "state.pt").read_bytes() == state
     argv = ["prepare", str(short_clip), "--name", "sample", "--overwrite", "--discard-training", "--library", str(work)]
     assert main(argv) == 0
     assert not (work / "sample" / "checkpoints" / "main").exists()
     assert not list((work / "sample" / "engines").iterdir())
+    assert Avatar.open(work, "sample").schema.conditioning == CONDITIONING_VERSION  # a fresh start takes the current one
 
 
 def test_a_killed_prepare_leaves_the_avatar_and_its_partial_folder_is_cleaned(prepared, short_clip, tmp_path):

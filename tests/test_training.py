@@ -12,6 +12,7 @@ from h2h.models.avatar import Avatar
 from h2h.models.checkpoint import CheckpointError, load_generator
 from h2h.models.dataset import Augment, AvatarFrames
 from h2h.models.gan_modules import face_part_l1
+from h2h.models.geometry.retarget import Retargeter
 from h2h.models.train import Trainer
 from h2h.models.train_config import RunOptions, train_config
 from h2h.models.video import read_frames
@@ -48,6 +49,9 @@ def test_unaugmented_sample_is_the_cached_conditioning(prepared, model):
     eyes = ((batch.cond[0, -1, 3:].permute(1, 2, 0) + 1) * 127.5).round().byte().numpy()
     assert np.array_equal(nmfc, avatar.read_image("nmfc", i))
     assert (eyes != avatar.read_image("eyes", i)).any(-1).mean() < 0.002
+    face = Retargeter(model, avatar.subject, "self").retarget(avatar.tracks["landmarks"][i], avatar.tracks["pupils"][i], avatar.subject)
+    assert avatar.subject.eye_detail and face.detail is not None
+    np.testing.assert_allclose(data.vertices[int(np.flatnonzero(data.indices == i)[0])], face.vertices, atol=1e-3)
 
 
 def test_face_part_loss_sees_eyes_and_mouth_and_nothing_else(prepared, model):
@@ -76,6 +80,11 @@ def test_unusual_expressions_are_drawn_more_often(prepared, model):
     order = np.argsort(rarest)
     assert (np.diff(weights[order]) >= -1e-12).all() and weights[order[-1]] > 1.5 * weights[order[0]]
     assert (weights * rarest).sum() > 1.03 * rarest.mean()  # the expected rarity of a drawn sequence
+    rngs = lambda: [np.random.default_rng([0, 7, g]) for g in range(2)]  # noqa: E731
+    together = data.sample(rngs(), 2, Augment(), 0.5)
+    apart = [data.sample([rng], 2, Augment(), 0.5) for rng in rngs()]  # two processes of batch 1
+    assert torch.equal(together.index, torch.cat([b.index for b in apart]))
+    assert torch.equal(together.cond, torch.cat([b.cond for b in apart]))
 
 
 def test_warmup_trains_single_frames_with_l1_then_the_sequential_gan(prepared):
@@ -146,13 +155,14 @@ def test_ctrl_c_or_sigterm_stops_at_a_step_boundary_and_says_how_to_continue(pre
         return original(self)
 
     monkeypatch.setattr(Trainer, "train_step", signal_inside_step_2)
+    handler = signal.getsignal(signal.SIGINT)  # default, or ignored when the suite runs in the background
     run = f"stop-{signum}"
     code = main(["train", "sample", "--preset", "tiny", "--run", run, "--max-steps", "5", "--library", str(library)])
     assert code == {signal.SIGINT: 130, signal.SIGTERM: 143}[signum]
     assert "--resume" in capsys.readouterr().err
     state = ckpt.load_state(library / "sample" / "checkpoints" / run / "state.pt")
     assert state["step"] == 3  # step 2 finished (G, average and D all updated), then it stopped
-    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler  # handlers restored
+    assert signal.getsignal(signal.SIGINT) is handler  # handlers restored
 
 
 def test_full_disk_keeps_the_last_good_checkpoint(prepared, monkeypatch):

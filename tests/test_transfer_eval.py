@@ -87,6 +87,9 @@ def test_eval_source_reports_every_feature_and_plots_them(exported, short_clip, 
     assert set(report["moments"]) == set(MOMENTS) and all(0 <= i < 36 for i in report["moments"].values())
     grid = cv2.imread(str(moments))
     assert grid is not None and grid.shape[0] > 5 * 256 and grid.shape[1] == 3 * 256
+    capsys.readouterr()
+    assert main(["eval", "sample", "--moments", str(moments), "--library", str(library)]) == 2  # needs --source
+    assert "--source" in capsys.readouterr().err
 
 
 def test_identity_drift_tells_the_targets_shape_from_anothers(model):

@@ -2,17 +2,19 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from functools import lru_cache
+from functools import cached_property, lru_cache
 from pathlib import Path
 
 import numpy as np
 
+from .eyes import BROWS, EYE_CORNERS
 from .topology import ASSETS, Topology, load_topology
 
 FACE_MODEL_FILE = ASSETS / "face_model.npz"
 # Upper / lower eyelid vertex pairs (subject's right eye, then left) and the inner-lip pair.
 LID_PAIRS = np.array([[159, 145], [158, 153], [160, 144], [386, 374], [385, 380], [387, 373]])
 INNER_LIP_PAIR = (13, 14)
+EYE_DETAIL_REACH = 0.35  # fall-off of the eye-detail weights, in eye widths from a lid or brow vertex
 
 
 @dataclass(frozen=True)
@@ -53,6 +55,21 @@ class FaceModel:
     def expression_offset(self, coefficients: np.ndarray) -> np.ndarray:
         """Canonical offset (V, 3) spanned by expression coefficients."""
         return (coefficients @ self.basis).reshape(self.num_vertices, 3).astype(np.float32)
+
+    @cached_property
+    def eye_region_weights(self) -> np.ndarray:
+        """(V,) 1 on the lids and brows, falling smoothly to 0 over EYE_DETAIL_REACH eye widths."""
+        core = np.concatenate([*self.topology.eyes, *BROWS])
+        outer, inner = EYE_CORNERS[0]
+        width = float(np.linalg.norm(self.mean_shape[outer] - self.mean_shape[inner]))
+        distance = np.linalg.norm(self.mean_shape[:, None] - self.mean_shape[None, core], axis=-1).min(1)
+        return np.exp(-((distance / (EYE_DETAIL_REACH * width)) ** 2)).astype(np.float32)
+
+    def eye_detail(self, offset: np.ndarray) -> np.ndarray:
+        """What the expression basis misses of a canonical offset (V, 3) around the eyes and
+        brows: one-eye closures, brow shapes, full blinks (conditioning version 3)."""
+        residual = offset - self.expression_offset(self.project_expression(offset))
+        return (residual * self.eye_region_weights[:, None]).astype(np.float32)
 
 
 def normalise_colors(shape: np.ndarray) -> np.ndarray:

@@ -50,10 +50,13 @@ class CameraStats:
 
 @dataclass
 class Subject:
-    """What retargeting needs of a person: neutral identity (V, 3) and camera statistics."""
+    """What retargeting needs of a person: neutral identity (V, 3) and camera statistics.
+    `eye_detail`: as a target, its generator was trained on conditioning that carries the
+    eye detail the expression basis misses (conditioning version 3)."""
 
     neutral: np.ndarray
     camera: CameraStats
+    eye_detail: bool = False
 
 
 class SourceCalibration:
@@ -103,6 +106,7 @@ class SourceFit:
     pose: Pose
     expression: np.ndarray
     gaze: np.ndarray
+    detail: np.ndarray | None = None  # FaceModel.eye_detail of the offset, when the target uses it
 
 
 @dataclass
@@ -114,6 +118,7 @@ class Retargeted:
     openings: np.ndarray
     pose: Pose
     expression: np.ndarray
+    detail: np.ndarray | None = None
 
 
 @dataclass
@@ -128,17 +133,20 @@ class RetargetOptions:
     average_window: int = 3
 
 
-def posed_mesh(model: FaceModel, neutral: np.ndarray, pose: Pose, expression: np.ndarray) -> np.ndarray:
-    """The face model reconstruction: identity + expression offset, posed into the image."""
-    return pose.apply(neutral + model.expression_offset(expression))
+def posed_mesh(model: FaceModel, neutral: np.ndarray, pose: Pose, expression: np.ndarray,
+               detail: np.ndarray | None = None) -> np.ndarray:
+    """The face model reconstruction: identity + expression offset (+ eye detail), posed into the image."""
+    canonical = neutral + model.expression_offset(expression)
+    return pose.apply(canonical if detail is None else canonical + detail)
 
 
-def retargeted_face(model: FaceModel, neutral: np.ndarray, pose: Pose, expression: np.ndarray, gaze: np.ndarray) -> Retargeted:
+def retargeted_face(model: FaceModel, neutral: np.ndarray, pose: Pose, expression: np.ndarray, gaze: np.ndarray,
+                    detail: np.ndarray | None = None) -> Retargeted:
     """The posed mesh of identity + expression with its eyes: pupils placed by `gaze`
     (relative to each eye) and the eyelid openings of the mesh."""
-    vertices = posed_mesh(model, neutral, pose, expression)
+    vertices = posed_mesh(model, neutral, pose, expression, detail)
     openings = eyelid_opening(vertices, model.topology_lid_pairs)
-    return Retargeted(vertices, pupils_absolute(vertices, gaze), openings, pose, expression)
+    return Retargeted(vertices, pupils_absolute(vertices, gaze), openings, pose, expression, detail)
 
 
 def euler_rotation(yaw: float, pitch: float, roll: float) -> np.ndarray:
@@ -218,16 +226,18 @@ class Retargeter:
     def fit(self, landmarks: np.ndarray, pupils: np.ndarray, source: Subject) -> SourceFit:
         """The source's own pose, expression (relative to its neutral) and gaze."""
         fit = fit_frame(landmarks, self.model, source.neutral)
-        return SourceFit(fit.pose, fit.expression, pupils_relative(landmarks, pupils))
+        detail = self.model.eye_detail(fit.canonical - source.neutral) if self.target.eye_detail else None
+        return SourceFit(fit.pose, fit.expression, pupils_relative(landmarks, pupils), detail)
 
     def apply(self, fit: SourceFit, source: Subject) -> Retargeted:
         """The target's posed mesh and eyes for a source fit."""
         opts = self.options
         expression = fit.expression * opts.expression_scale
+        detail = fit.detail * opts.expression_scale if fit.detail is not None else None
         gaze = np.zeros((2, 2), np.float32) if opts.gaze_at_camera else fit.gaze
-        pose, expression, gaze = self._smooth(self._target_pose(fit.pose, source), expression, gaze)
+        pose, expression, gaze, detail = self._smooth(self._target_pose(fit.pose, source), expression, gaze, detail)
         self._step += 1
-        return retargeted_face(self.model, self.target.neutral, pose, expression, gaze)
+        return retargeted_face(self.model, self.target.neutral, pose, expression, gaze, detail)
 
     def _target_pose(self, pose: Pose, source: Subject) -> Pose:
         if self.mode == "face":
@@ -241,15 +251,19 @@ class Retargeter:
             pose = Pose(pose.scale, pose.rotation @ euler_rotation(*self.options.pose_offset_deg), pose.translation)
         return pose
 
-    def _smooth(self, pose: Pose, expression: np.ndarray, gaze: np.ndarray) -> tuple[Pose, np.ndarray, np.ndarray]:
+    def _smooth(self, pose: Pose, expression: np.ndarray, gaze: np.ndarray, detail: np.ndarray | None
+                ) -> tuple[Pose, np.ndarray, np.ndarray, np.ndarray | None]:
         strength = float(np.clip(self.options.smoothing, 0.0, 1.0))
         if strength <= 0.0:
-            return pose, expression, gaze
+            return pose, expression, gaze, detail
         self._filter.min_cutoff = 8.0 * (1.0 / 16.0) ** strength
         rotvec = cv2.Rodrigues(np.asarray(pose.rotation, np.float64))[0].ravel()
         k = len(expression)
-        state = np.concatenate([[pose.scale], rotvec, pose.translation, expression, gaze.ravel()])
+        extra = [] if detail is None else [detail.ravel()]
+        state = np.concatenate([[pose.scale], rotvec, pose.translation, expression, gaze.ravel(), *extra])
         out = self._filter(state)
         rotation = cv2.Rodrigues(out[1:4].reshape(3, 1))[0]
         smoothed = Pose(float(out[0]), rotation, out[4:7])
-        return smoothed, out[7 : 7 + k].astype(np.float32), out[7 + k :].reshape(2, 2).astype(np.float32)
+        gaze = out[7 + k : 11 + k].reshape(2, 2).astype(np.float32)
+        detail = out[11 + k :].reshape(detail.shape).astype(np.float32) if detail is not None else None
+        return smoothed, out[7 : 7 + k].astype(np.float32), gaze, detail
