@@ -13,7 +13,7 @@ from tqdm import tqdm
 from ..engines import load as load_engine
 from ..models.avatar import Avatar
 from ..models.evaluate import conditioning_overlay
-from ..models.expression_features import FEATURES, IRIS_CENTRES, MOMENTS, face_features, feature_table, normalise, transfer_report
+from ..models.expression_features import FEATURES, IRIS_CENTRES, LEFT_EYE, MOMENTS, RIGHT_EYE, face_features, feature_table, normalise, transfer_report
 from ..models.geometry.face_model import load_face_model
 from ..models.geometry.fitting import fit_pose
 from ..models.geometry.retarget import SourceCalibration
@@ -78,8 +78,7 @@ def identity_drift(model, target_neutral: np.ndarray, clips: dict[str, list[np.n
     points and the target's own neutral (both in the model's canonical frame). The source's
     distance is how different the two people are; the conditioning's and the output's should
     stay well below it, or the driver's face shape is leaking into the avatar."""
-    eyes = model.mean_shape[33, :3] - model.mean_shape[263, :3]
-    unit = float(np.linalg.norm(eyes))
+    unit = float(np.linalg.norm(model.mean_shape[RIGHT_EYE["outer"]] - model.mean_shape[LEFT_EYE["outer"]]))
     drift: dict[str, float | None] = {}
     for kind, points in clips.items():
         if len(points) < 2:
@@ -105,13 +104,14 @@ def transfer_eval(library: Path, name: str, source: Path, mode: str = "head", ma
     points = {"source": [], "conditioning": [], "output": []}
     with MediaPipeTracker(video_mode=True) as tracker:
         for index, frame in enumerate(tqdm(frames, desc="driving and measuring", unit="f")):
-            rows["source"].append(measured(frame.face.landmarks if frame.face else None, None, model))
+            source_points = frame.face.landmarks if frame.face else None
+            rows["source"].append(measured(source_points, None, model))
             r = frame.retargeted
             rows["conditioning"].append(face_features(r.vertices, r.pupils, r.pose.rotation) if r is not None else None)
             output = stepper(frame.nmfc, frame.eyes)
             tracked = tracker.track(output)
             rows["output"].append(measured(tracked, None, model))
-            for kind, found in (("source", frame.face.landmarks if frame.face else None),
+            for kind, found in (("source", source_points),
                                 ("conditioning", r.vertices if r is not None else None), ("output", tracked)):
                 if found is not None:
                     points[kind].append(found[: model.num_vertices, :3])

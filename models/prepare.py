@@ -53,10 +53,9 @@ class PrepareResult:
         return "\n".join(lines)
 
     def warnings(self) -> list[str]:
-        out = []
         if self.claimed_frames > self.frames:
-            out.append(f"warning: the video's header claims {self.claimed_frames} frames but only {self.frames} decoded; the file may be truncated")
-        return out
+            return [f"warning: the video's header claims {self.claimed_frames} frames but only {self.frames} decoded; the file may be truncated"]
+        return []
 
 
 def track_crops(info: VideoInfo, box: tuple[int, int, int], model: FaceModel, folder: Path):
