@@ -203,7 +203,7 @@ def cmd_bench(args: argparse.Namespace) -> int:
     from .bench import run_bench
 
     library = resolve_library(args.library) if args.avatar else None
-    report = run_bench(args.source, args.frames, args.json, library, args.avatar, args.engine)
+    report = run_bench(args.source, args.frames, args.json, library, args.avatar, args.engine, args.realtime)
     print(report)
     return 0
 
@@ -328,6 +328,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--json", metavar="OUT", help="also write the JSON report here")
     p.add_argument("--avatar", help="include the generator of this avatar")
     p.add_argument("--engine", choices=("auto", "trt", "onnx", "torch"), default="auto", help="generator engine")
+    p.add_argument("--realtime", action="store_true",
+                   help="also play the clip at its frame rate through the live pipeline: frames delivered, drops, latency p50/p95, jitter")
     _library_arg(p)
     p.set_defaults(func=cmd_bench)
     return parser

@@ -13,7 +13,7 @@ from tqdm import tqdm
 from ..engines import load as load_engine
 from ..models.avatar import Avatar
 from ..models.evaluate import conditioning_overlay
-from ..models.expression_features import FEATURES, IRIS_CENTRES, LEFT_EYE, MOMENTS, RIGHT_EYE, face_features, feature_table, normalise, transfer_report
+from ..models.expression_features import FEATURES, IRIS_CENTRES, LEFT_EYE, MOMENTS, RIGHT_EYE, face_features, feature_table, gaze_while_open, normalise, transfer_report
 from ..models.geometry.face_model import load_face_model
 from ..models.geometry.fitting import fit_pose
 from ..models.geometry.retarget import SourceCalibration
@@ -117,7 +117,7 @@ def transfer_eval(library: Path, name: str, source: Path, mode: str = "head", ma
                     points[kind].append(found[: model.num_vertices, :3])
             if moments is not None:
                 moments.offer(index, rows["source"][-1], [frame.crop, conditioning_overlay(frame.nmfc, frame.eyes), output])
-    tables = {k: feature_table(v) for k, v in rows.items()}
+    tables = {k: gaze_while_open(feature_table(v)) for k, v in rows.items()}
     report = transfer_report(tables["source"], tables["conditioning"], tables["output"])
     report.update(avatar=name, source=str(source), mode=mode, frames=len(rows["source"]), fps=fps,
                   engine=f"{engine.provider}, {engine.precision}")
@@ -131,9 +131,10 @@ def transfer_eval(library: Path, name: str, source: Path, mode: str = "head", ma
 
 def format_report(report: dict) -> str:
     lines = [f"{report['avatar']} driven by {Path(report['source']).name} ({report['frames']} frames, {report['engine']})",
-             f"{'feature':14s}{'r output':>10s}{'r cond.':>10s}{'lag':>6s}{'found':>8s}"]
+             f"{'feature':14s}{'r output':>10s}{'r cond.':>10s}{'lag':>6s}{'found':>8s}{'source range':>14s}"]
     for name, f in report["features"].items():
-        lines.append(f"{name:14s}{f['r_output']:10.2f}{f['r_conditioning']:10.2f}{f['lag_output']:6d}{f['output_found']:8.0%}")
+        moved = "" if f["source_range"] is None else f"{f['source_range']:14.3f}"
+        lines.append(f"{name:14s}{f['r_output']:10.2f}{f['r_conditioning']:10.2f}{f['lag_output']:6d}{f['output_found']:8.0%}{moved}")
     wink = report["wink"]
     score = "n/a (no wink in the source)" if wink["score"] is None else f"{wink['score']:.2f}"
     lines.append(f"wink: {wink['followed']} of {wink['wink_frames']} source wink frames followed by the output ({score})")

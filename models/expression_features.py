@@ -21,6 +21,7 @@ FEATURES = ("eye_right", "eye_left", "brow_right", "brow_left", "mouth_open", "m
             "gaze_x", "gaze_y", "yaw", "pitch", "roll")
 WINK_SOURCE = 0.5  # normalised eye-openness difference that counts as a wink in the source
 WINK_OUTPUT = 0.25  # and the difference (same side) the output must show
+GAZE_OPEN_EYES = 0.6  # gaze is measured only while both eyes are at least this open (of the face's median)
 MAX_LAG = 5
 
 
@@ -68,6 +69,19 @@ def face_features(points: np.ndarray, pupils: np.ndarray, rotation: np.ndarray) 
 def feature_table(rows: list[dict[str, float] | None]) -> dict[str, np.ndarray]:
     """Per-feature series over frames; NaN where the face was not found."""
     return {name: np.array([r[name] if r is not None else np.nan for r in rows], np.float64) for name in FEATURES}
+
+
+def gaze_while_open(table: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+    """The table with gaze unknown (NaN) where either eye is closing: a lid over the iris moves
+    the tracked pupil, so a blink would otherwise read as a glance down or sideways."""
+    open_eyes = np.ones(len(table["gaze_x"]), bool)
+    for eye in ("eye_right", "eye_left"):
+        openness = table[eye]
+        median = np.nanmedian(openness) if np.isfinite(openness).any() else np.nan
+        with np.errstate(invalid="ignore"):
+            open_eyes &= openness >= GAZE_OPEN_EYES * median
+    return {name: np.where(open_eyes, series, np.nan) if name.startswith("gaze_") else series
+            for name, series in table.items()}
 
 
 def normalise(series: np.ndarray) -> np.ndarray:
@@ -118,12 +132,20 @@ def wink_score(source: dict[str, np.ndarray], output: dict[str, np.ndarray]) -> 
             "score": float(followed.sum() / winks.sum()) if winks.any() else None}
 
 
+def spread(series: np.ndarray) -> float | None:
+    """5th-95th percentile range of a raw feature: how much the face moves it over the clip."""
+    valid = series[np.isfinite(series)]
+    return float(np.subtract(*np.percentile(valid, [95, 5]))) if valid.size >= 2 else None
+
+
 def transfer_report(source: dict[str, np.ndarray], conditioning: dict[str, np.ndarray], output: dict[str, np.ndarray]) -> dict:
-    """Per feature: correlation of output and of conditioning with the source, and the lag."""
+    """Per feature: correlation of output and of conditioning with the source, the lag, and how
+    much the source moves it (a correlation over a feature the source hardly moves is noise)."""
     features = {}
     for name in FEATURES:
         s, c, o = (normalise(t[name]) for t in (source, conditioning, output))
         features[name] = {
+            "source_range": spread(source[name]),
             "r_output": correlation(s, o),
             "r_conditioning": correlation(s, c),
             "lag_output": best_lag(s, o),

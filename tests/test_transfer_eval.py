@@ -8,7 +8,8 @@ import pytest
 
 from h2h.app.cli import main
 from h2h.models.expression_features import (
-    FEATURES, LEFT_BROW, LEFT_EYE, MOMENTS, RIGHT_BROW, RIGHT_EYE, correlation, best_lag, euler_degrees, face_features, wink_score,
+    FEATURES, LEFT_BROW, LEFT_EYE, MOMENTS, RIGHT_BROW, RIGHT_EYE, correlation, best_lag, euler_degrees, face_features,
+    gaze_while_open, transfer_report, wink_score,
 )
 from h2h.models.geometry.retarget import euler_rotation
 from h2h.models.geometry.tracker import MediaPipeTracker
@@ -65,6 +66,27 @@ def test_correlation_lag_and_wink_scores():
     assert wink_score(source, source) == {"wink_frames": 10, "followed": 10, "score": 1.0}
     both = {"eye_right": right, "eye_left": right + np.linspace(0, 0.01, 60)}  # a two-eye blink
     assert wink_score(source, both)["score"] == 0.0
+
+
+def test_a_blink_is_not_read_as_a_glance():
+    """Gaze counts only while both eyes are open: a closing lid drags the tracked iris down,
+    and a clip's blinks would otherwise dominate its gaze correlation."""
+    n = 80
+    t = np.arange(n, dtype=float)
+    table = {name: np.zeros(n) for name in FEATURES}
+    table["eye_right"], table["eye_left"] = np.full(n, 0.3), np.full(n, 0.3)
+    table["gaze_y"] = 0.05 * np.sin(t / 5)  # the source looks up and down slowly
+    blink = table | {"eye_right": table["eye_right"].copy(), "eye_left": table["eye_left"].copy(), "gaze_y": table["gaze_y"].copy()}
+    for start in (10, 40, 70):  # three blinks; the output's tracker reads each as a glance down
+        blink["eye_right"][start : start + 3] = blink["eye_left"][start : start + 3] = 0.02
+        blink["gaze_y"][start : start + 3] = 0.6
+    masked = gaze_while_open(blink)
+    assert np.isnan(masked["gaze_y"][10:13]).all() and np.isfinite(masked["gaze_y"][:10]).all()
+    assert np.array_equal(masked["eye_right"], blink["eye_right"])  # only gaze is masked
+    assert correlation(table["gaze_y"], blink["gaze_y"]) < 0.7  # unmasked, the blinks fail a faithful output
+    report = transfer_report(gaze_while_open(table), gaze_while_open(table), masked)
+    assert report["features"]["gaze_y"]["r_output"] == pytest.approx(1.0)
+    assert report["features"]["gaze_y"]["source_range"] == pytest.approx(0.1, abs=0.01)
 
 
 def test_eval_source_reports_every_feature_and_plots_them(exported, short_clip, tmp_path, capsys):
