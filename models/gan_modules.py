@@ -3,15 +3,13 @@ DistributedDataParallel can wrap them: the generator run over a sequence, and th
 discriminators' LSGAN loss."""
 from __future__ import annotations
 
-from collections.abc import Iterable
-
 import torch
 from torch import nn
 from torch.nn import functional as F
 
 from .dataset import WINDOW, Batch
 from .losses import compose_flows, gan_loss
-from .networks import DynamicsDiscriminator, SequentialGenerator, crop_eyes, crop_mouths
+from .networks import DynamicsDiscriminator, SequentialGenerator, crop_mouths
 
 
 def run_sequence(generator: SequentialGenerator, cond: torch.Tensor, length: int, feed_back: bool) -> torch.Tensor:
@@ -38,25 +36,11 @@ class SequenceRunner(nn.Module):
         return run_sequence(self.generator, cond, length, feed_back)
 
 
-PART_DISCRIMINATORS = ("image", "mouth", "eyes")  # the discriminators of (conditioning, frame) pairs or crops of them
-
-
-def d_inputs(batch: Batch, frames: torch.Tensor, parts: Iterable[str]) -> dict[str, torch.Tensor]:
-    """(conditioning + RGB) pairs of every frame ("image"), and their mouth and eye crops, for
-    the discriminators named in `parts`."""
+def d_inputs(batch: Batch, frames: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """(conditioning + RGB) pairs of every frame, and their mouth crops."""
     cond = batch.cond[:, WINDOW - 1 :].flatten(0, 1)  # each frame's own conditioning
     pairs = torch.cat([cond, frames.flatten(0, 1)], 1)
-    inputs = {}
-    for part in parts:
-        if part == "image":
-            inputs[part] = pairs
-        elif part == "mouth":
-            inputs[part] = crop_mouths(pairs, batch.mouth.flatten(0, 1))
-        elif part == "eyes":
-            inputs[part] = crop_eyes(pairs, cond[:, 3:6])
-        else:
-            raise ValueError(f"no discriminator input for {part!r}")
-    return inputs
+    return pairs, crop_mouths(pairs, batch.mouth.flatten(0, 1))
 
 
 def face_part_l1(batch: Batch, frames: torch.Tensor, eye_margin: int = 5) -> torch.Tensor:
@@ -87,11 +71,11 @@ class Critic(nn.Module):
 
     def forward(self, batch: Batch, fake: torch.Tensor) -> dict[str, torch.Tensor]:
         ds, fake = self.discriminators, fake.detach()
-        parts = [name for name in PART_DISCRIMINATORS if name in ds]
-        real_in, fake_in = d_inputs(batch, batch.real, parts), d_inputs(batch, fake, parts)
+        real_pair, real_mouth = d_inputs(batch, batch.real)
+        fake_pair, fake_mouth = d_inputs(batch, fake)
         losses = {}
-        for name in parts:
-            losses[f"d_{name}"] = 0.5 * (gan_loss(ds[name](real_in[name]), True) + gan_loss(ds[name](fake_in[name]), False))
+        for name, real_in, fake_in in (("image", real_pair, fake_pair), ("mouth", real_mouth, fake_mouth)):
+            losses[f"d_{name}"] = 0.5 * (gan_loss(ds[name](real_in), True) + gan_loss(ds[name](fake_in), False))
         dynamics = ds["dynamics"]
         flows = [compose_flows(batch.flow, s) for s in dynamics.skips]
         starts = dynamics_starts(fake.shape[1], dynamics)

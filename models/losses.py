@@ -41,7 +41,6 @@ class LossWeights:
     flow_warp: float = 10.0
     mouth: float = 1.0
     dynamics: float = 1.0
-    eyes: float = 0.0  # eye/brow crop discriminator (not in the paper; the lite preset uses it)
 
 
 LOSS_PRESETS: dict[str, LossWeights] = {

@@ -1,5 +1,5 @@
 """Networks of the video rendering stage (DESIGN 5): the sequential generator and the
-image, mouth, eye and dynamics discriminators.
+image, mouth and dynamics discriminators.
 
 The generator is used by the live path and by export; the discriminators and the helpers
 that build their inputs are training-only. This module imports nothing from the losses or
@@ -380,57 +380,23 @@ def mouth_discriminator(
     return MultiscalePatchDiscriminator(cond_channels + RGB_CHANNELS, scales, n_layers, ndf)
 
 
-def eye_discriminator(
-    cond_channels: int = 6, scales: int = 2, n_layers: int = 3, ndf: int = 64
-) -> MultiscalePatchDiscriminator:
-    """D_E: like D_M, applied to crops of both eyes with their brows (crop_eyes), so winks,
-    lids and brow heights are judged against the eye sketch they were generated from."""
-    return MultiscalePatchDiscriminator(cond_channels + RGB_CHANNELS, scales, n_layers, ndf)
-
-
-def crop_around(images: torch.Tensor, centres: torch.Tensor, width: int, height: int, part: str) -> torch.Tensor:
-    """Crops (B, C, height, width) around per-image pixel centres (B, 2) given as (x, y).
+def crop_mouths(images: torch.Tensor, centres: torch.Tensor, size: int = 72) -> torch.Tensor:
+    """Square crops (B, C, size, size) around per-image pixel centres (B, 2) given as (x, y).
 
     Centres are rounded, and crops that would leave the image are moved inside it. The crop
     is plain slicing, so gradients flow to `images`.
     """
     b, _, h, w = images.shape
-    if h < height or w < width:
-        raise ValueError(f"images of {h}x{w} are smaller than the {width}x{height} {part} crop")
+    if h < size or w < size:
+        raise ValueError(f"images of {h}x{w} are smaller than the {size}x{size} mouth crop")
     if centres.shape != (b, 2):
         raise ValueError(f"centres must be (B, 2) = ({b}, 2), got {tuple(centres.shape)}")
-    corners = torch.round(centres.detach().to(torch.float64) - torch.tensor([width / 2, height / 2], dtype=torch.float64)).long().cpu()
-    x0 = corners[:, 0].clamp(0, w - width).tolist()
-    y0 = corners[:, 1].clamp(0, h - height).tolist()
+    corners = torch.round(centres.detach().to(torch.float64) - size / 2).long().cpu()
+    x0 = corners[:, 0].clamp(0, w - size).tolist()
+    y0 = corners[:, 1].clamp(0, h - size).tolist()
     return torch.stack(
-        [images[i, :, y : y + height, x : x + width] for i, (x, y) in enumerate(zip(x0, y0))]
+        [images[i, :, y : y + size, x : x + size] for i, (x, y) in enumerate(zip(x0, y0))]
     )
-
-
-def crop_mouths(images: torch.Tensor, centres: torch.Tensor, size: int = 72) -> torch.Tensor:
-    """Square mouth crops (B, C, size, size) around pixel centres (B, 2) (see crop_around)."""
-    return crop_around(images, centres, size, size, "mouth")
-
-
-def sketch_centres(sketch: torch.Tensor) -> torch.Tensor:
-    """(B, 2) pixel centre (x, y) of what an eye sketch (B, 3, H, W) in [-1, 1] draws: the
-    middle of both eyes and their brows; the image centre where nothing is drawn."""
-    drawn = (sketch > -1.0).any(1).to(torch.float32)  # (B, H, W)
-    h, w = drawn.shape[-2:]
-    ys = torch.arange(h, dtype=torch.float32, device=sketch.device)
-    xs = torch.arange(w, dtype=torch.float32, device=sketch.device)
-    count = drawn.sum((1, 2))
-    x = (drawn.sum(1) * xs).sum(1) / count.clamp_min(1.0)
-    y = (drawn.sum(2) * ys).sum(1) / count.clamp_min(1.0)
-    empty = count == 0
-    x, y = torch.where(empty, torch.full_like(x, w / 2), x), torch.where(empty, torch.full_like(y, h / 2), y)
-    return torch.stack([x, y], 1).detach()
-
-
-def crop_eyes(images: torch.Tensor, sketch: torch.Tensor) -> torch.Tensor:
-    """Crops of both eyes and brows (B, C, H/4, H/2), centred on what the eye sketch draws."""
-    h = images.shape[-2]
-    return crop_around(images, sketch_centres(sketch), h // 2, h // 4, "eyes")
 
 
 def temporal_windows(

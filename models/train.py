@@ -47,20 +47,19 @@ from .losses import (
     load_vgg19,
     warp_loss,
 )
-from .gan_modules import PART_DISCRIMINATORS, Critic, SequenceRunner, d_inputs, dynamics_starts, face_part_l1, run_sequence
+from .gan_modules import Critic, SequenceRunner, d_inputs, dynamics_starts, face_part_l1, run_sequence
 from .networks import (
     DynamicsDiscriminator,
     SequentialGenerator,
     count_parameters,
-    eye_discriminator,
     generator_config,
     image_discriminator,
     mouth_discriminator,
 )
 
 log = logging.getLogger(__name__)
-LOSS_NAMES = ("g_image", "g_fm_image", "g_mouth", "g_fm_mouth", "g_eyes", "g_fm_eyes", "g_dynamics", "g_fm_dynamics",
-              "g_warp", "g_vgg", "g_lap", "g_l1", "g_parts", "d_image", "d_mouth", "d_eyes", "d_dynamics")
+LOSS_NAMES = ("g_image", "g_fm_image", "g_mouth", "g_fm_mouth", "g_dynamics", "g_fm_dynamics", "g_warp",
+              "g_vgg", "g_lap", "g_l1", "g_parts", "d_image", "d_mouth", "d_dynamics")
 LOG_COLUMNS = ("step", "minutes", "lr", "seq_len", *LOSS_NAMES)  # fixed, so phases with fewer losses line up
 
 
@@ -110,8 +109,6 @@ class Trainer:
             d = dict(ndf=config.ndf, n_layers=config.d_layers, scales=config.d_scales)
             self.discriminators["image"] = image_discriminator(**d)
             self.discriminators["mouth"] = mouth_discriminator(**d)
-            if config.weights.eyes > 0:
-                self.discriminators["eyes"] = eye_discriminator(**d)
             self.discriminators["dynamics"] = DynamicsDiscriminator(**d)
         self.discriminators.to(self.device)
         self.opt_g = self._adam(self.generator)
@@ -265,14 +262,16 @@ class Trainer:
         """Adversarial, feature-matching, warp, perceptual and L1 terms of G. The
         discriminators run unwrapped here: their gradients from this pass are dropped."""
         w, ds = self.config.weights, self.discriminators
-        parts = [name for name in PART_DISCRIMINATORS if name in ds]
-        real_in, fake_in = d_inputs(batch, batch.real, parts), d_inputs(batch, fake, parts)
+        real_pair, real_mouth = d_inputs(batch, batch.real)
+        fake_pair, fake_mouth = d_inputs(batch, fake)
         g = {}
-        for name in parts:
-            weight = {"image": 1.0, "mouth": w.mouth, "eyes": w.eyes}[name]
+        for name, real_in, fake_in, weight in (
+            ("image", real_pair, fake_pair, 1.0),
+            ("mouth", real_mouth, fake_mouth, w.mouth),
+        ):
             with torch.no_grad():
-                pred_real = ds[name](real_in[name])
-            pred_fake = ds[name](fake_in[name])
+                pred_real = ds[name](real_in)
+            pred_fake = ds[name](fake_in)
             g[f"g_{name}"] = gan_loss(pred_fake, True) * w.gan * weight
             g[f"g_fm_{name}"] = feature_matching_loss(pred_fake, pred_real) * w.feature_matching * weight
         dynamics = ds["dynamics"]

@@ -46,10 +46,8 @@ TRAIN_PRESETS: dict[str, TrainConfig] = {
     # speckle a short GAN phase leaves at hair and eye edges (docs/RESULTS.md has the sweep).
     # Blinks, winks, brow motion and open mouths are small in area and rare in a talking-head
     # video, so eye and mouth regions get their own L1 and half the sequences favour unusual
-    # expressions, and a discriminator judges both eyes with their brows against the eye sketch,
-    # as the mouth's does against its conditioning (docs/RESULTS.md, "Transfer fidelity")
-    "lite": TrainConfig(warmup=0.45, seq_max=4, ema=0.997, face_parts=3.0, rare_expressions=0.5,
-                        weights=LossWeights(eyes=1.0)),
+    # expressions (docs/RESULTS.md, "Transfer fidelity")
+    "lite": TrainConfig(warmup=0.45, seq_max=4, ema=0.997, face_parts=3.0, rare_expressions=0.5),
     # the paper's reconstruction term is VGG; without its weights (none can be downloaded) a
     # Laplacian-pyramid L1 takes its place, so the GAN is never trained without one
     "paper": TrainConfig(preset="paper", ndf=64, l1=0.0, laplacian=10.0, seq_max=9),

@@ -15,9 +15,7 @@ from h2h.models.networks import (
     MultiscalePatchDiscriminator,
     SequentialGenerator,
     count_parameters,
-    crop_eyes,
     crop_mouths,
-    sketch_centres,
     generator_config,
     image_discriminator,
     mouth_discriminator,
@@ -154,19 +152,6 @@ def test_crop_mouths_positions_and_clamping() -> None:
     assert (crops[2, 0, -1, -1].item(), crops[2, 1, -1, -1].item()) == (w - 1.0, h - 1.0)
     with pytest.raises(ValueError, match="smaller"):
         crop_mouths(torch.zeros(1, 3, 64, 64), torch.zeros(1, 2))
-
-
-def test_eye_crops_follow_the_eye_sketch() -> None:
-    sketch = -torch.ones(2, 3, 256, 256)
-    sketch[0, 1, 90:96, 70:110] = 1.0  # right brow, drawn in green
-    sketch[0, 0, 110:116, 150:190] = 1.0  # left eye's lids
-    centres = sketch_centres(sketch)
-    assert centres[0].tolist() == pytest.approx([129.5, 102.5])
-    assert centres[1].tolist() == [128.0, 128.0]  # nothing drawn: the image centre
-    images = torch.cat([torch.zeros(2, 6, 256, 256), sketch], 1)
-    crops = crop_eyes(images, sketch)
-    assert crops.shape == (2, 9, 64, 128)
-    assert crops[0, 6:].sum() == sketch[0].sum() + 3 * (256 * 256 - 64 * 128)  # everything drawn is inside
 
 
 def test_crop_mouths_is_differentiable() -> None:

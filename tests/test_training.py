@@ -14,8 +14,7 @@ from h2h.models.dataset import Augment, AvatarFrames
 from h2h.models.gan_modules import face_part_l1
 from h2h.models.geometry.retarget import Retargeter
 from h2h.models.train import Trainer
-from h2h.models.losses import LossWeights
-from h2h.models.train_config import RunOptions, config_from_dict, config_to_dict, train_config
+from h2h.models.train_config import RunOptions, train_config
 from h2h.models.video import read_frames
 
 
@@ -102,18 +101,6 @@ def test_warmup_trains_single_frames_with_l1_then_the_sequential_gan(prepared):
         assert length >= config.seq_start and {"g_image", "g_mouth", "d_image"} <= set(losses)
     assert trainer.frames_seen == sum(length for length, _, _ in phases)  # what the bar's epochs count
     assert all(state["step"] == 2 for state in trainer.opt_g.state.values())  # a fresh Adam for the GAN
-
-
-def test_eye_discriminator_judges_eye_crops_and_older_runs_resume_without_it(prepared):
-    library, _ = prepared
-    config = train_config("tiny", weights=LossWeights(eyes=1.0))
-    trainer = Trainer(Avatar.open(library, "sample"), config, RunOptions(run="eyes", progress=False, max_steps=1))
-    losses = trainer.train_step()
-    assert "eyes" in trainer.discriminators and {"g_eyes", "g_fm_eyes", "d_eyes"} <= set(losses)
-    assert train_config("lite").weights.eyes > 0 and train_config("paper").weights.eyes == 0
-    saved_before = config_to_dict(train_config("lite"))
-    del saved_before["weights"]["eyes"]  # a checkpoint written before the eye discriminator existed
-    assert config_from_dict(saved_before).weights.eyes == 0.0
 
 
 def test_a_finished_run_resumed_for_longer_continues_its_gan_phase(prepared):
