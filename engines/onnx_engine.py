@@ -20,7 +20,10 @@ log = logging.getLogger(__name__)
 
 def session_options(threads: int | None = None):
     """Latency-tuned options: full graph optimisation, sequential execution, intra-op
-    threads = the machine's cores (2 threads ran 1.2-1.6x faster than 1 here)."""
+    threads = the machine's cores (2 threads ran 1.2-1.6x faster than 1 here), and no
+    spinning: between frames ORT's idle workers would otherwise busy-wait on the cores the
+    face tracker and renderer need (on 2 cores beside one busy process, the generator step
+    took 22 ms spinning against 16 ms without; docs/RESULTS.md, "Speed of the live path")."""
     import onnxruntime as ort
 
     opts = ort.SessionOptions()
@@ -29,6 +32,7 @@ def session_options(threads: int | None = None):
     opts.intra_op_num_threads = threads or max(1, min(os.cpu_count() or 1, 8))
     opts.inter_op_num_threads = 1
     opts.log_severity_level = 3
+    opts.add_session_config_entry("session.intra_op.allow_spinning", "0")
     return opts
 
 
