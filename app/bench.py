@@ -156,8 +156,8 @@ def paced(source: Path, target: Subject, generator: GeneratorStage | None, frame
 
     pipeline = Pipeline(iter(clip), face, generator, sinks=[record], realtime=True)
     pipeline.start().wait()
-    stats = delivery_stats(pipeline.captured, delivered, int(round(SETTLE_SECONDS * clip.fps)))
-    return {"source_fps": round(clip.fps, 2), "settle_frames": int(round(SETTLE_SECONDS * clip.fps)), **stats}
+    settle = int(round(SETTLE_SECONDS * clip.fps))
+    return {"source_fps": round(clip.fps, 2), "settle_frames": settle, **delivery_stats(pipeline.captured, delivered, settle)}
 
 
 def run_bench(source: str | Path, frames: int | None = None, json_out: str | Path | None = None,
