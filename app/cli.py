@@ -7,6 +7,7 @@ import os
 import sys
 from collections.abc import Callable
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from ..engines.base import EngineError
 from ..models.avatar import AvatarError
@@ -14,8 +15,12 @@ from ..models.checkpoint import CheckpointError
 from ..models.interrupts import Interrupted
 from ..models.library import LIBRARY_ENV, LibraryError, check_run_name, resolve_library
 from ..models.video import VideoError
+from .background import BackgroundError
 
-USER_ERRORS = (AvatarError, CheckpointError, EngineError, LibraryError, VideoError, OSError)
+if TYPE_CHECKING:
+    from ..models.train_config import RunOptions
+
+USER_ERRORS = (AvatarError, BackgroundError, CheckpointError, EngineError, LibraryError, VideoError, OSError)
 
 
 def _fraction(text: str) -> float:
@@ -50,6 +55,41 @@ def _positive_int(text: str) -> int:
     return int(text)
 
 
+def _add_run_options(p: argparse.ArgumentParser) -> None:
+    """How long and where a training run goes (train and pretrain)."""
+    p.add_argument("--max-minutes", type=float, default=None, help="stop after this much training time")
+    p.add_argument("--max-steps", type=int, default=None, help="stop after this many steps")
+    p.add_argument("--resume", action="store_true", help="continue the run from its last checkpoint")
+    p.add_argument("--overwrite", action="store_true", help="start an existing run again from scratch (its checkpoint, log and samples go)")
+    p.add_argument("--device", default="cpu", help="cpu or cuda (default: cpu)")
+    p.add_argument("--precision", choices=("auto", "fp32", "bf16", "fp16"), default="auto",
+                   help="auto: bf16 (else fp16 with a gradient scaler) autocast on a GPU, fp32 on a CPU")
+    p.add_argument("--checkpoint-steps", type=_positive_int, metavar="N", help="also checkpoint every N steps (default: every 5 minutes)")
+    p.add_argument("--threads", type=_positive_int, metavar="N", help="torch CPU threads (default: all cores)")
+    p.add_argument("--sample-minutes", type=float, default=5.0, help="write a sample grid this often")
+    p.add_argument("--seed", type=_count, default=0, help="random seed (a whole number >= 0)")
+
+
+def _run_options(args: argparse.Namespace, run: str) -> RunOptions:
+    from ..models.train_config import RunOptions
+
+    return RunOptions(
+        run=run,
+        max_minutes=args.max_minutes,
+        max_steps=args.max_steps,
+        resume=args.resume,
+        overwrite=args.overwrite,
+        init=getattr(args, "init", None) if getattr(args, "init", None) != "none" else None,
+        bases=getattr(args, "bases", None),
+        device=args.device,
+        vgg_weights=getattr(args, "vgg_weights", None),
+        sample_minutes=args.sample_minutes,
+        checkpoint_steps=args.checkpoint_steps,
+        threads=args.threads,
+        precision=args.precision,
+    )
+
+
 def _library_arg(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--library", metavar="DIR", help=f"avatar library folder (default: ${LIBRARY_ENV}, else a per-user data folder)"
@@ -69,6 +109,7 @@ def cmd_prepare(args: argparse.Namespace) -> int:
 
 
 def cmd_reenact(args: argparse.Namespace) -> int:
+    from .background import parse_background
     from .reenact import reenact
 
     result = reenact(
@@ -81,17 +122,48 @@ def cmd_reenact(args: argparse.Namespace) -> int:
         conditioning_only=args.conditioning_only,
         side_by_side=args.side_by_side,
         run=args.run,
+        background=parse_background(args.background),
     )
     print(result.summary())
     return 0
 
 
+def cmd_pretrain(args: argparse.Namespace) -> int:
+    from ..models.base_model import default_bases
+    from ..models.pretrain import BaseTrainer, open_people
+    from ..models.train_config import train_config
+
+    overrides = {"seed": args.seed, **({"warmup": args.warmup} if args.warmup is not None else {})}
+    config = train_config(args.preset, **overrides)
+    library = resolve_library(args.library)
+    bases = Path(args.bases).expanduser() if args.bases else default_bases(library)
+    if os.environ.get("RANK", "0") != "0":
+        logging.getLogger().setLevel(logging.WARNING)
+    trainer = BaseTrainer(open_people(library, args.avatars), bases, args.out, config, _run_options(args, "main"))
+    result = trainer.run()
+    if os.environ.get("RANK", "0") == "0":
+        print(f"pretrained base {args.out} on {len(args.avatars)} people: {result['step']} steps in {result['minutes']:.1f} min -> {result['folder']}")
+    return 0
+
+
+def _default_preset(args: argparse.Namespace, library: Path) -> str:
+    """finetune when --init names a base (its layout and losses), else lite."""
+    from ..models.base_model import default_bases, find_base, load_base
+
+    if args.init == "none":
+        return "lite"
+    found = find_base(args.init, Path(args.bases).expanduser() if args.bases else default_bases(library))
+    if found is None:
+        return "lite"
+    return "finetune-tiny" if load_base(found).generator.fewshot.generator == "tiny" else "finetune"
+
+
 def cmd_train(args: argparse.Namespace) -> int:
     from ..models.avatar import Avatar
     from ..models.train import Trainer
-    from ..models.train_config import RunOptions, train_config
+    from ..models.train_config import train_config
 
-    overrides = {"ablation": args.ablation, "seed": args.seed}
+    overrides = {"ablation": args.ablation, "seed": args.seed, "frames": args.frames}
     if args.epochs is not None:
         overrides["epochs"] = args.epochs
     if args.warmup is not None:
@@ -100,24 +172,12 @@ def cmd_train(args: argparse.Namespace) -> int:
         overrides["ema"] = args.ema
     if args.batch is not None:
         overrides["batch"] = args.batch
-    config = train_config(args.preset, **overrides)
-    options = RunOptions(
-        run=args.run or ("main" if not args.ablation else args.ablation),
-        max_minutes=args.max_minutes,
-        max_steps=args.max_steps,
-        resume=args.resume,
-        overwrite=args.overwrite,
-        init=args.init,
-        device=args.device,
-        vgg_weights=args.vgg_weights,
-        sample_minutes=args.sample_minutes,
-        checkpoint_steps=args.checkpoint_steps,
-        threads=args.threads,
-        precision=args.precision,
-    )
+    library = resolve_library(args.library)
+    config = train_config(args.preset or _default_preset(args, library), **overrides)
+    options = _run_options(args, args.run or ("main" if not args.ablation else args.ablation))
     if os.environ.get("RANK", "0") != "0":
         logging.getLogger().setLevel(logging.WARNING)  # under torchrun only rank 0 reports
-    result = Trainer(Avatar.open(resolve_library(args.library), args.name), config, options).run()
+    result = Trainer(Avatar.open(library, args.name), config, options).run()
     if os.environ.get("RANK", "0") == "0":
         print(f"trained {args.name}: {result['step']} steps in {result['minutes']:.1f} min -> {result['folder']}")
     return 0
@@ -246,21 +306,21 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--conditioning-only", action="store_true", help="no generator: source | NMFC | eyes | overlay")
     p.add_argument("--run", type=_run_name, help="which training run's generator (default: the exported one, else main)")
     p.add_argument("--frames", type=int, default=None, help="stop after N source frames")
+    p.add_argument("--background", default="keep", metavar="keep|blur|color:RRGGBB|PATH",
+                   help="what goes behind the person (needs a generator with a mask: fine-tuned from the base)")
     _library_arg(p)
     p.set_defaults(func=cmd_reenact)
 
     p = sub.add_parser("train", help="train an avatar's generator (Head2Head++ GAN)")
     p.add_argument("name", help="avatar name in the library")
-    p.add_argument("--preset", choices=("lite", "paper", "tiny"), default="lite", help="network size (default: lite; tiny is for smoke tests)")
+    p.add_argument("--preset", choices=("lite", "paper", "tiny", "finetune", "finetune-tiny"), default=None,
+                   help="network size and losses (default: finetune when --init names a base, else lite; the tiny ones are for smoke tests)")
     p.add_argument("--epochs", type=int, default=None, help="epochs (default: the preset's, 40 + 20 decay)")
-    p.add_argument("--max-minutes", type=float, default=None, help="stop after this much training time")
-    p.add_argument("--max-steps", type=int, default=None, help="stop after this many steps")
-    p.add_argument("--resume", action="store_true", help="continue the run from its last checkpoint")
-    p.add_argument("--overwrite", action="store_true", help="start an existing run again from scratch (its checkpoint, log and samples go)")
-    p.add_argument("--init", metavar="CHECKPOINT_OR_AVATAR", help="start from another avatar's or a pretrained checkpoint")
-    p.add_argument("--device", default="cpu", help="cpu or cuda (default: cpu)")
-    p.add_argument("--precision", choices=("auto", "fp32", "bf16", "fp16"), default="auto",
-                   help="auto: bf16 (else fp16 with a gradient scaler) autocast on a GPU, fp32 on a CPU")
+    p.add_argument("--init", metavar="BASE_OR_AVATAR", default="none",
+                   help="base: fine-tune the shipped multi-person base; NAME: a base from h2h pretrain, or another avatar's run; "
+                        "a state.pt file; none: from scratch (default)")
+    p.add_argument("--bases", metavar="DIR", help="where --init looks for bases by name (default: $H2H_BASES, else 'bases' beside the library)")
+    p.add_argument("--frames", type=_positive_int, metavar="N", help="train on the first N frames of the train split only (few-shot: 50-500)")
     p.add_argument("--ablation", choices=("l1-single",), help="l1-single: L1 loss only, single frames, no GAN")
     p.add_argument("--warmup", type=_fraction, default=None, metavar="FRACTION",
                    help="fraction of the run trained on single frames with L1 before the GAN (default: the preset's)")
@@ -268,13 +328,20 @@ def build_parser() -> argparse.ArgumentParser:
                    help="decay of the saved weight average of the generator, 0 = off (default: the preset's)")
     p.add_argument("--batch", type=_positive_int, default=None, help="sequences per step and process (default: 1)")
     p.add_argument("--run", type=_run_name, help="run name, a folder under checkpoints/ (default: main, or the ablation's name)")
-    p.add_argument("--checkpoint-steps", type=_positive_int, metavar="N", help="also checkpoint every N steps (default: every 5 minutes)")
-    p.add_argument("--threads", type=_positive_int, metavar="N", help="torch CPU threads (default: all cores)")
     p.add_argument("--vgg-weights", metavar="PATH", help="torchvision vgg19-dcbb9e9d.pth for the perceptual loss")
-    p.add_argument("--sample-minutes", type=float, default=5.0, help="write a sample grid this often")
-    p.add_argument("--seed", type=_count, default=0, help="random seed (a whole number >= 0)")
+    _add_run_options(p)
     _library_arg(p)
     p.set_defaults(func=cmd_train)
+
+    p = sub.add_parser("pretrain", help="train a multi-person base that new avatars fine-tune from (Head2HeadFS)")
+    p.add_argument("--avatars", nargs="+", required=True, metavar="NAME", help="the prepared avatars (people) to learn from")
+    p.add_argument("--out", required=True, metavar="NAME", help="base name; the base goes to BASES/NAME")
+    p.add_argument("--bases", metavar="DIR", help="where bases live (default: $H2H_BASES, else 'bases' beside the library)")
+    p.add_argument("--preset", choices=("base", "base-tiny"), default="base", help="network size (base-tiny is for smoke tests)")
+    p.add_argument("--warmup", type=_fraction, default=None, metavar="FRACTION", help="single-frame L1 share of the run (default: the preset's)")
+    _add_run_options(p)
+    _library_arg(p)
+    p.set_defaults(func=cmd_pretrain)
 
     p = sub.add_parser("eval", help="self-reenactment metrics on the held-out test split")
     p.add_argument("name", help="avatar name in the library")
@@ -338,10 +405,12 @@ def build_parser() -> argparse.ArgumentParser:
 INTERRUPTED = {  # what an interrupt leaves behind, per command
     "": "nothing already saved was changed",
     "train": "the last checkpoint (every 5 minutes) is kept; add --resume to the same command to continue",
+    "pretrain": "the last checkpoint (every 5 minutes) is kept; add --resume to the same command to continue",
 }
 STOPPED = {  # after a clean stop between steps (Ctrl-C or SIGTERM)
     "": "stopped; nothing already saved was changed",
     "train": "stopped after checkpointing the last finished step; add --resume to the same command to continue",
+    "pretrain": "stopped after checkpointing the last finished step; add --resume to the same command to continue",
 }
 
 

@@ -13,6 +13,7 @@ import numpy as np
 
 from ..models.avatar import AvatarError
 from ..models.library import resolve_library
+from .background import parse_background
 from .session import AvatarEntry, LiveSession, available_avatars, load_avatar
 from .sinks import OUTPUT_SIZES, VirtualCameraError
 from .sources import FrameSource, list_cameras, open_source
@@ -63,6 +64,9 @@ def run_headless(args: argparse.Namespace) -> int:
                                       give_up_after=args.camera_timeout)
     session = LiveSession(mode=args.mode or "head")
     session.set_avatar(loaded)
+    problem = session.set_background(parse_background(args.background))
+    if problem:
+        print(f"background: {problem}")
     size = OUTPUT_SIZES[args.size or DEFAULT_SIZE]
     if args.vcam:
         try:
@@ -134,6 +138,8 @@ def add_live_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--record-size-output", action="store_true", help="record at --size instead of 256x256")
     p.add_argument("--size", choices=tuple(OUTPUT_SIZES), help=f"virtual camera (and --record-size-output) size; default {DEFAULT_SIZE}, or the window's last")
     p.add_argument("--frames", type=int, help="stop after N frames")
+    p.add_argument("--background", default="keep", metavar="keep|blur|color:RRGGBB|PATH",
+                   help="what goes behind the person: the avatar's own (keep, default), blurred, a colour or an image")
     p.add_argument("--realtime", action="store_true", help="pace a video file like a camera (frames may drop)")
     p.add_argument("--camera-timeout", type=float, default=10.0, metavar="SECONDS",
                    help="headless: give up when the camera gives no frame in this time (default 10)")

@@ -50,6 +50,7 @@ class Packet:
     nmfc: np.ndarray | None = None
     eyes: np.ndarray | None = None
     output: np.ndarray | None = None
+    mask: np.ndarray | None = None  # the generator's foreground mask (uint8, 255 = person), if it has one
     timings: dict[str, float] = field(default_factory=dict)
 
 
@@ -261,6 +262,7 @@ class GeneratorStage:
     def process(self, packet: Packet) -> Packet:
         t0 = time.perf_counter()
         packet.output = self.stepper(packet.nmfc, packet.eyes)
+        packet.mask = self.stepper.mask
         total = (time.perf_counter() - t0) * 1e3
         packet.timings.update(generator=self._run_ms, convert=total - self._run_ms)
         return packet

@@ -10,6 +10,7 @@ import cv2
 import numpy as np
 
 from ..engines.stepper import GeneratorStepper
+from .background import Background, Compositor
 from ..engines import load as load_engine
 from ..models.avatar import Avatar, AvatarError
 from ..models.evaluate import conditioning_overlay
@@ -113,6 +114,7 @@ def reenact(
     conditioning_only: bool = False,
     side_by_side: bool = False,
     run: str | None = None,
+    background: Background | None = None,
 ) -> ReenactResult:
     """Write the reenactment video; see `h2h reenact --help` for the layouts."""
     started = time.perf_counter()
@@ -125,9 +127,13 @@ def reenact(
     if mode != "self" and source is None:
         raise AvatarError(f"--mode {mode} needs --source VIDEO")
     stepper = None
+    compose = Compositor(background)
     if not conditioning_only:
         engine = load_engine(avatar, "auto", run)
         stepper = GeneratorStepper(engine.run, avatar.resolution, engine.sequential)
+        if compose.background.replaces and engine.outputs[0].shape[1] <= 3:
+            raise AvatarError(f"{avatar.name}'s generator predicts no foreground mask (trained before masks); "
+                              "drop --background, or fine-tune it from the base (h2h train NAME --init base)")
     no_face = [0]
     if mode == "self":
         fps, frames = avatar.fps, self_frames(avatar, max_frames)
@@ -142,7 +148,7 @@ def reenact(
             if stepper is None:
                 row = [crop, nmfc, eyes, overlay(reference, nmfc, eyes)]
             else:
-                generated = stepper(nmfc, eyes)
+                generated = compose(stepper(nmfc, eyes), stepper.mask)
                 row = [crop, conditioning_overlay(nmfc, eyes), generated] if side_by_side else [generated]
             writer.write(np.concatenate(row, 1))
             count += 1

@@ -15,6 +15,7 @@ from ..models.avatar import Avatar
 from ..models.geometry.face_model import load_face_model
 from ..models.geometry.retarget import RetargetOptions
 from ..models.library import list_avatars
+from .background import Background, Compositor
 from .pipeline import FaceStage, GeneratorStage, Packet, Pipeline
 from .sinks import Recorder, VirtualCamera
 from .sources import FrameSource
@@ -58,6 +59,11 @@ class LoadedAvatar:
     avatar: Avatar
     engine: Engine
 
+    @property
+    def has_mask(self) -> bool:
+        """Whether its generator predicts the foreground mask (needed to replace the background)."""
+        return bool(self.engine.outputs) and self.engine.outputs[0].shape[1] > 3
+
 
 def load_avatar(entry: AvatarEntry, engine: str = "auto", device: str = "cpu") -> LoadedAvatar:
     avatar = Avatar.open_path(entry.path)
@@ -83,6 +89,7 @@ class LiveSession:
         self.pipeline_stats = None
         self.dropped = 0
         self._error: BaseException | None = None
+        self.compositor = Compositor()
 
     # ----- avatar ---------------------------------------------------------------------
     def set_avatar(self, loaded: LoadedAvatar) -> None:
@@ -91,6 +98,18 @@ class LiveSession:
         if self.pipeline is not None:
             self.face.set_target(loaded.avatar.subject, self._poses(loaded), self.mode, loaded.avatar.brows)
             self.pipeline.generator = GeneratorStage(loaded.engine, loaded.avatar.resolution)
+
+    def set_background(self, background: Background) -> str | None:
+        """Use this background from the next frame on (safe while running); returns why it
+        cannot be seen with the current avatar, or None."""
+        self.compositor.set(background)
+        return self.background_problem()
+
+    def background_problem(self) -> str | None:
+        if self.compositor.background.replaces and self.current is not None and not self.current.has_mask:
+            return (f"{self.current.avatar.name}'s generator predicts no foreground mask (trained before masks), so its "
+                    "background stays; fine-tune it from the base (h2h train NAME --init base) to replace it")
+        return None
 
     def set_mode(self, mode: str) -> None:
         self.mode = mode
@@ -138,6 +157,7 @@ class LiveSession:
 
     # ----- sinks ----------------------------------------------------------------------
     def _deliver(self, packet: Packet) -> None:
+        packet.output = self.compositor(packet.output, packet.mask)
         with self._lock:
             self._latest = packet
         with self._sink_lock:

@@ -19,7 +19,8 @@ class TensorSpec:
 
 
 class Engine(Protocol):
-    """A loaded generator step: run(cond (1, 18, H, W), prev (1, 6, H, W)) -> (1, 3, H, W)."""
+    """A loaded generator step: run(cond (1, 18, H, W), prev (1, 6, H, W)) -> (1, 3, H, W), or
+    (1, 4, H, W) for generators that also predict the foreground mask (RGB first)."""
 
     provider: str  # e.g. "TensorRT", "ONNX Runtime (CPUExecutionProvider)", "PyTorch (cpu)"
     precision: str  # "fp32" | "fp16"
@@ -30,9 +31,11 @@ class Engine(Protocol):
     def run(self, cond: np.ndarray, prev: np.ndarray) -> np.ndarray: ...
 
 
-def generator_specs(size: int, window: int = 3, previous: int = 2) -> tuple[list[TensorSpec], list[TensorSpec]]:
+def generator_specs(
+    size: int, window: int = 3, previous: int = 2, out_channels: int = 3
+) -> tuple[list[TensorSpec], list[TensorSpec]]:
     """The fixed input/output specs of the exported generator step."""
     return (
         [TensorSpec("cond", (1, window * 6, size, size), "float32"), TensorSpec("prev", (1, previous * 3, size, size), "float32")],
-        [TensorSpec("frame", (1, 3, size, size), "float32")],
+        [TensorSpec("frame", (1, out_channels, size, size), "float32")],
     )

@@ -31,6 +31,7 @@ class DeviceStepper:
         self._window = torch.zeros(1, WINDOW * 6, self.size, self.size, device=self.device)
         self._prev = torch.zeros(1, PREVIOUS * 3, self.size, self.size, device=self.device)
         self._started = False
+        self.mask: np.ndarray | None = None
 
     @torch.inference_mode()
     def __call__(self, nmfc: np.ndarray, eyes: np.ndarray) -> np.ndarray:
@@ -47,7 +48,8 @@ class DeviceStepper:
         out = self.run_device(self._window, self._prev).float()
         if self.sequential:
             self._prev[0, :-3] = self._prev[0, 3:].clone()
-            self._prev[0, -3:] = out[0]
-        image = ((out[0] + 1.0) * 127.5 + 0.5).clamp_(0, 255).to(torch.uint8).permute(1, 2, 0)
-        self._download.copy_(image, non_blocking=False)
+            self._prev[0, -3:] = out[0, :3]
+        pixels = ((out[0] + 1.0) * 127.5 + 0.5).clamp_(0, 255).to(torch.uint8).permute(1, 2, 0)
+        self._download.copy_(pixels[..., :3], non_blocking=False)
+        self.mask = pixels[..., 3].cpu().numpy() if out.shape[1] > 3 else None
         return self._download.numpy().copy()

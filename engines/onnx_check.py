@@ -55,5 +55,5 @@ def check_generator_onnx(data: bytes, size: int, label: str) -> None:
         if len(dims) != 4 or dims[0] != 1 or dims[2:] != [size, size] or not (isinstance(dims[1], int) and dims[1] > 0):
             shown = "x".join(str(d) for d in dims)
             raise EngineError(f"{label}: '{value.name}' is {shown}, expected 1xCx{size}x{size} (the avatar's resolution)")
-    if _dims(model.graph.output[0])[1] != 3:
-        raise EngineError(f"{label}: 'frame' must have 3 channels (RGB)")
+    if _dims(model.graph.output[0])[1] not in (3, 4):
+        raise EngineError(f"{label}: 'frame' must have 3 channels (RGB) or 4 (RGB and the foreground mask)")

@@ -17,7 +17,7 @@ def image_to_input(image: np.ndarray) -> np.ndarray:
 
 
 def output_to_image(output: np.ndarray) -> np.ndarray:
-    """float (3, H, W) in [-1, 1] -> uint8 (H, W, 3)."""
+    """float (C, H, W) in [-1, 1] -> uint8 (H, W, C)."""
     return np.clip((output.transpose(1, 2, 0) + 1.0) * 127.5 + 0.5, 0, 255).astype(np.uint8)
 
 
@@ -26,7 +26,8 @@ class GeneratorStepper:
 
     At the start (or after reset) the window is filled with the first conditioning frame
     and the previous outputs are zeros, as in training. With sequential=False (a single
-    frame model) the previous outputs stay zero.
+    frame model) the previous outputs stay zero. A generator with a mask output leaves the
+    step's foreground mask (uint8 H x W, 255 = person) in `mask`; otherwise `mask` is None.
     """
 
     def __init__(self, step: StepFn, size: int = 256, sequential: bool = True) -> None:
@@ -39,6 +40,7 @@ class GeneratorStepper:
         self._window = np.zeros((1, WINDOW * 6, self.size, self.size), np.float32)
         self._prev = np.zeros((1, PREVIOUS * 3, self.size, self.size), np.float32)
         self._started = False
+        self.mask: np.ndarray | None = None
 
     def __call__(self, nmfc: np.ndarray, eyes: np.ndarray) -> np.ndarray:
         """The next output frame (uint8 RGB) for this frame's NMFC and eye sketch."""
@@ -52,5 +54,6 @@ class GeneratorStepper:
         out = np.asarray(self.step(self._window, self._prev))[0]
         if self.sequential:
             self._prev[0, :-3] = self._prev[0, 3:]
-            self._prev[0, -3:] = out
-        return output_to_image(out)
+            self._prev[0, -3:] = out[:3]
+        self.mask = output_to_image(out[3:])[..., 0] if out.shape[0] > 3 else None
+        return output_to_image(out[:3])

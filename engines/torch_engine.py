@@ -22,7 +22,7 @@ class TorchEngine:
         self.generator.to(self.device)
         self.provider = f"PyTorch ({self.device.type})"
         self.sequential = bool(self.meta.get("sequential", True))
-        self.inputs, self.outputs = generator_specs(size)
+        self.inputs, self.outputs = generator_specs(size, out_channels=self.generator.config.out_channels)
 
     @torch.inference_mode()
     def run_device(self, cond: torch.Tensor, prev: torch.Tensor) -> torch.Tensor:

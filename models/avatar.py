@@ -21,7 +21,7 @@ from .manifest import FLOW, FORMAT_VERSION, IDENTITY, TRACK_BYTES_PER_FRAME, TRA
 __all__ = ["FORMAT_VERSION", "FRAME_NAME", "TRACK_KEYS", "Avatar", "AvatarError", "AvatarFiles", "AvatarWriter", "write_manifest"]
 FRAME_NAME = "{:06d}.png"
 TRACK_KEYS = tuple(TRACKS)
-IMAGE_FOLDERS = {"frame": "frames", "nmfc": "conditioning/nmfc", "eyes": "conditioning/eyes"}
+IMAGE_FOLDERS = {"frame": "frames", "nmfc": "conditioning/nmfc", "eyes": "conditioning/eyes", "mask": "masks"}
 KEPT_ON_OVERWRITE = ("checkpoints", "engines")  # training belongs to the person, not to the frames
 
 
@@ -134,6 +134,14 @@ class Avatar:
             raise AvatarError(f"{self.path}: {kind} image {index} is missing; re-run h2h prepare")
         return self.files.read_image(relative)
 
+    def has_masks(self) -> bool:
+        """Whether prepare stored foreground masks (avatars made before them have none)."""
+        return self.files.is_file(f"masks/{FRAME_NAME.format(int(self.split_indices('train')[0]))}")
+
+    def read_mask(self, index: int) -> np.ndarray:
+        """uint8 (H, W) foreground mask of a frame, 255 = person."""
+        return self.read_image("mask", index)[..., 0]
+
     def flow(self) -> np.ndarray:
         """conditioning/flow.npz: (N, H/2, W/2, 2) optical flow between consecutive frames."""
         n, half = self.schema.counts.frames, self.resolution // 2
@@ -196,7 +204,7 @@ class AvatarWriter:
             raise AvatarError(f"avatar '{name}' already exists in {library}; pass --overwrite to replace it")
         self.tmp = Path(tempfile.mkdtemp(prefix=f".{name}{PARTIAL_MARK}{os.getpid()}-", dir=library))
         os.chmod(self.tmp, 0o777 & ~current_umask())
-        for sub in ("frames", "conditioning/nmfc", "conditioning/eyes", "checkpoints", "engines"):
+        for sub in ("frames", "masks", "conditioning/nmfc", "conditioning/eyes", "checkpoints", "engines"):
             (self.tmp / sub).mkdir(parents=True, exist_ok=True)
 
     def training_to_keep(self) -> list[str]:

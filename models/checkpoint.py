@@ -83,18 +83,36 @@ def generator_config_from_dict(data: object) -> GeneratorConfig:
         raise CheckpointError(f"generator config is invalid ({exc})") from exc
 
 
+def read_model_meta(files: AvatarFiles, meta_file: str, weights_file: str, missing: str) -> dict:
+    """A model's JSON metadata (an object), read through the checked accessor; `missing` is the
+    error when it or its weights file is absent. Check it before reading the weights."""
+    if not files.is_file(meta_file) or not files.is_file(weights_file):
+        raise CheckpointError(missing)
+    meta = files.read_json(meta_file)
+    if not isinstance(meta, dict):
+        raise CheckpointError(f"{files.root / meta_file}: not a JSON object")
+    return meta
+
+
+def read_weights(files: AvatarFiles, weights_file: str) -> dict[str, torch.Tensor]:
+    """safetensors weights (no code runs), size-bounded, through the checked accessor."""
+    try:
+        tensors = load(files.read_bytes(weights_file, MAX_MODEL_BYTES))
+    except AvatarError:
+        raise
+    except Exception as exc:
+        raise CheckpointError(f"{files.root / weights_file}: not a readable weights file ({type(exc).__name__})") from exc
+    return tensors
+
+
 def load_generator(files: AvatarFiles, run: str) -> tuple[SequentialGenerator, dict]:
     """The trained generator (eval mode) and its metadata from checkpoints/<run>/."""
     folder = files.root / "checkpoints" / run
-    meta_file, weights = f"checkpoints/{run}/{GENERATOR_META}", f"checkpoints/{run}/{GENERATOR_FILE}"
-    if not files.is_file(meta_file) or not files.is_file(weights):
-        raise CheckpointError(f"no trained generator in {folder}; run h2h train first")
+    weights = f"checkpoints/{run}/{GENERATOR_FILE}"
+    meta = read_model_meta(files, f"checkpoints/{run}/{GENERATOR_META}", weights, f"no trained generator in {folder}; run h2h train first")
     try:
-        meta = files.read_json(meta_file)
-        if not isinstance(meta, dict):
-            raise CheckpointError(f"{folder / GENERATOR_META}: not a JSON object; train again")
         generator = SequentialGenerator(generator_config_from_dict(meta.get("config")))
-        generator.load_state_dict(load(files.read_bytes(weights, MAX_MODEL_BYTES)))
+        generator.load_state_dict(read_weights(files, weights))
     except (CheckpointError, AvatarError):
         raise
     except Exception as exc:

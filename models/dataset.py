@@ -6,7 +6,8 @@ Sampling is a pure function of a numpy Generator, so a resumed run draws the sam
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
+import logging
+from dataclasses import dataclass, fields
 
 import cv2
 import numpy as np
@@ -14,12 +15,14 @@ import torch
 from tqdm import tqdm
 
 from .avatar import Avatar, AvatarError
+from .segmentation import ForegroundSegmenter
 from .expression_features import face_features, feature_table, normalise
 from .geometry.eyes import draw_eye_sketch, eyelid_opening, pupils_absolute, pupils_relative
 from .geometry.face_model import FaceModel
 from .geometry.fitting import Pose
 from .geometry.retarget import posed_mesh
 
+log = logging.getLogger(__name__)
 WINDOW = 3
 RARITY_FEATURES = ("eye_right", "eye_left", "brow_right", "brow_left", "mouth_open", "mouth_width")
 RARITY_NEIGHBOURS = 10
@@ -47,6 +50,14 @@ class Batch:
     flow: torch.Tensor  # (B, L, 2, H, W) pixels, flow[t]: I_t(x) ~ I_{t-1}(x + flow[t](x))
     mouth: torch.Tensor  # (B, L, 2) pixels
     index: torch.Tensor  # (B, L) frame indices
+    mask: torch.Tensor  # (B, L, 1, H, W) foreground in [0, 1]
+    identity: torch.Tensor  # (B,) which person (the row of a projection discriminator)
+    references: torch.Tensor | None = None  # (B, M, 3, H, W) frames of each person for the identity embedder
+
+    def to(self, device: torch.device, pin: bool = False) -> "Batch":
+        """The batch on `device` (through pinned host memory when `pin`, so the copy overlaps)."""
+        move = lambda t: None if t is None else (t.pin_memory() if pin else t).to(device, non_blocking=pin)
+        return Batch(*(move(getattr(self, f.name)) for f in fields(self)))
 
     def window(self, t: int) -> torch.Tensor:
         """Conditioning X[t-2:t] of step t, frames stacked on channels: (B, 18, H, W)."""
@@ -68,15 +79,19 @@ def to_image(tensor: torch.Tensor) -> np.ndarray:
 class AvatarFrames:
     """A split of an avatar held in memory: frames, NMFC, eye geometry, flow, mouth centres."""
 
-    def __init__(self, avatar: Avatar, model: FaceModel, split: str = "train", progress: bool = True) -> None:
+    def __init__(
+        self, avatar: Avatar, model: FaceModel, split: str = "train", progress: bool = True, limit: int | None = None
+    ) -> None:
+        """`limit`: keep only the first `limit` valid frames of the split (few-shot training)."""
         avatar.require_frames("training")
         self.avatar, self.model = avatar, model
-        self.indices = avatar.split_indices(split)
+        self.indices = avatar.split_indices(split)[:limit]
         if len(self.indices) == 0:
             raise AvatarError(f"avatar '{avatar.name}' has no valid {split} frames; re-run h2h prepare on a longer video")
         tracks = avatar.tracks
         load = tqdm(self.indices, desc=f"loading {split} frames", unit="f", disable=not progress, leave=False)
         self.frames = np.stack([avatar.read_image("frame", i) for i in load])
+        self.masks = self._masks()
         self.nmfc = np.stack([avatar.read_image("nmfc", i) for i in self.indices])
         self.vertices = np.stack([self._mesh(i) for i in self.indices])
         self.pupils = np.stack(
@@ -92,6 +107,14 @@ class AvatarFrames:
         # position of each frame in `indices`, and whether its predecessor is the previous frame
         self.consecutive = np.concatenate([[False], np.diff(self.indices) == 1])
         self.size = self.frames.shape[1]
+
+    def _masks(self) -> np.ndarray:
+        """(N, H, W) uint8 foreground masks: prepare's, or made now for avatars prepared before masks."""
+        if self.avatar.has_masks():
+            return np.stack([self.avatar.read_mask(i) for i in self.indices])
+        log.info("%s has no foreground masks (prepared before them); segmenting its %d frames for this run", self.avatar.name, len(self.frames))
+        with ForegroundSegmenter() as segmenter:
+            return np.stack([segmenter.mask(frame) for frame in self.frames])
 
     def _mesh(self, i: int) -> np.ndarray:
         """Frame i's model reconstruction, as prepare rendered its conditioning."""
@@ -163,7 +186,9 @@ class AvatarFrames:
         per_start = np.max(np.stack([rarity[starts + k] for k in range(length)]), 0)
         return (1 - rare) / len(starts) + rare * per_start / per_start.sum()
 
-    def sample(self, rngs: list[np.random.Generator], length: int, augment: Augment, rare: float = 0.0) -> Batch:
+    def sample(
+        self, rngs: list[np.random.Generator], length: int, augment: Augment, rare: float = 0.0, identity: int = 0
+    ) -> Batch:
         """A batch of one sequence per generator: each item is a function of its own generator,
         so a batch split across processes holds the same items as one big batch. A share `rare`
         of the sequences favours unusual expressions (see start_weights)."""
@@ -172,7 +197,7 @@ class AvatarFrames:
             raise ValueError(f"no run of {length} consecutive valid frames in the split")
         weights = self.start_weights(starts, length, rare)
         items = [self._sequence(int(rng.choice(starts, p=weights)), length, rng, augment) for rng in rngs]
-        return Batch(*(torch.stack([it[k] for it in items]) for k in range(5)))
+        return Batch(*(torch.stack([it[k] for it in items]) for k in range(6)), torch.full((len(rngs),), identity))
 
     def _sequence(self, start: int, length: int, rng: np.random.Generator, augment: Augment):
         s = self.size
@@ -195,10 +220,12 @@ class AvatarFrames:
         real = [warp(self.frames[p], cv2.INTER_LINEAR, cv2.BORDER_REPLICATE) for p in positions]
         flow = [warp(self.flow(p), cv2.INTER_LINEAR, cv2.BORDER_REPLICATE) * scale for p in positions]
         mouth = self.mouth[positions] * scale + matrix[:, 2]
+        masks = np.stack([warp(self.masks[p], cv2.INTER_LINEAR, cv2.BORDER_REPLICATE) for p in positions])
         return (
             to_tensor(np.stack(cond)),
             to_tensor(np.stack(real)),
             torch.from_numpy(np.stack(flow)).movedim(-1, -3).contiguous(),
             torch.from_numpy(mouth.astype(np.float32)),
             torch.from_numpy(self.indices[positions]),
+            torch.from_numpy(masks).float().div_(255.0)[:, None],
         )

@@ -56,15 +56,29 @@ def _predictions(preds: Sequence[torch.Tensor | Sequence[torch.Tensor]]) -> list
     return [p if isinstance(p, torch.Tensor) else p[-1] for p in preds]
 
 
+ADVERSARIAL_MODES = ("lsgan", "hinge")
+
+
 def gan_loss(
-    preds: torch.Tensor | Sequence[torch.Tensor | Sequence[torch.Tensor]], target_is_real: bool
+    preds: torch.Tensor | Sequence[torch.Tensor | Sequence[torch.Tensor]],
+    target_is_real: bool,
+    mode: str = "lsgan",
+    generator: bool = False,
 ) -> torch.Tensor:
-    """LSGAN: mean squared distance of the predictions to 1 (real) or 0 (fake), averaged
-    over discriminator scales. Accepts a MultiscalePatchDiscriminator output."""
-    losses = [
-        F.mse_loss(p, torch.full_like(p, 1.0 if target_is_real else 0.0))
-        for p in _predictions(preds)
-    ]
+    """Adversarial loss averaged over discriminator scales (accepts a MultiscalePatchDiscriminator
+    output). lsgan: squared distance of the predictions to 1 (real) or 0 (fake), for D and G
+    alike. hinge (Head2HeadFS, after SAGAN): D minimises relu(1 - r) on real and relu(1 + r) on
+    fake; G (`generator`, target real) minimises -r."""
+    if mode not in ADVERSARIAL_MODES:
+        raise ValueError(f"unknown adversarial mode {mode!r}; choose one of {ADVERSARIAL_MODES}")
+    losses = []
+    for p in _predictions(preds):
+        if mode == "lsgan":
+            losses.append(F.mse_loss(p, torch.full_like(p, 1.0 if target_is_real else 0.0)))
+        elif generator:
+            losses.append(-p.mean())
+        else:
+            losses.append(F.relu(1.0 - p).mean() if target_is_real else F.relu(1.0 + p).mean())
     return torch.stack(losses).mean()
 
 

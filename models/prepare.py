@@ -19,6 +19,7 @@ from .geometry.retarget import Retargeter, SourceCalibration, Subject
 from .geometry.tracker import NUM_LANDMARKS
 from .io_utils import atomic_write_npz
 from .library import ensure_writable
+from .segmentation import ForegroundSegmenter
 from .source import locate_crop, tracked_crops
 from .video import VideoInfo, VideoWriter, probe
 
@@ -59,12 +60,14 @@ class PrepareResult:
 
 
 def track_crops(info: VideoInfo, box: tuple[int, int, int], model: FaceModel, folder: Path):
-    """Crop, save and track every frame; landmarks/pupils are NaN where the face was lost."""
+    """Crop, save, segment and track every frame; landmarks/pupils are NaN where the face was lost."""
     landmarks, pupils = [], []
-    for i, (crop, face) in enumerate(tracked_crops(info, box, RESOLUTION, model)):
-        cv2.imwrite(str(folder / "frames" / FRAME_NAME.format(i)), cv2.cvtColor(crop, cv2.COLOR_RGB2BGR))
-        landmarks.append(face.landmarks if face else np.full((NUM_LANDMARKS, 3), np.nan, np.float32))
-        pupils.append(face.pupils if face else np.full((2, 2), np.nan, np.float32))
+    with ForegroundSegmenter() as segmenter:
+        for i, (crop, face) in enumerate(tracked_crops(info, box, RESOLUTION, model)):
+            cv2.imwrite(str(folder / "frames" / FRAME_NAME.format(i)), cv2.cvtColor(crop, cv2.COLOR_RGB2BGR))
+            cv2.imwrite(str(folder / "masks" / FRAME_NAME.format(i)), segmenter.mask(crop))
+            landmarks.append(face.landmarks if face else np.full((NUM_LANDMARKS, 3), np.nan, np.float32))
+            pupils.append(face.pupils if face else np.full((2, 2), np.nan, np.float32))
     return np.stack(landmarks), np.stack(pupils)
 
 

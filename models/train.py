@@ -17,6 +17,7 @@ import os
 import shutil
 import time
 from pathlib import Path
+from dataclasses import replace
 from typing import NamedTuple
 
 import cv2
@@ -26,9 +27,10 @@ from torch import nn
 from torch.nn import functional as F
 from tqdm import tqdm
 
-from .avatar import Avatar, AvatarError
+from .avatar import Avatar, AvatarError, AvatarFiles
 from .checkpoint import GENERATOR_FILE, GENERATOR_META, STATE_FILE, CheckpointError, load_state, save_generator, save_state
-from .dataset import WINDOW, Augment, AvatarFrames, Batch, to_image
+from .base_model import Base, default_bases, find_base, load_base
+from .dataset import WINDOW, Augment, AvatarFrames, Batch, to_image, to_tensor
 from .distributed import Distributed
 from .interrupts import Interrupted, deferred_signals
 from .mixed_precision import MixedPrecision
@@ -47,19 +49,25 @@ from .losses import (
     load_vgg19,
     warp_loss,
 )
-from .gan_modules import Critic, SequenceRunner, d_inputs, dynamics_starts, face_part_l1, run_sequence
+from .gan_modules import Critic, SequenceRunner, d_inputs, dynamics_starts, face_part_l1, judge
 from .networks import (
+    RGB_CHANNELS,
+    FEWSHOT_PRESETS,
     DynamicsDiscriminator,
+    ProjectionDiscriminator,
     SequentialGenerator,
     count_parameters,
+    fold_identity,
     generator_config,
     image_discriminator,
     mouth_discriminator,
+    split_output,
 )
 
 log = logging.getLogger(__name__)
 LOSS_NAMES = ("g_image", "g_fm_image", "g_mouth", "g_fm_mouth", "g_dynamics", "g_fm_dynamics", "g_warp",
-              "g_vgg", "g_lap", "g_l1", "g_parts", "d_image", "d_mouth", "d_dynamics")
+              "g_vgg", "g_lap", "g_l1", "g_parts", "g_mask", "g_match", "d_image", "d_mouth", "d_dynamics")
+EMBED_FRAMES = 32  # frames of the new person the base's embedder averages
 LOG_COLUMNS = ("step", "minutes", "lr", "seq_len", *LOSS_NAMES)  # fixed, so phases with fewer losses line up
 
 
@@ -82,7 +90,14 @@ def resolve_device(device: str) -> torch.device:
 class Trainer:
     def __init__(self, avatar: Avatar, config: TrainConfig, options: RunOptions) -> None:
         avatar.require_frames("training")
-        self.avatar, self.config, self.options = avatar, config, options
+        self.avatar = avatar
+        self._setup(config, options, avatar.files, f"checkpoints/{options.run}")
+        self.data = AvatarFrames(avatar, load_face_model(), "train", options.progress and self.world.main, config.frames)
+        self._finish_setup()
+
+    def _setup(self, config: TrainConfig, options: RunOptions, files: AvatarFiles, folder: str) -> None:
+        """Devices, run folder and networks; `folder` is the run's place inside `files`."""
+        self.config, self.options = config, options
         self.device = resolve_device(options.device)
         self.world = Distributed(options.device)
         if self.world.device.type == "cuda":
@@ -91,7 +106,8 @@ class Trainer:
             check_run_name(options.run)
         except LibraryError as exc:
             raise CheckpointError(str(exc)) from exc
-        self.folder = avatar.files.path(f"checkpoints/{options.run}")
+        self.files, self.run_folder = files, folder
+        self.folder = files.path(folder)
         if self.device.type == "cuda":
             torch.backends.cudnn.benchmark = True  # fixed input sizes: let cuDNN pick its fastest kernels
         try:
@@ -100,14 +116,19 @@ class Trainer:
             raise CheckpointError(str(exc)) from exc
         self._check_run_is_free()
         torch.manual_seed(config.seed)
-        self.generator = SequentialGenerator(generator_config(config.preset)).to(self.device)
+        self.generator = self._make_generator().to(self.device)
         self.ema = copy.deepcopy(self.generator).requires_grad_(False) if config.ema > 0 else None
         self._ema_loaded = False
         self.single = config.ablation == "l1-single"
         self.discriminators = nn.ModuleDict()
         if not self.single:
             d = dict(ndf=config.ndf, n_layers=config.d_layers, scales=config.d_scales)
-            self.discriminators["image"] = image_discriminator(**d)
+            if config.projection:
+                self.discriminators["image"] = ProjectionDiscriminator(
+                    6 + RGB_CHANNELS, self._identity_rows(), self._identity_dim(), config.d_scales, config.d_layers, config.ndf
+                )
+            else:
+                self.discriminators["image"] = image_discriminator(**d)
             self.discriminators["mouth"] = mouth_discriminator(**d)
             self.discriminators["dynamics"] = DynamicsDiscriminator(**d)
         self.discriminators.to(self.device)
@@ -121,26 +142,43 @@ class Trainer:
         self.elapsed = 0.0
         self.gan_start: Mark | None = None  # where the GAN phase began
         self.frames_seen = 0  # generated training frames over all processes (epochs = this / train frames)
-        self.data = AvatarFrames(avatar, load_face_model(), "train", progress=options.progress and self.world.main)
         self.augment = Augment()
-        if options.resume:
+
+    def _finish_setup(self) -> None:
+        """After the data is loaded: resume or initialise, then wrap the modules for DDP."""
+        if self.options.resume:
             self._resume()
-        elif options.init:
-            self._init_from(options.init)
+        elif self.options.init:
+            self._init_from(self.options.init)
         self.runner = self.world.wrap(SequenceRunner(self.generator))  # DDP broadcasts rank 0's weights
-        self.critic = self.world.wrap(Critic(self.discriminators)) if not self.single else None
+        self.critic = self.world.wrap(Critic(self.discriminators, self.config.adversarial)) if not self.single else None
         if self.ema is not None and not self._ema_loaded:
             self.ema.load_state_dict(self.generator.state_dict())
+
+    def _make_generator(self) -> nn.Module:
+        return SequentialGenerator(generator_config(self.config.preset, mask=self.config.mask > 0))
+
+    def _identity_rows(self) -> int:
+        """Rows of a projection D_I: one per person trained."""
+        return 1
+
+    def _identity_dim(self) -> int:
+        return FEWSHOT_PRESETS[self.config.preset].identity_dim if self.config.preset in FEWSHOT_PRESETS else 256
+
+    @property
+    def name(self) -> str:
+        """What is trained, for logs and metadata."""
+        return self.avatar.name
 
     def _check_run_is_free(self) -> None:
         """A new run never silently replaces a trained one: --resume it or --overwrite it."""
         for name in (STATE_FILE, GENERATOR_FILE, GENERATOR_META, "log.csv", "samples"):
             self._run_file(name)  # a link planted in a received folder is refused before any work
-        if self.options.resume or not self.avatar.files.is_file(f"checkpoints/{self.options.run}/{STATE_FILE}"):
+        if self.options.resume or not self.files.is_file(f"{self.run_folder}/{STATE_FILE}"):
             return
         if not self.options.overwrite:
             raise CheckpointError(
-                f"run '{self.options.run}' of {self.avatar.name} already has a checkpoint; add --resume to continue it, "
+                f"run '{self.options.run}' of {self.name} already has a checkpoint; add --resume to continue it, "
                 f"--overwrite to start it again, or --run NEW_NAME for a separate run"
             )
         if self.world.main:
@@ -207,13 +245,11 @@ class Trainer:
         rngs = [np.random.default_rng([self.config.seed, self.step, g]) for g in range(first, first + self.config.batch)]
         torch.manual_seed(self.config.seed * 1_000_003 + self.step)
         batch = self.data.sample(rngs, self.sequence_length(), self.augment, self.config.rare_expressions)
-        if self.device.type == "cuda":  # pinned host memory: the copy overlaps with the GPU's work
-            return Batch(*(getattr(batch, f.name).pin_memory().to(self.device, non_blocking=True) for f in dataclasses.fields(Batch)))
-        return Batch(*(getattr(batch, f.name).to(self.device) for f in dataclasses.fields(Batch)))
+        return batch.to(self.device, pin=self.device.type == "cuda")
 
-    def _generate(self, batch: Batch, generator: SequentialGenerator) -> torch.Tensor:
+    def _generate(self, batch: Batch, generator: nn.Module) -> torch.Tensor:
         """A generator (the average, for samples) over the batch's sequence."""
-        return run_sequence(generator, batch.cond, batch.real.shape[1], not self.single_frame)
+        return SequenceRunner(generator)(batch.cond, batch.real.shape[1], not self.single_frame, batch.references)[0]
 
     def train_step(self) -> dict[str, float]:
         if self.gan_start is None and not self.single_frame:
@@ -224,13 +260,10 @@ class Trainer:
             group["lr"] = self.learning_rate()
         batch = self._batch()
         with self.amp.autocast():
-            fake = self.runner(batch.cond, batch.real.shape[1], not self.single_frame)
-            if self.single_frame:
-                losses_g = {"g_l1": F.l1_loss(fake, batch.real) * self.config.l1}
-                if self.config.face_parts > 0:
-                    losses_g["g_parts"] = face_part_l1(batch, fake) * self.config.face_parts
-            else:
-                losses_g = self._generator_losses(batch, fake)
+            fake, identity = self.runner(batch.cond, batch.real.shape[1], not self.single_frame, batch.references)
+            losses_g = self._reconstruction_losses(batch, fake, identity)
+            if not self.single_frame:
+                losses_g.update(self._generator_losses(batch, fake))
         self.frames_seen += fake.shape[0] * fake.shape[1] * self.world.world
         self.opt_g.zero_grad(set_to_none=True)
         self.amp.backward_step("g", sum(losses_g.values()), self.opt_g)
@@ -258,10 +291,26 @@ class Trainer:
         """What is saved for export and samples: the weight average when there is one."""
         return self.ema if self.ema is not None else self.generator
 
+    def _reconstruction_losses(self, batch: Batch, fake: torch.Tensor, identity: torch.Tensor | None) -> dict[str, torch.Tensor]:
+        """The terms of every step, warm-up included: L1 (whole frame and face parts), the mask's
+        L1, and embedding matching of the identity vector with its D_I row."""
+        c = self.config
+        rgb, mask = split_output(fake, dim=2)
+        g = {"g_l1": F.l1_loss(rgb, batch.real) * c.l1} if c.l1 > 0 or self.single_frame else {}
+        if c.face_parts > 0:
+            g["g_parts"] = face_part_l1(batch, rgb) * c.face_parts
+        if mask is not None and c.mask > 0:
+            g["g_mask"] = F.l1_loss(mask, batch.mask) * c.mask
+        if identity is not None and c.match > 0:
+            rows = self.discriminators["image"].rows[batch.identity].detach()  # E_id's term (paper eq. 8)
+            g["g_match"] = (1 - F.cosine_similarity(identity.float(), rows, dim=1)).mean() * c.match
+        return g
+
     def _generator_losses(self, batch: Batch, fake: torch.Tensor) -> dict[str, torch.Tensor]:
-        """Adversarial, feature-matching, warp, perceptual and L1 terms of G. The
-        discriminators run unwrapped here: their gradients from this pass are dropped."""
-        w, ds = self.config.weights, self.discriminators
+        """Adversarial, feature-matching, warp and perceptual terms of G. The discriminators run
+        unwrapped here: their gradients from this pass are dropped."""
+        w, ds, mode = self.config.weights, self.discriminators, self.config.adversarial
+        fake = fake[:, :, :RGB_CHANNELS]
         real_pair, real_mouth = d_inputs(batch, batch.real)
         fake_pair, fake_mouth = d_inputs(batch, fake)
         g = {}
@@ -270,9 +319,9 @@ class Trainer:
             ("mouth", real_mouth, fake_mouth, w.mouth),
         ):
             with torch.no_grad():
-                pred_real = ds[name](real_in)
-            pred_fake = ds[name](fake_in)
-            g[f"g_{name}"] = gan_loss(pred_fake, True) * w.gan * weight
+                pred_real = judge(ds[name], real_in, batch)
+            pred_fake = judge(ds[name], fake_in, batch)
+            g[f"g_{name}"] = gan_loss(pred_fake, True, mode, generator=True) * w.gan * weight
             g[f"g_fm_{name}"] = feature_matching_loss(pred_fake, pred_real) * w.feature_matching * weight
         dynamics = ds["dynamics"]
         flows = [compose_flows(batch.flow, s) for s in dynamics.skips]
@@ -281,7 +330,7 @@ class Trainer:
             dyn_real = dynamics(batch.real, flows, starts)
         if dyn_real:
             dyn_fake = dynamics(fake, flows, starts)
-            g["g_dynamics"] = sum(gan_loss(p, True) for p in dyn_fake.values()) * w.dynamics
+            g["g_dynamics"] = sum(gan_loss(p, True, mode, generator=True) for p in dyn_fake.values()) * w.dynamics
             g["g_fm_dynamics"] = sum(
                 feature_matching_loss(dyn_fake[s], dyn_real[s]) for s in dyn_fake
             ) * (w.feature_matching * w.dynamics)
@@ -293,10 +342,6 @@ class Trainer:
             g["g_vgg"] = self.perceptual(fake.flatten(0, 1), batch.real.flatten(0, 1)) * w.vgg
         elif self.config.laplacian > 0:
             g["g_lap"] = laplacian_pyramid_l1(fake.flatten(0, 1), batch.real.flatten(0, 1)) * self.config.laplacian
-        if self.config.l1 > 0:
-            g["g_l1"] = F.l1_loss(fake, batch.real) * self.config.l1
-        if self.config.face_parts > 0:
-            g["g_parts"] = face_part_l1(batch, fake) * self.config.face_parts
         return g
 
     # ----- state ----------------------------------------------------------------------
@@ -314,15 +359,19 @@ class Trainer:
             "rng": torch.get_rng_state(),
             "grad_scalers": self.amp.state_dict(),
             "train_config": config_to_dict(self.config),
-            "avatar": self.avatar.name,
+            "avatar": self.name,
         }
+
+    def save_state_only(self) -> None:
+        """Atomic state.pt, what --resume continues from."""
+        self.folder.mkdir(parents=True, exist_ok=True)
+        save_state(self.folder / STATE_FILE, self.state())
 
     def save(self) -> None:
         """Atomic state.pt (resume) and generator files (inference); main process only."""
         if not self.world.main:
             return
-        self.folder.mkdir(parents=True, exist_ok=True)
-        save_state(self.folder / STATE_FILE, self.state())
+        self.save_state_only()
         meta = {
             "avatar": self.avatar.name,
             "preset": self.config.preset,
@@ -336,7 +385,7 @@ class Trainer:
         save_generator(self.folder, self.inference_generator, meta)
 
     def _resume(self) -> None:
-        state = load_state(self.folder / STATE_FILE, self.avatar.files)
+        state = load_state(self.folder / STATE_FILE, self.files)
         try:
             saved = config_from_dict(state["train_config"])
         except (TypeError, ValueError, KeyError) as exc:
@@ -366,10 +415,10 @@ class Trainer:
 
     def _trim_log(self) -> None:
         """Drop log rows of steps after the checkpoint (they will be trained again)."""
-        relative = f"checkpoints/{self.options.run}/log.csv"
-        if not self.avatar.files.is_file(relative):
+        relative = f"{self.run_folder}/log.csv"
+        if not self.files.is_file(relative):
             return
-        text = self.avatar.files.read_bytes(relative).decode("utf-8", errors="replace")
+        text = self.files.read_bytes(relative).decode("utf-8", errors="replace")
         rows = [row for row in csv.DictReader(io.StringIO(text)) if (row.get("step") or "").isdigit() and int(row["step"]) <= self.step]
         out = io.StringIO(newline="")
         writer = csv.DictWriter(out, fieldnames=LOG_COLUMNS, extrasaction="ignore")
@@ -389,8 +438,13 @@ class Trainer:
             raise CheckpointError(f"checkpoint does not fit the '{self.config.preset}' networks; pick the preset it was trained with") from exc
 
     def _init_from(self, source: str) -> None:
-        """Start from another avatar's run (its name, or its folder) or a state.pt file you
-        name (pretrain on many, fine-tune on one)."""
+        """Start from a multi-person base (fine-tuning, Head2HeadFS 3.4), another avatar's run
+        (its name, or its folder) or a state.pt file you name."""
+        library = self.avatar.path.parent
+        base = find_base(source, Path(self.options.bases) if self.options.bases else default_bases(library))
+        if base is not None:
+            self._init_from_base(load_base(base), source)
+            return
         path = Path(source)
         if path.is_file():
             self._load_weights(load_state(path))
@@ -401,10 +455,38 @@ class Trainer:
             raise CheckpointError(f"--init {source}: not a checkpoint file or an avatar ({exc})") from exc
         self._load_weights(load_state(other.path / "checkpoints" / self.options.run / STATE_FILE, other.files))
 
+    @torch.no_grad()
+    def _init_from_base(self, base: Base, source: str) -> None:
+        """Head2HeadFS 3.4: embed this person's frames, fold the identity's affines into the base
+        generator's convs, and start D_I's row for this person at the identity vector."""
+        expected = replace(base.generator.config, norm="none")
+        if not isinstance(self.generator, SequentialGenerator) or self.generator.config != expected:
+            raise CheckpointError(f"--init {source}: the base is a '{base.generator.fewshot.generator}' few-shot generator; "
+                                  f"fine-tune it with --preset finetune{'-tiny' if base.generator.fewshot.generator == 'tiny' else ''}")
+        if base.meta.get("resolution", self.avatar.resolution) != self.avatar.resolution:
+            raise CheckpointError(f"--init {source}: the base works at {base.meta.get('resolution')} px, {self.name} at {self.avatar.resolution}")
+        picks = np.linspace(0, len(self.data) - 1, min(EMBED_FRAMES, len(self.data))).round().astype(int)
+        identity = base.embed(to_tensor(self.data.frames[picks]))
+        self.generator.load_state_dict(fold_identity(base.generator, identity).state_dict())
+        if not self.single:
+            if not isinstance(self.discriminators["image"], ProjectionDiscriminator):
+                raise CheckpointError(f"--init {source}: fine-tuning a base needs its projection discriminator (--preset finetune)")
+            weights = {k: v for k, v in base.discriminators.items() if k != "image.rows"}
+            try:
+                result = self.discriminators.load_state_dict(weights, strict=False)
+            except RuntimeError as exc:
+                raise CheckpointError(f"--init {source}: the base's discriminators do not fit this preset's") from exc
+            if set(result.missing_keys) != {"image.rows"} or result.unexpected_keys:
+                raise CheckpointError(f"--init {source}: the base's discriminators do not fit this preset's")
+            self.discriminators["image"].reset_rows(identity[None])
+            self.opt_d = self._adam(self.discriminators)  # the row is a new parameter
+        log.info("fine-tuning from base %s (%s; %s steps): identity from %d frames",
+                 source, ", ".join(base.meta.get("people", [])), base.meta.get("step", "?"), len(picks))
+
     # ----- outputs --------------------------------------------------------------------
     def write_sample(self) -> None:
-        """samples/step_N.png: conditioning | generated | real for a few frames (the saved
-        generator on this step's batch; the RNG is left as it was, so samples change nothing)."""
+        """samples/step_N.png: conditioning | generated | real (| predicted mask) for a few frames
+        (the saved generator on this step's batch; the RNG is left as it was, so samples change nothing)."""
         if not self.world.main:
             return
         with torch.random.fork_rng(), torch.no_grad():
@@ -415,14 +497,17 @@ class Trainer:
             cond = batch.cond[0, t + WINDOW - 1]
             nmfc, eyes = to_image(cond[:3]), to_image(cond[3:])
             shown = np.where(eyes.any(-1, keepdims=True), eyes, nmfc)
-            rows.append(np.concatenate([shown, to_image(fake[0, t]), to_image(batch.real[0, t])], 1))
+            panels = [shown, to_image(fake[0, t, :RGB_CHANNELS]), to_image(batch.real[0, t])]
+            if fake.shape[2] > RGB_CHANNELS:
+                panels.append(to_image(fake[0, t, RGB_CHANNELS:].expand(3, -1, -1)))
+            rows.append(np.concatenate(panels, 1))
         png = cv2.imencode(".png", cv2.cvtColor(np.concatenate(rows, 0), cv2.COLOR_RGB2BGR))[1].tobytes()
         for name in (f"step_{self.step:07d}.png", "latest.png"):
             atomic_write_bytes(self._run_file(f"samples/{name}"), png)
 
     def _run_file(self, name: str) -> Path:
         """A file of this run, checked like every path into the avatar (no links on the way)."""
-        return self.avatar.files.path(f"checkpoints/{self.options.run}/{name}")
+        return self.files.path(f"{self.run_folder}/{name}")
 
     def log_row(self, losses: dict[str, float]) -> None:
         if not self.world.main:
@@ -453,17 +538,7 @@ class Trainer:
         self.folder.mkdir(parents=True, exist_ok=True)
         if self.options.threads:
             torch.set_num_threads(self.options.threads)
-        log.info(
-            "training %s (%s%s): G %.2f M params, D %.2f M, %d train frames, perceptual loss %s",
-            self.avatar.name, self.config.preset, f", ablation {self.config.ablation}" if self.config.ablation else "",
-            count_parameters(self.generator) / 1e6, count_parameters(self.discriminators) / 1e6,
-            len(self.data), "VGG" if self.perceptual is not None else ("Laplacian pyramid" if self.config.laplacian > 0 else "off"),
-        )
-        version = self.avatar.schema.conditioning
-        if version < CONDITIONING_VERSION:
-            log.info("%s has version-%d conditioning (%s); h2h prepare VIDEO --name %s --overwrite --discard-training "
-                     "renders version %d (%s) for a new training", self.avatar.name, version, CONDITIONING_VERSIONS[version],
-                     self.avatar.name, CONDITIONING_VERSION, CONDITIONING_VERSIONS[CONDITIONING_VERSION])
+        self._announce()
         # the bar counts percent of the run (the schedule's own progress), so its ETA holds across
         # the cheap warm-up steps and the slower sequential GAN steps
         bar = tqdm(
@@ -482,6 +557,20 @@ class Trainer:
         self.write_sample()
         self.world.close()
         return {"step": self.step, "minutes": self.elapsed / 60, "losses": losses, "folder": str(self.folder)}
+
+    def _announce(self) -> None:
+        """The log lines that open a run: what is trained, how big, on what."""
+        log.info(
+            "training %s (%s%s): G %.2f M params, D %.2f M, %d train frames, perceptual loss %s",
+            self.name, self.config.preset, f", ablation {self.config.ablation}" if self.config.ablation else "",
+            count_parameters(self.generator) / 1e6, count_parameters(self.discriminators) / 1e6,
+            len(self.data), "VGG" if self.perceptual is not None else ("Laplacian pyramid" if self.config.laplacian > 0 else "off"),
+        )
+        version = self.avatar.schema.conditioning
+        if version < CONDITIONING_VERSION:
+            log.info("%s has version-%d conditioning (%s); h2h prepare VIDEO --name %s --overwrite --discard-training "
+                     "renders version %d (%s) for a new training", self.avatar.name, version, CONDITIONING_VERSIONS[version],
+                     self.avatar.name, CONDITIONING_VERSION, CONDITIONING_VERSIONS[CONDITIONING_VERSION])
 
     def _loop(self, bar: tqdm, stop) -> dict[str, float]:
         """Steps until the run is finished or a stop signal arrived (checked between steps)."""

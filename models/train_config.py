@@ -5,7 +5,7 @@ from __future__ import annotations
 import dataclasses
 from dataclasses import dataclass, field, replace
 
-from .losses import LossWeights
+from .losses import ADVERSARIAL_MODES, LossWeights
 
 ABLATIONS = ("l1-single",)
 
@@ -33,6 +33,12 @@ class TrainConfig:
     ema: float = 0.0  # decay of the generator's weight average that is saved for inference (0: off)
     face_parts: float = 0.0  # extra L1 inside the eye regions and the mouth crop (blinks, brows, open mouths)
     rare_expressions: float = 0.0  # share of sequences drawn favouring unusual expressions
+    mask: float = 0.0  # > 0: the generator also predicts the foreground mask, with this L1 weight (Head2HeadFS)
+    adversarial: str = "lsgan"  # or "hinge" (Head2HeadFS)
+    projection: bool = False  # D_I scores "real and this person" with a learnable row per identity (Head2HeadFS eq. 7)
+    match: float = 0.0  # embedding matching: identity vector vs its D_I row (Head2HeadFS eq. 8; multi-person base only)
+    references: int = 4  # frames the identity embedder averages (multi-person base only)
+    frames: int | None = None  # train on the first N valid frames of the train split only (few-shot: 50-500)
     ablation: str | None = None
     seed: int = 0
 
@@ -53,12 +59,25 @@ TRAIN_PRESETS: dict[str, TrainConfig] = {
     "paper": TrainConfig(preset="paper", ndf=64, l1=0.0, laplacian=10.0, seq_max=9),
     # for tests and smoke runs: tiny networks, short sequences
     "tiny": TrainConfig(preset="tiny", ndf=8, d_layers=2, d_scales=1, seq_start=2, seq_max=3),
+    # the Head2HeadFS multi-person base (h2h pretrain): identity-modulated lite generator with a
+    # mask output, hinge loss, projection D_I and embedding matching (lambda 10 as in the paper)
+    "base": TrainConfig(warmup=0.3, seq_max=4, ema=0.999, face_parts=3.0, rare_expressions=0.5, mask=10.0,
+                        adversarial="hinge", projection=True, match=10.0, epochs=1000),
+    "base-tiny": TrainConfig(preset="tiny", ndf=8, d_layers=2, d_scales=1, seq_start=2, seq_max=3, mask=10.0,
+                             adversarial="hinge", projection=True, match=10.0, references=2),
+    # fine-tuning one person from a base (Head2HeadFS 3.4): the base's networks, the same losses
+    "finetune": TrainConfig(warmup=0.0, seq_max=4, ema=0.997, face_parts=3.0, rare_expressions=0.5, mask=10.0,
+                            adversarial="hinge", projection=True),
+    "finetune-tiny": TrainConfig(preset="tiny", ndf=8, d_layers=2, d_scales=1, seq_start=2, seq_max=3, mask=10.0,
+                                 adversarial="hinge", projection=True),
 }
 
 
 def train_config(preset: str, **overrides: object) -> TrainConfig:
     if preset not in TRAIN_PRESETS:
         raise ValueError(f"unknown preset {preset!r}; choose one of {sorted(TRAIN_PRESETS)}")
+    if overrides.get("adversarial", "lsgan") not in ADVERSARIAL_MODES:
+        raise ValueError(f"unknown adversarial loss {overrides['adversarial']!r}; choose one of {ADVERSARIAL_MODES}")
     if overrides.get("ablation") not in (None, *ABLATIONS):
         raise ValueError(f"unknown ablation {overrides['ablation']!r}; choose one of {ABLATIONS}")
     return replace(TRAIN_PRESETS[preset], **overrides)
@@ -83,7 +102,8 @@ class RunOptions:
     max_steps: int | None = None
     resume: bool = False
     overwrite: bool = False  # replace an existing run of this name (its checkpoint, log and samples)
-    init: str | None = None
+    init: str | None = None  # "base" (shipped), a base's name or folder, an avatar, or a state.pt
+    bases: str | None = None  # where pretrained bases are looked up (default: beside the library)
     device: str = "cpu"
     vgg_weights: str | None = None
     sample_minutes: float = 5.0

@@ -30,6 +30,7 @@ from PySide6.QtWidgets import (
 )
 
 from ...models.library import resolve_library
+from ..background import BackgroundError, parse_background
 from ..live import SAMPLE_CLIP
 from ..session import AvatarEntry, LiveSession, available_avatars, landmarks_overlay, load_avatar
 from ..sinks import OUTPUT_SIZES, VirtualCameraError
@@ -37,6 +38,8 @@ from ..sources import CameraSource, VideoFileSource, list_cameras
 
 log = logging.getLogger(__name__)
 PREVIEW = 256
+BACKGROUND_CHOICES = {"Keep": "keep", "Blur": "blur", "Green": "color:00B140", "Blue": "color:0047BB", "White": "color:FFFFFF"}
+IMAGE_CHOICE = "Image…"
 SHORTCUTS = (
     ("Space", "start / stop"),
     ("Ctrl+Right", "next avatar"),
@@ -209,6 +212,10 @@ class MainWindow(QMainWindow):
         self.record_button = QPushButton("Record…")
         self.record_button.clicked.connect(self.toggle_recording)
         form.addRow(self.record_button)
+        self.background_combo = QComboBox()
+        self.background_combo.addItems(list(BACKGROUND_CHOICES) + [IMAGE_CHOICE])
+        self.background_combo.currentTextChanged.connect(self._background_changed)
+        form.addRow("Background", self.background_combo)
         self.overlay_check = QCheckBox("Show fps on the avatar")
         self.overlay_check.setChecked(True)
         form.addRow(self.overlay_check)
@@ -288,7 +295,9 @@ class MainWindow(QMainWindow):
             pytorch = engine.provider.startswith("PyTorch")
             self.banner.setText("Running the PyTorch generator (slow). Export it to ONNX for real time." if pytorch else "")
             self.export_button.setVisible(pytorch)
-            self.message.setText(f"Avatar {entry.name} ready." + ("" if self.session.running else " Press Start (Space)."))
+            problem = self.session.background_problem()
+            ready = f"Avatar {entry.name} ready." + ("" if self.session.running else " Press Start (Space).")
+            self.message.setText(f"{ready} {problem}" if problem else ready)
             if self._start_pending and not self.session.running:
                 self._start_pending = False
                 self.toggle_running()
@@ -380,6 +389,22 @@ class MainWindow(QMainWindow):
         self.settings.setValue("source", str(self.source_combo.currentData()))
         self.start_button.setText("Stop")
         self.message.setText(f"Driving from {source.name}.")
+
+    def _background_changed(self, choice: str) -> None:
+        """Switch the background while running (it needs an avatar that predicts a mask)."""
+        try:
+            if choice == IMAGE_CHOICE:
+                path, _ = QFileDialog.getOpenFileName(self, "Background image", "", "Images (*.png *.jpg *.jpeg *.bmp *.webp)")
+                if not path:
+                    return
+                background = parse_background(path)
+            else:
+                background = parse_background(BACKGROUND_CHOICES[choice])
+        except BackgroundError as exc:
+            self.message.setText(f"Cannot use that background: {exc}")
+            return
+        problem = self.session.set_background(background)
+        self.message.setText(problem or f"Background: {background.label}.")
 
     def _mode_changed(self, mode: str) -> None:
         self.session.set_mode(mode)

@@ -20,7 +20,7 @@ class FaceTracker(Protocol):
     def close(self) -> None: ...
 
 
-def _quiet_native_logs() -> None:
+def quiet_native_logs() -> None:
     """Keep TFLite/absl start-up chatter out of the user's terminal."""
     os.environ.setdefault("GLOG_minloglevel", "2")
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
@@ -34,7 +34,7 @@ class MediaPipeTracker:
     """
 
     def __init__(self, video_mode: bool = True, min_confidence: float = 0.5) -> None:
-        _quiet_native_logs()
+        quiet_native_logs()
         from mediapipe.python.solutions import face_mesh
 
         self._factory = lambda: face_mesh.FaceMesh(

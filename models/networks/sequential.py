@@ -1,19 +1,15 @@
-"""Networks of the video rendering stage (DESIGN 5): the sequential generator and the
-image, mouth and dynamics discriminators.
+"""The Head2Head++ sequential generator (DESIGN 5) with its named presets.
 
-The generator is used by the live path and by export; the discriminators and the helpers
-that build their inputs are training-only. This module imports nothing from the losses or
-the trainer so that the live path can import the generator alone.
+Used by the live path, by export and by training; imports nothing from the losses or the
+trainer so that the live path can import the generator alone.
 """
 from __future__ import annotations
 
-from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from typing import Literal
 
 import torch
 from torch import nn
-from torch.nn import functional as F
 
 RGB_CHANNELS = 3
 FLOW_CHANNELS = 2
@@ -40,7 +36,7 @@ class GeneratorConfig:
     upsample: Literal["transpose", "pixelshuffle"] = "transpose"
     up_kernel: int = 3
     head_kernel: int = 7
-    norm: Literal["instance", "none"] = "instance"
+    norm: Literal["instance", "none", "modulated"] = "instance"
     padding: Literal["reflect", "zeros"] = "reflect"
     depthwise: bool = False
     expansion: int = 2
@@ -53,6 +49,8 @@ class GeneratorConfig:
     window: int = 3
     prev: int = 2
     cond_channels: int = 6
+    # a fourth output channel: the foreground mask (Head2HeadFS), tanh like the RGB ones
+    mask: bool = False
 
     def __post_init__(self) -> None:
         if self.stem not in ("conv7", "unshuffle"):
@@ -61,8 +59,8 @@ class GeneratorConfig:
             raise ValueError(
                 f"upsample must be 'transpose' or 'pixelshuffle', got {self.upsample!r}"
             )
-        if self.norm not in ("instance", "none"):
-            raise ValueError(f"norm must be 'instance' or 'none', got {self.norm!r}")
+        if self.norm not in ("instance", "none", "modulated"):
+            raise ValueError(f"norm must be 'instance', 'none' or 'modulated', got {self.norm!r}")
         if self.padding not in ("reflect", "zeros"):
             raise ValueError(f"padding must be 'reflect' or 'zeros', got {self.padding!r}")
         if self.ngf < 1 or self.n_down < 0 or self.window < 1 or self.prev < 0:
@@ -77,6 +75,10 @@ class GeneratorConfig:
     @property
     def in_prev(self) -> int:
         return self.prev * RGB_CHANNELS
+
+    @property
+    def out_channels(self) -> int:
+        return RGB_CHANNELS + int(self.mask)
 
     @property
     def stem_factor(self) -> int:
@@ -132,8 +134,28 @@ def generator_config(name: str, **overrides: object) -> GeneratorConfig:
     return replace(config, **overrides) if overrides else config
 
 
+class Modulation(nn.Module):
+    """Per-channel scale and shift set from outside for each forward (AdaIN's affine part,
+    Head2HeadFS eq. 6, without the normalisation statistics: see FewShotGenerator).
+
+    `params` is (B, 2C): x * (1 + gamma) + beta; None leaves x unchanged."""
+
+    def __init__(self, channels: int) -> None:
+        super().__init__()
+        self.channels = channels
+        self.params: torch.Tensor | None = None
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self.params is None:
+            return x
+        gamma, beta = self.params[:, :, None, None].to(x.dtype).chunk(2, dim=1)
+        return x * (1 + gamma) + beta
+
+
 def _norm(kind: str, channels: int) -> nn.Module:
-    return nn.InstanceNorm2d(channels) if kind == "instance" else nn.Identity()
+    if kind == "instance":
+        return nn.InstanceNorm2d(channels)
+    return Modulation(channels) if kind == "modulated" else nn.Identity()
 
 
 def _conv(in_ch: int, out_ch: int, kernel: int, padding_mode: str, groups: int = 1) -> nn.Module:
@@ -224,7 +246,8 @@ class SequentialGenerator(nn.Module):
     forward(cond, prev): cond (B, window*cond_channels, H, W) in [-1, 1], the conditioning
     frames oldest first (NMFC 3 + eyes 3 each); prev (B, prev*3, H, W) in [-1, 1], the
     previous generated frames oldest first, zeros at the start of a sequence. Returns
-    (B, 3, H, W) in [-1, 1]. H and W must be multiples of config.size_multiple.
+    (B, 3, H, W) in [-1, 1], or (B, 4, H, W) with config.mask (RGB, then the foreground
+    mask in [-1, 1]). H and W must be multiples of config.size_multiple.
     """
 
     def __init__(self, config: GeneratorConfig | None = None) -> None:
@@ -244,13 +267,13 @@ class SequentialGenerator(nn.Module):
         if config.stem == "unshuffle":
             f = config.unshuffle_factor
             self.head = nn.Sequential(
-                _conv(c0, RGB_CHANNELS * f * f, config.head_kernel, config.padding),
+                _conv(c0, config.out_channels * f * f, config.head_kernel, config.padding),
                 nn.PixelShuffle(f),
                 nn.Tanh(),
             )
         else:
             self.head = nn.Sequential(
-                _conv(c0, RGB_CHANNELS, config.head_kernel, config.padding), nn.Tanh()
+                _conv(c0, config.out_channels, config.head_kernel, config.padding), nn.Tanh()
             )
 
     @staticmethod
@@ -304,189 +327,14 @@ class SequentialGenerator(nn.Module):
         )
 
 
-class PatchDiscriminator(nn.Module):
-    """pix2pixHD PatchGAN: returns the output of every block, the last one the patch logits."""
-
-    def __init__(
-        self, in_channels: int, ndf: int = 64, n_layers: int = 3, max_channels: int = 512
-    ) -> None:
-        super().__init__()
-        k, p = 4, 2
-        blocks: list[nn.Module] = [
-            nn.Sequential(nn.Conv2d(in_channels, ndf, k, 2, p), nn.LeakyReLU(0.2, inplace=True))
-        ]
-        nf = ndf
-        for n in range(1, n_layers + 1):
-            nf_prev, nf = nf, min(nf * 2, max_channels)
-            stride = 2 if n < n_layers else 1
-            blocks.append(
-                nn.Sequential(
-                    nn.Conv2d(nf_prev, nf, k, stride, p),
-                    nn.InstanceNorm2d(nf),
-                    nn.LeakyReLU(0.2, inplace=True),
-                )
-            )
-        blocks.append(nn.Conv2d(nf, 1, k, 1, p))
-        self.blocks = nn.ModuleList(blocks)
-
-    def forward(self, x: torch.Tensor) -> list[torch.Tensor]:
-        features = []
-        for block in self.blocks:
-            x = block(x)
-            features.append(x)
-        return features
-
-
-class MultiscalePatchDiscriminator(nn.Module):
-    """PatchGANs applied to the input at `scales` resolutions (full first, then halved).
-
-    Returns one list per scale of the block outputs (for feature matching); the last element
-    of each list is that scale's patch prediction.
-    """
-
-    def __init__(
-        self, in_channels: int, scales: int = 2, n_layers: int = 3, ndf: int = 64
-    ) -> None:
-        super().__init__()
-        if scales < 1:
-            raise ValueError("scales must be >= 1")
-        self.in_channels = in_channels
-        self.discriminators = nn.ModuleList(
-            PatchDiscriminator(in_channels, ndf, n_layers) for _ in range(scales)
-        )
-
-    def forward(self, x: torch.Tensor) -> list[list[torch.Tensor]]:
-        if x.shape[1] != self.in_channels:
-            raise ValueError(f"expected {self.in_channels} input channels, got {x.shape[1]}")
-        outputs = []
-        for i, d in enumerate(self.discriminators):
-            if i > 0:
-                x = F.avg_pool2d(x, 3, stride=2, padding=1, count_include_pad=False)
-            outputs.append(d(x))
-        return outputs
-
-
-def image_discriminator(
-    cond_channels: int = 6, scales: int = 2, n_layers: int = 3, ndf: int = 64
-) -> MultiscalePatchDiscriminator:
-    """D_I: the current frame's conditioning concatenated with an RGB frame (9 ch)."""
-    return MultiscalePatchDiscriminator(cond_channels + RGB_CHANNELS, scales, n_layers, ndf)
-
-
-def mouth_discriminator(
-    cond_channels: int = 6, scales: int = 2, n_layers: int = 3, ndf: int = 64
-) -> MultiscalePatchDiscriminator:
-    """D_M: like D_I, applied to mouth crops made with crop_mouths."""
-    return MultiscalePatchDiscriminator(cond_channels + RGB_CHANNELS, scales, n_layers, ndf)
-
-
-def crop_mouths(images: torch.Tensor, centres: torch.Tensor, size: int = 72) -> torch.Tensor:
-    """Square crops (B, C, size, size) around per-image pixel centres (B, 2) given as (x, y).
-
-    Centres are rounded, and crops that would leave the image are moved inside it. The crop
-    is plain slicing, so gradients flow to `images`.
-    """
-    b, _, h, w = images.shape
-    if h < size or w < size:
-        raise ValueError(f"images of {h}x{w} are smaller than the {size}x{size} mouth crop")
-    if centres.shape != (b, 2):
-        raise ValueError(f"centres must be (B, 2) = ({b}, 2), got {tuple(centres.shape)}")
-    corners = torch.round(centres.detach().to(torch.float64) - size / 2).long().cpu()
-    x0 = corners[:, 0].clamp(0, w - size).tolist()
-    y0 = corners[:, 1].clamp(0, h - size).tolist()
-    return torch.stack(
-        [images[i, :, y : y + size, x : x + size] for i, (x, y) in enumerate(zip(x0, y0))]
-    )
-
-
-def temporal_windows(
-    frames: torch.Tensor,
-    flows: torch.Tensor,
-    skip: int,
-    k: int = 3,
-    starts: Sequence[int] | None = None,
-) -> torch.Tensor:
-    """Dynamics-discriminator inputs: k frames `skip` apart plus the real flow between them.
-
-    frames: (B, T, C, H, W). flows: (B, T, 2, H, W), the real video's flow at this skip:
-    flows[:, t] maps frame t back to frame t - skip, I_t(x) ~ I_{t-skip}(x + flow_t(x)),
-    in pixels, channels (dx, dy); entries with t < skip are unused (compose per-frame flows
-    with losses.compose_flows). Each window starting at s is
-    [frame s, frame s+skip, ..., frame s+(k-1)*skip, flow s+skip, ..., flow s+(k-1)*skip]
-    on channels: k*C + 2*(k-1) channels. `starts` defaults to every start that fits.
-    Returns (B * len(starts), k*C + 2*(k-1), H, W), batch-major.
-    """
-    if frames.dim() != 5 or flows.dim() != 5:
-        raise ValueError("frames and flows must be (B, T, C, H, W)")
-    b, t, _, h, w = frames.shape
-    if flows.shape[:2] != (b, t) or flows.shape[2] != FLOW_CHANNELS or flows.shape[3:] != (h, w):
-        raise ValueError(
-            f"flows must be (B, T, 2, H, W) = ({b}, {t}, 2, {h}, {w}), got {tuple(flows.shape)}"
-        )
-    span = (k - 1) * skip
-    if starts is None:
-        starts = range(t - span)
-    starts = list(starts)
-    if not starts:
-        raise ValueError(
-            f"a window of {k} frames at skip {skip} needs >= {span + 1} frames, got {t}"
-        )
-    if min(starts) < 0 or max(starts) + span >= t:
-        raise ValueError(f"window starts {starts} do not fit in {t} frames at skip {skip}")
-    windows = []
-    for s in starts:
-        idx = [s + j * skip for j in range(k)]
-        clip = frames[:, idx].flatten(1, 2)
-        flow = flows[:, idx[1:]].flatten(1, 2)
-        windows.append(torch.cat([clip, flow], dim=1))
-    return torch.stack(windows, dim=1).flatten(0, 1)
-
-
-class DynamicsDiscriminator(nn.Module):
-    """D_D: one multi-scale PatchGAN per temporal scale (frame skips 1, 3, 9 by default)."""
-
-    def __init__(
-        self,
-        k: int = 3,
-        skips: Sequence[int] = (1, 3, 9),
-        frame_channels: int = RGB_CHANNELS,
-        scales: int = 2,
-        n_layers: int = 3,
-        ndf: int = 64,
-    ) -> None:
-        super().__init__()
-        self.k = k
-        self.skips = tuple(skips)
-        self.in_channels = k * frame_channels + FLOW_CHANNELS * (k - 1)
-        self.discriminators = nn.ModuleList(
-            MultiscalePatchDiscriminator(self.in_channels, scales, n_layers, ndf)
-            for _ in self.skips
-        )
-
-    def frames_needed(self, skip: int) -> int:
-        return (self.k - 1) * skip + 1
-
-    def forward(
-        self,
-        frames: torch.Tensor,
-        flows: Sequence[torch.Tensor],
-        starts: Sequence[Sequence[int] | None] | None = None,
-    ) -> dict[int, list[list[torch.Tensor]]]:
-        """Outputs per skip for every temporal scale whose window fits in the sequence.
-
-        flows[i] holds the real flow at skips[i] (see temporal_windows); starts[i], if
-        given, picks the window starts for that scale.
-        """
-        if len(flows) != len(self.skips):
-            raise ValueError(f"need one flow tensor per skip {self.skips}, got {len(flows)}")
-        outputs: dict[int, list[list[torch.Tensor]]] = {}
-        for i, (skip, d) in enumerate(zip(self.skips, self.discriminators)):
-            if frames.shape[1] < self.frames_needed(skip):
-                continue
-            chosen = starts[i] if starts is not None else None
-            outputs[skip] = d(temporal_windows(frames, flows[i], skip, self.k, chosen))
-        return outputs
-
-
 def count_parameters(module: nn.Module, trainable_only: bool = False) -> int:
     return sum(p.numel() for p in module.parameters() if p.requires_grad or not trainable_only)
+
+
+def split_output(output: torch.Tensor, dim: int = 1) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """Generator outputs with 3 or 4 channels on `dim` -> RGB in [-1, 1] and the foreground
+    mask in [0, 1] (None without a mask channel)."""
+    rgb = output.narrow(dim, 0, RGB_CHANNELS)
+    if output.shape[dim] == RGB_CHANNELS:
+        return rgb, None
+    return rgb, (output.narrow(dim, RGB_CHANNELS, 1) + 1) * 0.5

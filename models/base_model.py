@@ -1,0 +1,106 @@
+"""The multi-person base (Head2HeadFS 3.3) on disk: base.safetensors (the few-shot generator
+with its identity embedder, and the discriminators, in fp16) and base.json (shapes, people,
+training facts). Read like everything shared: safetensors and checked JSON, no code."""
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+from safetensors.torch import save
+from torch import nn
+
+from .avatar_files import AvatarError, AvatarFiles
+from .checkpoint import CheckpointError, read_model_meta, read_weights
+from .io_utils import atomic_write_bytes
+from .library import LibraryError, check_name
+from .networks import GENERATOR_PRESETS, FewShotConfig, FewShotGenerator
+from .train_config import TrainConfig, config_from_dict, config_to_dict
+
+BASES_ENV = "H2H_BASES"
+BASE_FILE = "base.safetensors"
+BASE_META = "base.json"
+SHIPPED_BASE = Path(__file__).resolve().parent.parent / "assets" / "base"
+FEWSHOT_BOUNDS = {"identity_dim": (1, 2048), "embedder_width": (1, 256)}
+
+
+@dataclass
+class Base:
+    """A loaded base: its generator (eval mode), the discriminators' weights and its facts."""
+
+    generator: FewShotGenerator
+    discriminators: dict[str, torch.Tensor]
+    train_config: TrainConfig
+    meta: dict
+
+    @torch.no_grad()
+    def embed(self, frames: torch.Tensor, batch: int = 16) -> torch.Tensor:
+        """(N, 3, H, W) frames of one person in [-1, 1] -> their identity vector (identity_dim,)."""
+        vectors = [self.generator.embedder(frames[i : i + batch]) for i in range(0, len(frames), batch)]
+        return torch.cat(vectors).mean(0)
+
+
+def default_bases(library: Path) -> Path:
+    """Where pretrained bases live: $H2H_BASES, else `bases` beside the avatar library."""
+    env = os.environ.get(BASES_ENV)
+    return Path(env).expanduser() if env else library.parent / "bases"
+
+
+def find_base(source: str, bases: Path) -> Path | None:
+    """The base folder --init SOURCE names: "base" (the one shipped in assets/base), a base
+    in `bases` by name, or a folder holding base.json; None when SOURCE is none of them."""
+    if source == "base":
+        return SHIPPED_BASE
+    candidates = [Path(source).expanduser()]
+    if check_name_quietly(source):
+        candidates.insert(0, bases / source / "main")
+    return next((c for c in candidates if (c / BASE_META).is_file() and not c.is_symlink()), None)
+
+
+def check_name_quietly(name: str) -> bool:
+    try:
+        check_name(name)
+    except LibraryError:
+        return False
+    return True
+
+
+def save_base(folder: Path, generator: FewShotGenerator, discriminators: nn.Module, config: TrainConfig, meta: dict) -> None:
+    tensors = {f"generator.{k}": v for k, v in generator.state_dict().items()}
+    tensors.update({f"discriminators.{k}": v for k, v in discriminators.state_dict().items()})
+    half = {k: (v.half() if v.is_floating_point() else v).detach().cpu().contiguous() for k, v in tensors.items()}
+    atomic_write_bytes(folder / BASE_FILE, save(half))
+    info = {"fewshot": dataclasses.asdict(generator.fewshot), "train_config": config_to_dict(config), **meta}
+    atomic_write_bytes(folder / BASE_META, json.dumps(info, indent=2).encode())
+
+
+def fewshot_from_dict(data: object) -> FewShotConfig:
+    if not isinstance(data, dict) or set(data) != {f.name for f in dataclasses.fields(FewShotConfig)}:
+        raise CheckpointError("base.json: 'fewshot' does not describe a few-shot generator of this h2h version")
+    if data["generator"] not in GENERATOR_PRESETS:
+        raise CheckpointError(f"base.json: unknown generator preset {data['generator']!r}")
+    for name, (low, high) in FEWSHOT_BOUNDS.items():
+        value = data[name]
+        if not isinstance(value, int) or isinstance(value, bool) or not low <= value <= high:
+            raise CheckpointError(f"base.json: '{name}' is {value!r}, expected a whole number in {low}..{high}")
+    return FewShotConfig(**data)
+
+
+def load_base(folder: Path) -> Base:
+    """A base from its folder (the shipped one is SHIPPED_BASE)."""
+    files = AvatarFiles(folder)
+    meta = read_model_meta(files, BASE_META, BASE_FILE, f"no base in {folder}; run h2h pretrain, or pass --init none to train from scratch")
+    try:
+        generator = FewShotGenerator(fewshot_from_dict(meta.get("fewshot")))
+        config = config_from_dict(meta["train_config"])
+        tensors = {k: v.float() if v.is_floating_point() else v for k, v in read_weights(files, BASE_FILE).items()}
+        generator.load_state_dict({k.removeprefix("generator."): v for k, v in tensors.items() if k.startswith("generator.")})
+    except (CheckpointError, AvatarError):
+        raise
+    except Exception as exc:
+        raise CheckpointError(f"{folder}: base files are damaged or do not fit this version ({type(exc).__name__}); pretrain again") from exc
+    discriminators = {k.removeprefix("discriminators."): v for k, v in tensors.items() if k.startswith("discriminators.")}
+    return Base(generator.eval(), discriminators, config, meta)
