@@ -100,9 +100,17 @@ def frame_metrics(
     return out
 
 
+def mask_iou(predicted: np.ndarray, reference: np.ndarray) -> float:
+    """Intersection over union of two uint8 foreground masks, each thresholded at half."""
+    a, b = predicted >= 128, reference >= 128
+    union = np.logical_or(a, b).sum()
+    return float(np.logical_and(a, b).sum() / union) if union else 1.0
+
+
 def summarise(rows: list[dict[str, float]]) -> dict[str, float]:
-    """Means over frames (sharpness: median, as the issue defines it); face-found rate."""
-    keys = ("apd", "masked_apd", "mouth_apd", "psnr", "aeld", "ard", "aed")
+    """Means over frames (sharpness: median, as the issue defines it); face-found rate; mask IoU
+    (NaN for generators without a mask)."""
+    keys = ("apd", "masked_apd", "mouth_apd", "psnr", "aeld", "ard", "aed", "mask_iou")
     out = {}
     for key in keys:
         values = [r[key] for r in rows if key in r and np.isfinite(r[key])]

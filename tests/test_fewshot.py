@@ -141,6 +141,11 @@ def test_pretrain_a_base_then_fine_tune_a_new_avatar_from_it(people, tmp_path, c
     stepper = GeneratorStepper(engine.run, 256)
     frame = stepper(avatar.read_image("nmfc", 0), avatar.read_image("eyes", 0))
     assert frame.shape == (256, 256, 3) and stepper.mask.shape == (256, 256)
+    report = tmp_path / "eval.json"
+    assert main(["eval", "other", "--run", "ft", "--frames", "4", "--json", str(report), "--library", str(library)]) == 0
+    scores = json.loads(report.read_text())
+    ft = next(v for k, v in scores.items() if k.startswith("ft "))
+    assert 0.0 <= ft["mask_iou"] <= 1.0 and np.isnan(scores["nearest-frame baseline"]["mask_iou"])
 
 
 def test_fine_tuning_starts_from_the_base_with_this_persons_identity(people, tmp_path):

@@ -1,7 +1,8 @@
 import cv2
 import numpy as np
+import pytest
 
-from h2h.models.metrics import apd, frame_metrics, laplacian_variance, mouth_box, nearest_frames, psnr, rotation_degrees, search_key, summarise
+from h2h.models.metrics import apd, frame_metrics, laplacian_variance, mask_iou, mouth_box, nearest_frames, psnr, rotation_degrees, search_key, summarise
 from h2h.models.geometry.retarget import euler_rotation
 
 
@@ -58,3 +59,11 @@ def test_summary_means_and_median_sharpness():
     rows = [{"apd": 1.0, "masked_apd": 2.0, "mouth_apd": 3.0, "psnr": 30.0, "sharpness": s} for s in (0.5, 0.9, 2.0)]
     out = summarise(rows)
     assert out["apd"] == 1.0 and out["sharpness"] == 0.9 and out["face_found"] == 0.0 and np.isnan(out["aeld"])
+
+
+def test_mask_iou_counts_overlap_over_union():
+    a = np.zeros((10, 10), np.uint8)
+    b = a.copy()
+    a[:, :6], b[:, 4:] = 255, 200
+    assert mask_iou(a, b) == pytest.approx(2 / 10)
+    assert mask_iou(a, a) == 1.0 and mask_iou(np.zeros_like(a), np.zeros_like(a)) == 1.0
