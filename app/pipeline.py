@@ -120,6 +120,12 @@ class StageStats:
         with self._lock:
             return {k: float(np.median(v)) for k, v in self._ms.items() if v}
 
+    def percentiles(self, key: str, qs: tuple[float, ...] = (50, 95)) -> tuple[float, ...] | None:
+        """Percentiles of one timing over the rolling window (e.g. latency p50, p95), or None."""
+        with self._lock:
+            values = list(self._ms.get(key, ()))
+        return tuple(float(v) for v in np.percentile(values, qs)) if values else None
+
     def fps(self) -> float:
         with self._lock:
             if len(self._out) < 2:

@@ -108,6 +108,8 @@ def test_window_drives_avatars_into_a_virtual_camera(app, library, short_clip, t
         assert _wait(app, lambda: len(RecordingCamera.frames) >= 3)
         assert RecordingCamera.frames[-1].shape == (*OUTPUT_SIZES["512x512"][::-1], 3)
         assert "fps" in window.fps_label.text() and "ONNX Runtime" in window.engine_label.text()
+        assert _wait(app, lambda: "latency p50" in window.stage_label.text())
+        assert "dropped" in window.stage_label.text()  # what a user sees of stutter
 
         window.avatar_list.setCurrentRow(1)  # switch mid-stream
         assert _wait(app, lambda: window.session.current.avatar.name == "bob")

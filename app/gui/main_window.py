@@ -538,8 +538,7 @@ class MainWindow(QMainWindow):
             cv2.putText(output, f"{fps:4.1f} fps", (6, 18), cv2.FONT_HERSHEY_SIMPLEX, 0.5, (255, 255, 0), 1, cv2.LINE_AA)
         self.output_view.setPixmap(to_pixmap(output, PREVIEW + 128))
         self.fps_label.setText(f"{fps:.1f} fps")
-        medians = self.session.pipeline.stats.medians() if self.session.pipeline else {}
-        self.stage_label.setText(" ".join(f"{k} {v:.0f}ms" for k, v in medians.items() if k != "latency"))
+        self.stage_label.setText(self._stage_text())
         source_status = self.session.source.status if self.session.source else ""
         if "lost" in source_status:
             self.face_label.setText(source_status)
@@ -547,6 +546,20 @@ class MainWindow(QMainWindow):
             self.face_label.setText("face found")
         else:
             self.face_label.setText("No face in view: holding the last pose, then easing to neutral")
+
+    def _stage_text(self) -> str:
+        """Per-stage medians, capture-to-output latency p50/p95 and frames dropped so far."""
+        pipeline = self.session.pipeline
+        if pipeline is None:
+            return ""
+        stats = pipeline.stats
+        parts = [" ".join(f"{k} {v:.0f}ms" for k, v in stats.medians().items() if k != "latency")]
+        latency = stats.percentiles("latency")
+        if latency is not None:
+            parts.append(f"latency p50 {latency[0]:.0f} / p95 {latency[1]:.0f} ms")
+        dropped, shown = pipeline.dropped, stats.delivered
+        parts.append(f"dropped {dropped} ({100 * dropped / max(dropped + shown, 1):.1f}%)")
+        return "  ·  ".join(parts)
 
     def closeEvent(self, event) -> None:  # noqa: N802 (Qt's name)
         self.timer.stop()
