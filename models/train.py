@@ -36,6 +36,7 @@ from .interrupts import Interrupted, deferred_signals
 from .mixed_precision import MixedPrecision
 from .io_utils import atomic_write_bytes
 from .manifest import CONDITIONING_VERSION, CONDITIONING_VERSIONS
+from .thread_tuner import training_threads
 from .train_config import RunOptions, TrainConfig, config_from_dict, config_to_dict
 from .library import LibraryError, check_run_name
 from .geometry.face_model import load_face_model
@@ -68,7 +69,7 @@ log = logging.getLogger(__name__)
 LOSS_NAMES = ("g_image", "g_fm_image", "g_mouth", "g_fm_mouth", "g_dynamics", "g_fm_dynamics", "g_warp",
               "g_vgg", "g_lap", "g_l1", "g_parts", "g_mask", "g_match", "d_image", "d_mouth", "d_dynamics")
 EMBED_FRAMES = 32  # frames of the new person the base's embedder averages
-LOG_COLUMNS = ("step", "minutes", "lr", "seq_len", *LOSS_NAMES)  # fixed, so phases with fewer losses line up
+LOG_COLUMNS = ("step", "minutes", "lr", "seq_len", "threads", *LOSS_NAMES)  # fixed, so phases with fewer losses line up
 
 
 class Mark(NamedTuple):
@@ -514,7 +515,7 @@ class Trainer:
             return
         path = self._run_file("log.csv")
         row = {"step": self.step, "minutes": round(self.elapsed / 60, 3), "lr": self.learning_rate(),
-               "seq_len": self.sequence_length(), **{k: round(v, 5) for k, v in losses.items()}}
+               "seq_len": self.sequence_length(), "threads": torch.get_num_threads(), **{k: round(v, 5) for k, v in losses.items()}}
         new = not path.exists()
         fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | getattr(os, "O_NOFOLLOW", 0), 0o666)
         with os.fdopen(fd, "a", newline="") as f:
@@ -536,8 +537,7 @@ class Trainer:
     def run(self) -> dict:
         """Train until epochs, --max-steps or --max-minutes; checkpoint on the way and at the end."""
         self.folder.mkdir(parents=True, exist_ok=True)
-        if self.options.threads:
-            torch.set_num_threads(self.options.threads)
+        self.threads = training_threads(self.options.threads, self.device.type == "cpu")
         self._announce()
         # the bar counts percent of the run (the schedule's own progress), so its ETA holds across
         # the cheap warm-up steps and the slower sequential GAN steps
@@ -577,11 +577,18 @@ class Trainer:
         last_sample = last_ckpt = time.perf_counter()
         losses: dict[str, float] = {}
         while not self.world.agree(self.finished() or stop.set):
+            self.threads.before_step()
             t0 = time.perf_counter()
-            warming = self.warming_up
+            warming, frames = self.warming_up, self.frames_seen
             losses = self.train_step()
             self.step += 1
-            self.elapsed = self.world.maximum(self.elapsed + time.perf_counter() - t0)
+            took = time.perf_counter() - t0
+            probes = len(self.threads.history)
+            self.threads.after_step(took, self.frames_seen - frames)
+            if len(self.threads.history) > probes and self.world.main and self.options.progress:
+                cost = ", ".join(f"{n}: {1e3 * c:.0f} ms" for n, c in self.threads.history[-1].items())
+                tqdm.write(f"step {self.step}: torch threads per generated frame {cost}; using {self.threads.chosen}")
+            self.elapsed = self.world.maximum(self.elapsed + took)
             bar.update(self._percent_done() - bar.n)
             if warming and not self.warming_up and self.world.main:
                 tqdm.write(f"step {self.step}: single-frame L1 warm-up done after {self.elapsed / 60:.1f} min; sequential GAN from here")
