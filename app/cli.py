@@ -20,6 +20,7 @@ from .background import BackgroundError
 if TYPE_CHECKING:
     from ..models.train_config import RunOptions
 
+log = logging.getLogger(__name__)
 USER_ERRORS = (AvatarError, BackgroundError, CheckpointError, EngineError, LibraryError, VideoError, OSError)
 
 
@@ -146,16 +147,23 @@ def cmd_pretrain(args: argparse.Namespace) -> int:
     return 0
 
 
-def _default_preset(args: argparse.Namespace, library: Path) -> str:
-    """finetune when --init names a base (its layout and losses), else lite."""
-    from ..models.base_model import default_bases, find_base, load_base
+def _choose_start(args: argparse.Namespace, library: Path) -> tuple[str, str]:
+    """(preset, init) of a train command: what was asked for; without --init and --preset, the
+    shipped base fine-tuned when there is one (Head2HeadFS), else lite from scratch; a base
+    named by --init brings its fine-tuning preset."""
+    from ..models.base_model import SHIPPED_BASE, default_bases, find_base, load_base
 
-    if args.init == "none":
-        return "lite"
-    found = find_base(args.init, Path(args.bases).expanduser() if args.bases else default_bases(library))
+    init = args.init
+    if init is None:
+        init = "base" if args.preset is None and (SHIPPED_BASE / "base.json").is_file() else "none"
+        if init == "base":
+            log.info("fine-tuning the shipped base (assets/base); --init none trains from scratch")
+    if args.preset is not None or init == "none":
+        return args.preset or "lite", init
+    found = find_base(init, Path(args.bases).expanduser() if args.bases else default_bases(library))
     if found is None:
-        return "lite"
-    return "finetune-tiny" if load_base(found).generator.fewshot.generator == "tiny" else "finetune"
+        return "lite", init
+    return ("finetune-tiny" if load_base(found).generator.fewshot.generator == "tiny" else "finetune"), init
 
 
 def cmd_train(args: argparse.Namespace) -> int:
@@ -173,7 +181,8 @@ def cmd_train(args: argparse.Namespace) -> int:
     if args.batch is not None:
         overrides["batch"] = args.batch
     library = resolve_library(args.library)
-    config = train_config(args.preset or _default_preset(args, library), **overrides)
+    preset, args.init = _choose_start(args, library)
+    config = train_config(preset, **overrides)
     options = _run_options(args, args.run or ("main" if not args.ablation else args.ablation))
     if os.environ.get("RANK", "0") != "0":
         logging.getLogger().setLevel(logging.WARNING)  # under torchrun only rank 0 reports
@@ -316,9 +325,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--preset", choices=("lite", "paper", "tiny", "finetune", "finetune-tiny"), default=None,
                    help="network size and losses (default: finetune when --init names a base, else lite; the tiny ones are for smoke tests)")
     p.add_argument("--epochs", type=int, default=None, help="epochs (default: the preset's, 40 + 20 decay)")
-    p.add_argument("--init", metavar="BASE_OR_AVATAR", default="none",
-                   help="base: fine-tune the shipped multi-person base; NAME: a base from h2h pretrain, or another avatar's run; "
-                        "a state.pt file; none: from scratch (default)")
+    p.add_argument("--init", metavar="BASE_OR_AVATAR", default=None,
+                   help="base: fine-tune the shipped multi-person base (the default when one is shipped and no --preset is given); "
+                        "NAME: a base from h2h pretrain, or another avatar's run; a state.pt file; none: from scratch")
     p.add_argument("--bases", metavar="DIR", help="where --init looks for bases by name (default: $H2H_BASES, else 'bases' beside the library)")
     p.add_argument("--frames", type=_positive_int, metavar="N", help="train on the first N frames of the train split only (few-shot: 50-500)")
     p.add_argument("--ablation", choices=("l1-single",), help="l1-single: L1 loss only, single frames, no GAN")

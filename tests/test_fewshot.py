@@ -190,3 +190,22 @@ def test_base_json_with_absurd_sizes_is_refused(people, tmp_path):
     meta_file.write_text(json.dumps(meta))
     with pytest.raises(CheckpointError, match="identity_dim"):
         load_base(bases / "fs" / "main")
+
+
+def test_without_init_or_preset_a_new_avatar_fine_tunes_the_shipped_base(people, tmp_path, monkeypatch, caplog):
+    import logging
+
+    from h2h.models import base_model
+
+    library, bases = people, tmp_path / "bases"
+    assert main(["pretrain", "--avatars", "sample", "other", "--out", "fs", "--preset", "base-tiny",
+                 "--max-steps", "1", "--library", str(library), "--bases", str(bases)]) == 0
+    monkeypatch.setattr(base_model, "SHIPPED_BASE", bases / "fs" / "main")
+    with caplog.at_level(logging.INFO):
+        assert main(["train", "other", "--max-steps", "1", "--run", "auto", "--library", str(library)]) == 0
+    assert "fine-tuning the shipped base" in caplog.text and "fine-tuning from base base" in caplog.text
+    generator, meta = load_generator(Avatar.open(library, "other").files, "auto")
+    assert generator.config.mask
+    assert main(["train", "other", "--max-steps", "1", "--run", "scratch", "--init", "none", "--preset", "tiny",
+                 "--library", str(library)]) == 0
+    assert not load_generator(Avatar.open(library, "other").files, "scratch")[0].config.mask
