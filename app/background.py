@@ -70,7 +70,7 @@ class Compositor:
 
     def __init__(self, background: Background | None = None) -> None:
         self.background = background or Background()
-        self._cache: tuple[int, tuple[int, int], np.ndarray] | None = None
+        self._cache: tuple[np.ndarray, tuple[int, int], np.ndarray] | None = None
 
     def set(self, background: Background) -> None:
         self.background = background
@@ -94,7 +94,7 @@ class Compositor:
             blurred = cv2.GaussianBlur(frame.astype(np.float32) * rest, (0, 0), BLUR_SIGMA)
             weight = cv2.GaussianBlur(rest[..., 0], (0, 0), BLUR_SIGMA)[..., None]
             return np.where(weight > 1e-3, blurred / np.maximum(weight, 1e-3), frame.astype(np.float32))
-        key = (id(background.image), (w, h))
-        if self._cache is None or self._cache[:2] != key:
-            self._cache = (*key, cover(background.image, (w, h)).astype(np.float32))
-        return self._cache[2]
+        cached = self._cache  # (the image itself, size, its scaled copy): compared by identity
+        if cached is None or cached[0] is not background.image or cached[1] != (w, h):
+            cached = self._cache = (background.image, (w, h), cover(background.image, (w, h)).astype(np.float32))
+        return cached[2]

@@ -6,6 +6,7 @@ import logging
 import os
 import sys
 from collections.abc import Callable
+from dataclasses import replace
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -68,7 +69,7 @@ def _add_run_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--checkpoint-steps", type=_positive_int, metavar="N", help="also checkpoint every N steps (default: every 5 minutes)")
     p.add_argument("--threads", type=_positive_int, metavar="N", help="torch CPU threads (default: all cores)")
     p.add_argument("--sample-minutes", type=float, default=5.0, help="write a sample grid this often")
-    p.add_argument("--seed", type=_count, default=0, help="random seed (a whole number >= 0)")
+    p.add_argument("--seed", type=_count, default=None, help="random seed (a whole number >= 0; default 0)")
 
 
 def _run_options(args: argparse.Namespace, run: str) -> RunOptions:
@@ -134,7 +135,7 @@ def cmd_pretrain(args: argparse.Namespace) -> int:
     from ..models.pretrain import BaseTrainer, open_people
     from ..models.train_config import train_config
 
-    overrides = {"seed": args.seed, **({"warmup": args.warmup} if args.warmup is not None else {})}
+    overrides = {"seed": args.seed or 0, **({"warmup": args.warmup} if args.warmup is not None else {})}
     config = train_config(args.preset, **overrides)
     library = resolve_library(args.library)
     bases = Path(args.bases).expanduser() if args.bases else default_bases(library)
@@ -155,7 +156,8 @@ def _choose_start(args: argparse.Namespace, library: Path) -> tuple[str, str]:
 
     init = args.init
     if init is None:
-        init = "base" if args.preset is None and (SHIPPED_BASE / "base.json").is_file() else "none"
+        shipped = (SHIPPED_BASE / "base.json").is_file()
+        init = "base" if args.preset is None and args.ablation is None and shipped else "none"
         if init == "base":
             log.info("fine-tuning the shipped base (assets/base); --init none trains from scratch")
     if args.preset is not None or init == "none":
@@ -168,25 +170,26 @@ def _choose_start(args: argparse.Namespace, library: Path) -> tuple[str, str]:
 
 def cmd_train(args: argparse.Namespace) -> int:
     from ..models.avatar import Avatar
-    from ..models.train import Trainer
+    from ..models.checkpoint import STATE_FILE, load_state
+    from ..models.train import Trainer, saved_config
     from ..models.train_config import train_config
 
-    overrides = {"ablation": args.ablation, "seed": args.seed, "frames": args.frames}
-    if args.epochs is not None:
-        overrides["epochs"] = args.epochs
-    if args.warmup is not None:
-        overrides["warmup"] = args.warmup
-    if args.ema is not None:
-        overrides["ema"] = args.ema
-    if args.batch is not None:
-        overrides["batch"] = args.batch
+    given = {"ablation": args.ablation, "seed": args.seed, "frames": args.frames, "epochs": args.epochs,
+             "warmup": args.warmup, "ema": args.ema, "batch": args.batch}
+    overrides = {k: v for k, v in given.items() if v is not None}
     library = resolve_library(args.library)
-    preset, args.init = _choose_start(args, library)
-    config = train_config(preset, **overrides)
-    options = _run_options(args, args.run or ("main" if not args.ablation else args.ablation))
+    avatar = Avatar.open(library, args.name)
+    run = args.run or ("main" if not args.ablation else args.ablation)
+    if args.resume and args.preset is None:  # the run's own settings, whatever the defaults are today
+        path = avatar.path / "checkpoints" / run / STATE_FILE
+        config = replace(saved_config(load_state(path, avatar.files), path), **overrides)
+    else:
+        preset, args.init = _choose_start(args, library)
+        config = train_config(preset, **overrides)
+    options = _run_options(args, run)
     if os.environ.get("RANK", "0") != "0":
         logging.getLogger().setLevel(logging.WARNING)  # under torchrun only rank 0 reports
-    result = Trainer(Avatar.open(library, args.name), config, options).run()
+    result = Trainer(avatar, config, options).run()
     if os.environ.get("RANK", "0") == "0":
         print(f"trained {args.name}: {result['step']} steps in {result['minutes']:.1f} min -> {result['folder']}")
     return 0

@@ -136,7 +136,8 @@ class Avatar:
 
     def has_masks(self) -> bool:
         """Whether prepare stored foreground masks (avatars made before them have none)."""
-        return self.files.is_file(f"masks/{FRAME_NAME.format(int(self.split_indices('train')[0]))}")
+        train = self.split_indices("train")
+        return len(train) > 0 and self.files.is_file(f"masks/{FRAME_NAME.format(int(train[0]))}")
 
     def read_mask(self, index: int) -> np.ndarray:
         """uint8 (H, W) foreground mask of a frame, 255 = person."""

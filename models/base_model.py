@@ -17,14 +17,15 @@ from .avatar_files import AvatarError, AvatarFiles
 from .checkpoint import CheckpointError, read_model_meta, read_weights
 from .io_utils import atomic_write_bytes
 from .library import LibraryError, check_name
-from .networks import GENERATOR_PRESETS, FewShotConfig, FewShotGenerator
+from .networks import FewShotConfig, FewShotGenerator
 from .train_config import TrainConfig, config_from_dict, config_to_dict
 
 BASES_ENV = "H2H_BASES"
 BASE_FILE = "base.safetensors"
 BASE_META = "base.json"
 SHIPPED_BASE = Path(__file__).resolve().parent.parent / "assets" / "base"
-FEWSHOT_BOUNDS = {"identity_dim": (1, 2048), "embedder_width": (1, 256)}
+FEWSHOT_BOUNDS = {"identity_dim": (1, 1024), "embedder_width": (1, 64)}
+FOLDABLE_LAYOUTS = ("lite", "tiny")  # layouts whose modulations fold into plain convs
 
 
 @dataclass
@@ -51,13 +52,17 @@ def default_bases(library: Path) -> Path:
 
 def find_base(source: str, bases: Path) -> Path | None:
     """The base folder --init SOURCE names: "base" (the one shipped in assets/base), a base
-    in `bases` by name, or a folder holding base.json; None when SOURCE is none of them."""
+    in `bases` by name, or a path (with a '/') to a folder holding base.json; None when SOURCE
+    is none of them (then it may name an avatar)."""
     if source == "base":
         return SHIPPED_BASE
-    candidates = [Path(source).expanduser()]
-    if check_name_quietly(source):
-        candidates.insert(0, bases / source / "main")
-    return next((c for c in candidates if (c / BASE_META).is_file() and not c.is_symlink()), None)
+    if "/" in source or os.sep in source:
+        candidate = Path(source).expanduser()
+    elif check_name_quietly(source):
+        candidate = bases / source / "main"
+    else:
+        return None
+    return candidate if (candidate / BASE_META).is_file() and not candidate.is_symlink() else None
 
 
 def check_name_quietly(name: str) -> bool:
@@ -80,8 +85,8 @@ def save_base(folder: Path, generator: FewShotGenerator, discriminators: nn.Modu
 def fewshot_from_dict(data: object) -> FewShotConfig:
     if not isinstance(data, dict) or set(data) != {f.name for f in dataclasses.fields(FewShotConfig)}:
         raise CheckpointError("base.json: 'fewshot' does not describe a few-shot generator of this h2h version")
-    if data["generator"] not in GENERATOR_PRESETS:
-        raise CheckpointError(f"base.json: unknown generator preset {data['generator']!r}")
+    if data["generator"] not in FOLDABLE_LAYOUTS:
+        raise CheckpointError(f"base.json: generator layout {data['generator']!r} is not one of {FOLDABLE_LAYOUTS}")
     for name, (low, high) in FEWSHOT_BOUNDS.items():
         value = data[name]
         if not isinstance(value, int) or isinstance(value, bool) or not low <= value <= high:
@@ -96,6 +101,9 @@ def load_base(folder: Path) -> Base:
     try:
         generator = FewShotGenerator(fewshot_from_dict(meta.get("fewshot")))
         config = config_from_dict(meta["train_config"])
+        people = meta.get("people", [])
+        if not isinstance(people, list) or not all(isinstance(p, str) for p in people):
+            raise CheckpointError(f"{folder / BASE_META}: 'people' is not a list of names")
         tensors = {k: v.float() if v.is_floating_point() else v for k, v in read_weights(files, BASE_FILE).items()}
         generator.load_state_dict({k.removeprefix("generator."): v for k, v in tensors.items() if k.startswith("generator.")})
     except (CheckpointError, AvatarError):

@@ -77,6 +77,9 @@ def generator_config_from_dict(data: object) -> GeneratorConfig:
         value = data.get(name, low)
         if not isinstance(value, int) or isinstance(value, bool) or not low <= value <= high:
             raise CheckpointError(f"generator config field '{name}' is {value!r}, expected a whole number in {low}..{high}")
+    for name in ("mask", "skips", "depthwise", "gate_empty_prev"):
+        if not isinstance(data.get(name, False), bool):
+            raise CheckpointError(f"generator config field '{name}' is {data[name]!r}, expected true or false")
     try:
         return GeneratorConfig(**data)
     except (TypeError, ValueError) as exc:

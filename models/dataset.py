@@ -50,7 +50,7 @@ class Batch:
     flow: torch.Tensor  # (B, L, 2, H, W) pixels, flow[t]: I_t(x) ~ I_{t-1}(x + flow[t](x))
     mouth: torch.Tensor  # (B, L, 2) pixels
     index: torch.Tensor  # (B, L) frame indices
-    mask: torch.Tensor  # (B, L, 1, H, W) foreground in [0, 1]
+    mask: torch.Tensor | None  # (B, L, 1, H, W) foreground in [0, 1]; None when not loaded
     identity: torch.Tensor  # (B,) which person (the row of a projection discriminator)
     references: torch.Tensor | None = None  # (B, M, 3, H, W) frames of each person for the identity embedder
 
@@ -80,9 +80,11 @@ class AvatarFrames:
     """A split of an avatar held in memory: frames, NMFC, eye geometry, flow, mouth centres."""
 
     def __init__(
-        self, avatar: Avatar, model: FaceModel, split: str = "train", progress: bool = True, limit: int | None = None
+        self, avatar: Avatar, model: FaceModel, split: str = "train", progress: bool = True, limit: int | None = None,
+        masks: bool = True,
     ) -> None:
-        """`limit`: keep only the first `limit` valid frames of the split (few-shot training)."""
+        """`limit`: keep only the first `limit` valid frames of the split (few-shot training);
+        `masks`: load (or make) the foreground masks."""
         avatar.require_frames("training")
         self.avatar, self.model = avatar, model
         self.indices = avatar.split_indices(split)[:limit]
@@ -91,7 +93,7 @@ class AvatarFrames:
         tracks = avatar.tracks
         load = tqdm(self.indices, desc=f"loading {split} frames", unit="f", disable=not progress, leave=False)
         self.frames = np.stack([avatar.read_image("frame", i) for i in load])
-        self.masks = self._masks()
+        self.masks = self._masks() if masks else None
         self.nmfc = np.stack([avatar.read_image("nmfc", i) for i in self.indices])
         self.vertices = np.stack([self._mesh(i) for i in self.indices])
         self.pupils = np.stack(
@@ -197,7 +199,8 @@ class AvatarFrames:
             raise ValueError(f"no run of {length} consecutive valid frames in the split")
         weights = self.start_weights(starts, length, rare)
         items = [self._sequence(int(rng.choice(starts, p=weights)), length, rng, augment) for rng in rngs]
-        return Batch(*(torch.stack([it[k] for it in items]) for k in range(6)), torch.full((len(rngs),), identity))
+        stacked = [None if items[0][k] is None else torch.stack([it[k] for it in items]) for k in range(6)]
+        return Batch(*stacked, torch.full((len(rngs),), identity))
 
     def _sequence(self, start: int, length: int, rng: np.random.Generator, augment: Augment):
         s = self.size
@@ -220,12 +223,12 @@ class AvatarFrames:
         real = [warp(self.frames[p], cv2.INTER_LINEAR, cv2.BORDER_REPLICATE) for p in positions]
         flow = [warp(self.flow(p), cv2.INTER_LINEAR, cv2.BORDER_REPLICATE) * scale for p in positions]
         mouth = self.mouth[positions] * scale + matrix[:, 2]
-        masks = np.stack([warp(self.masks[p], cv2.INTER_LINEAR, cv2.BORDER_REPLICATE) for p in positions])
+        masks = None if self.masks is None else np.stack([warp(self.masks[p], cv2.INTER_LINEAR, cv2.BORDER_REPLICATE) for p in positions])
         return (
             to_tensor(np.stack(cond)),
             to_tensor(np.stack(real)),
             torch.from_numpy(np.stack(flow)).movedim(-1, -3).contiguous(),
             torch.from_numpy(mouth.astype(np.float32)),
             torch.from_numpy(self.indices[positions]),
-            torch.from_numpy(masks).float().div_(255.0)[:, None],
+            None if masks is None else torch.from_numpy(masks).float().div_(255.0)[:, None],
         )

@@ -31,7 +31,8 @@ log = logging.getLogger(__name__)
 
 class PeopleFrames:
     """The train splits of several avatars; each sequence comes from one person (drawn
-    uniformly, so a short clip counts as much as a long one), with M reference frames of theirs."""
+    uniformly, so a short clip counts as much as a long one), with M random frames of theirs
+    (from anywhere in their train split) for the identity embedder."""
 
     def __init__(self, avatars: list[Avatar], references: int, progress: bool = True) -> None:
         model = load_face_model()
@@ -64,6 +65,9 @@ class BaseTrainer(Trainer):
             raise CheckpointError("pretraining needs at least two different avatars")
         for avatar in avatars:
             avatar.require_frames("pretraining")
+        if len({a.resolution for a in avatars}) > 1:
+            raise CheckpointError("pretraining needs avatars of one resolution; "
+                                  + ", ".join(f"{a.name} is {a.resolution} px" for a in avatars))
         try:
             check_name(name, "base name")
         except LibraryError as exc:

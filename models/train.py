@@ -80,6 +80,14 @@ class Mark(NamedTuple):
     frames: int
 
 
+def saved_config(state: dict, where: Path) -> TrainConfig:
+    """The TrainConfig a checkpoint was trained with (what --resume must continue)."""
+    try:
+        return config_from_dict(state["train_config"])
+    except (TypeError, ValueError, KeyError) as exc:
+        raise CheckpointError(f"{where}: its training settings are unreadable ({exc}); train a new --run") from exc
+
+
 def resolve_device(device: str) -> torch.device:
     if device.startswith("cuda") and not torch.cuda.is_available():
         raise CheckpointError("CUDA was asked for but no CUDA GPU/driver is available; use --device cpu")
@@ -93,7 +101,8 @@ class Trainer:
         avatar.require_frames("training")
         self.avatar = avatar
         self._setup(config, options, avatar.files, f"checkpoints/{options.run}")
-        self.data = AvatarFrames(avatar, load_face_model(), "train", options.progress and self.world.main, config.frames)
+        self.data = AvatarFrames(avatar, load_face_model(), "train", options.progress and self.world.main, config.frames,
+                                 masks=config.mask > 0)
         self._finish_setup()
 
     def _setup(self, config: TrainConfig, options: RunOptions, files: AvatarFiles, folder: str) -> None:
@@ -387,10 +396,7 @@ class Trainer:
 
     def _resume(self) -> None:
         state = load_state(self.folder / STATE_FILE, self.files)
-        try:
-            saved = config_from_dict(state["train_config"])
-        except (TypeError, ValueError, KeyError) as exc:
-            raise CheckpointError(f"{self.folder / STATE_FILE}: its training settings are unreadable ({exc}); train a new --run") from exc
+        saved = saved_config(state, self.folder / STATE_FILE)
         if saved != self.config:
             diffs = [f.name for f in dataclasses.fields(TrainConfig) if getattr(saved, f.name) != getattr(self.config, f.name)]
             raise CheckpointError(

@@ -113,7 +113,7 @@ def test_reenact_with_a_background(library, tmp_path, capsys):
     assert frames.shape[0] == 4 and frames[..., 1].mean() > frames[..., 0].mean()
 
 
-def test_the_window_switches_background_while_running(prepared, library, tmp_path):
+def test_the_window_switches_background_while_running(prepared, library, tmp_path, monkeypatch):
     pytest.importorskip("PySide6")
     from PySide6.QtCore import QSettings
     from PySide6.QtWidgets import QApplication
@@ -143,6 +143,14 @@ def test_the_window_switches_background_while_running(prepared, library, tmp_pat
         assert output[..., 1].mean() > output[..., 0].mean()
         SCREENSHOTS.mkdir(exist_ok=True)
         assert window.grab().save(str(SCREENSHOTS / "background_green.png"))
+        window.use_background("color:FF0000")  # as --background does: the combo names what is in use
+        assert window.background_combo.currentText() == "color:FF0000"
+        from PySide6.QtWidgets import QFileDialog
+
+        monkeypatch.setattr(QFileDialog, "getOpenFileName", staticmethod(lambda *a, **k: ("", "")))  # the user cancels
+        window.background_combo.setCurrentText("Image…")
+        assert window.background_combo.currentText() == "color:FF0000"
+        assert window.session.compositor.background.label == "color:FF0000"
         row = next(i for i, e in enumerate(window.entries) if e.name == "plain")
         window.avatar_list.setCurrentRow(row)
         assert _wait(app, lambda: "predicts no foreground mask" in window.message.text()), window.message.text()

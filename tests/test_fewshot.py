@@ -1,5 +1,6 @@
 """Head2HeadFS path: masks at prepare time, the few-shot networks, pretraining a base on
 several people and fine-tuning a new avatar from it, through to a live step with a mask."""
+import dataclasses
 import json
 import shutil
 
@@ -141,6 +142,9 @@ def test_pretrain_a_base_then_fine_tune_a_new_avatar_from_it(people, tmp_path, c
     stepper = GeneratorStepper(engine.run, 256)
     frame = stepper(avatar.read_image("nmfc", 0), avatar.read_image("eyes", 0))
     assert frame.shape == (256, 256, 3) and stepper.mask.shape == (256, 256)
+    # a resumed fine-tune continues with its own settings, whatever the defaults are
+    assert main(["train", "other", "--run", "ft", "--resume", "--max-steps", "3", "--library", str(library)]) == 0
+    assert load_generator(avatar.files, "ft")[1]["step"] == 3
     report = tmp_path / "eval.json"
     assert main(["eval", "other", "--run", "ft", "--frames", "4", "--json", str(report), "--library", str(library)]) == 0
     scores = json.loads(report.read_text())
@@ -209,3 +213,13 @@ def test_without_init_or_preset_a_new_avatar_fine_tunes_the_shipped_base(people,
     assert main(["train", "other", "--max-steps", "1", "--run", "scratch", "--init", "none", "--preset", "tiny",
                  "--library", str(library)]) == 0
     assert not load_generator(Avatar.open(library, "other").files, "scratch")[0].config.mask
+
+
+def test_a_generator_json_asking_for_a_huge_mask_head_is_refused(people, tmp_path):
+    from h2h.models.checkpoint import CheckpointError, generator_config_from_dict
+    from h2h.models.networks import generator_config
+
+    data = dataclasses.asdict(generator_config("tiny", mask=True))
+    data["mask"] = 100000
+    with pytest.raises(CheckpointError, match="'mask'"):
+        generator_config_from_dict(data)

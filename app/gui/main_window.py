@@ -212,8 +212,9 @@ class MainWindow(QMainWindow):
         self.record_button = QPushButton("Record…")
         self.record_button.clicked.connect(self.toggle_recording)
         form.addRow(self.record_button)
+        self.background_choices = dict(BACKGROUND_CHOICES)  # name shown -> spec
         self.background_combo = QComboBox()
-        self.background_combo.addItems(list(BACKGROUND_CHOICES) + [IMAGE_CHOICE])
+        self.background_combo.addItems(list(self.background_choices) + [IMAGE_CHOICE])
         self.background_combo.currentTextChanged.connect(self._background_changed)
         form.addRow("Background", self.background_combo)
         self.overlay_check = QCheckBox("Show fps on the avatar")
@@ -392,19 +393,36 @@ class MainWindow(QMainWindow):
 
     def _background_changed(self, choice: str) -> None:
         """Switch the background while running (it needs an avatar that predicts a mask)."""
+        if choice != IMAGE_CHOICE:
+            self.use_background(self.background_choices[choice])
+            return
+        path, _ = QFileDialog.getOpenFileName(self, "Background image", "", "Images (*.png *.jpg *.jpeg *.bmp *.webp)")
+        if not path or not self.use_background(path):
+            self._show_background_choice()  # cancelled or refused: the combo shows what is in use
+
+    def use_background(self, spec: str) -> bool:
+        """keep | blur | color:RRGGBB | an image path; False (with a message) when it cannot be used."""
         try:
-            if choice == IMAGE_CHOICE:
-                path, _ = QFileDialog.getOpenFileName(self, "Background image", "", "Images (*.png *.jpg *.jpeg *.bmp *.webp)")
-                if not path:
-                    return
-                background = parse_background(path)
-            else:
-                background = parse_background(BACKGROUND_CHOICES[choice])
+            background = parse_background(spec)
         except BackgroundError as exc:
             self.message.setText(f"Cannot use that background: {exc}")
-            return
+            return False
         problem = self.session.set_background(background)
         self.message.setText(problem or f"Background: {background.label}.")
+        self._show_background_choice()
+        return True
+
+    def _show_background_choice(self) -> None:
+        """Select what is in use in the combo (a colour from the command line gets its own entry)."""
+        current = self.session.compositor.background
+        names = {v: k for k, v in self.background_choices.items()}
+        shown = IMAGE_CHOICE if current.kind == "image" else names.get(current.label)
+        self.background_combo.blockSignals(True)
+        if shown is None:
+            shown = self.background_choices.setdefault(current.label, current.label)
+            self.background_combo.insertItem(self.background_combo.count() - 1, shown)
+        self.background_combo.setCurrentText(shown)
+        self.background_combo.blockSignals(False)
 
     def _mode_changed(self, mode: str) -> None:
         self.session.set_mode(mode)
@@ -594,6 +612,8 @@ def apply_cli_flags(window: MainWindow, args) -> None:
         window.vcam_check.setChecked(True)
     if args.record:
         window.start_recording(Path(args.record))
+    if getattr(args, "background", "keep") != "keep":
+        window.use_background(args.background)
 
 
 def run_gui(args) -> int:
