@@ -205,7 +205,7 @@ def cmd_eval(args: argparse.Namespace) -> int:
     if args.plot or args.moments or args.mode != "head":
         print("h2h eval: error: --plot, --moments and --mode measure transfer fidelity; add --source VIDEO", file=sys.stderr)
         return 2
-    from ..models.evaluate import available_runs, evaluate, format_table
+    from .evaluate import available_runs, evaluate, format_table
 
     avatar = Avatar.open(resolve_library(args.library), args.name)
     avatar.require_frames("h2h eval")

@@ -13,7 +13,7 @@ from ..engines.stepper import GeneratorStepper
 from .background import Background, Compositor
 from ..engines import load as load_engine
 from ..models.avatar import Avatar, AvatarError
-from ..models.evaluate import conditioning_overlay
+from ..models.geometry.conditioning import conditioning_overlay
 from ..models.geometry.conditioning import ConditioningRenderer, TrackedFace, overlay
 from ..models.geometry.face_model import load_face_model
 from ..models.geometry.retarget import Retargeted, Retargeter, SourceCalibration

@@ -12,7 +12,7 @@ from tqdm import tqdm
 
 from ..engines import load as load_engine
 from ..models.avatar import Avatar
-from ..models.evaluate import conditioning_overlay
+from ..models.geometry.conditioning import conditioning_overlay
 from ..models.expression_features import FEATURES, IRIS_CENTRES, LEFT_EYE, MOMENTS, RIGHT_EYE, face_features, feature_table, gaze_while_open, normalise, transfer_report
 from ..models.geometry.face_model import load_face_model
 from ..models.geometry.fitting import fit_pose

@@ -18,6 +18,7 @@ from .checkpoint import CheckpointError, read_model_meta, read_weights
 from .io_utils import atomic_write_bytes
 from .library import LibraryError, check_name
 from .networks import FewShotConfig, FewShotGenerator
+from .networks.fewshot import unit
 from .train_config import TrainConfig, config_from_dict, config_to_dict
 
 BASES_ENV = "H2H_BASES"
@@ -39,9 +40,10 @@ class Base:
 
     @torch.no_grad()
     def embed(self, frames: torch.Tensor, batch: int = 16) -> torch.Tensor:
-        """(N, 3, H, W) frames of one person in [-1, 1] -> their identity vector (identity_dim,)."""
+        """(N, 3, H, W) frames of one person in [-1, 1] -> their identity vector (identity_dim,),
+        unit length as in training (IdentityEmbedder.embed)."""
         vectors = [self.generator.embedder(frames[i : i + batch]) for i in range(0, len(frames), batch)]
-        return torch.cat(vectors).mean(0)
+        return unit(torch.cat(vectors).mean(0))
 
 
 def default_bases(library: Path) -> Path:

@@ -223,3 +223,16 @@ def test_a_generator_json_asking_for_a_huge_mask_head_is_refused(people, tmp_pat
     data["mask"] = 100000
     with pytest.raises(CheckpointError, match="'mask'"):
         generator_config_from_dict(data)
+
+
+def test_init_names_a_base_by_name_or_by_path(tmp_path):
+    from h2h.models.base_model import SHIPPED_BASE, find_base
+
+    folder = tmp_path / "bases" / "mine" / "main"
+    folder.mkdir(parents=True)
+    (folder / "base.json").write_text("{}")
+    assert find_base("base", tmp_path / "bases") == SHIPPED_BASE
+    assert find_base("mine", tmp_path / "bases") == folder
+    assert find_base(str(folder), tmp_path / "elsewhere") == folder  # a path has a '/'
+    assert find_base("sample", tmp_path / "bases") is None  # not a base: may be an avatar
+    assert find_base("../mine", tmp_path / "bases") is None

@@ -50,6 +50,11 @@ class ConditioningRenderer:
         self.nmfc.close()
 
 
+def conditioning_overlay(nmfc: np.ndarray, eyes: np.ndarray) -> np.ndarray:
+    """NMFC with the eye sketch drawn over it (one image per frame, for display and search)."""
+    return np.where(eyes.any(-1, keepdims=True), eyes, nmfc)
+
+
 def overlay(frame: np.ndarray, nmfc: np.ndarray, eyes: np.ndarray, alpha: float = 0.5) -> np.ndarray:
     """The frame with the NMFC blended over the face and the eye sketch on top (fit check)."""
     out = frame.astype(np.float32)

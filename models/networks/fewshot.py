@@ -64,9 +64,18 @@ class IdentityEmbedder(nn.Module):
         return self.project(self.features(frames).mean(dim=(2, 3)))
 
     def embed(self, frames: torch.Tensor) -> torch.Tensor:
-        """(B, M, 3, H, W) reference frames -> (B, identity_dim), the mean over M."""
+        """(B, M, 3, H, W) reference frames -> (B, identity_dim): the mean over M, scaled to unit
+        length. Only its direction matters to the embedding matching (a cosine), and a cosine's
+        gradient is orthogonal to the vector, so an unnormalised identity grows step after step
+        until the affines it sets blow the generator up (a pretraining run diverged so at step
+        7,530); normalised, the affines P h stay bounded."""
         b, m = frames.shape[:2]
-        return self(frames.flatten(0, 1)).view(b, m, -1).mean(1)
+        return unit(self(frames.flatten(0, 1)).view(b, m, -1).mean(1))
+
+
+def unit(vectors: torch.Tensor) -> torch.Tensor:
+    """Rows scaled to unit length."""
+    return torch.nn.functional.normalize(vectors, dim=-1)
 
 
 class FewShotGenerator(nn.Module):

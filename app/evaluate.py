@@ -8,17 +8,13 @@ from tqdm import tqdm
 
 from ..engines.stepper import GeneratorStepper
 from ..engines.torch_engine import TorchEngine
-from .avatar import Avatar
-from .geometry.face_model import load_face_model
-from .geometry.tracker import MediaPipeTracker
-from .metrics import frame_metrics, mask_iou, measure_face, nearest_frames, search_key, summarise
+from ..models.avatar import Avatar
+from ..models.geometry.conditioning import conditioning_overlay
+from ..models.geometry.face_model import load_face_model
+from ..models.geometry.tracker import MediaPipeTracker
+from ..models.metrics import frame_metrics, mask_iou, measure_face, nearest_frames, search_key, summarise
 
 BASELINE = "nearest-frame baseline"
-
-
-def conditioning_overlay(nmfc: np.ndarray, eyes: np.ndarray) -> np.ndarray:
-    """NMFC with the eye sketch drawn over it (one image per frame, for display and search)."""
-    return np.where(eyes.any(-1, keepdims=True), eyes, nmfc)
 
 
 def self_reenactment(avatar: Avatar, engine: TorchEngine, indices: np.ndarray) -> Iterator[tuple[np.ndarray, np.ndarray | None]]:
