@@ -13,6 +13,12 @@ BLUR_SIGMA = 6.0  # pixels at the avatar's 256x256
 MAX_IMAGE_PIXELS = 50_000_000
 
 
+def no_mask_problem(avatar: str) -> str:
+    """Why an avatar keeps its own background whatever is chosen."""
+    return (f"{avatar}'s generator predicts no foreground mask (trained before masks), so its background "
+            "cannot be replaced; fine-tune it from the base (h2h train NAME --init base)")
+
+
 class BackgroundError(ValueError):
     """A background the user asked for that cannot be used; the message says what to do."""
 

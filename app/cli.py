@@ -131,14 +131,14 @@ def cmd_reenact(args: argparse.Namespace) -> int:
 
 
 def cmd_pretrain(args: argparse.Namespace) -> int:
-    from ..models.base_model import default_bases
+    from ..models.base_model import bases_folder
     from ..models.pretrain import BaseTrainer, open_people
     from ..models.train_config import train_config
 
     overrides = {"seed": args.seed or 0, **({"warmup": args.warmup} if args.warmup is not None else {})}
     config = train_config(args.preset, **overrides)
     library = resolve_library(args.library)
-    bases = Path(args.bases).expanduser() if args.bases else default_bases(library)
+    bases = bases_folder(args.bases, library)
     if os.environ.get("RANK", "0") != "0":
         logging.getLogger().setLevel(logging.WARNING)
     trainer = BaseTrainer(open_people(library, args.avatars), bases, args.out, config, _run_options(args, "main"))
@@ -152,7 +152,9 @@ def _choose_start(args: argparse.Namespace, library: Path) -> tuple[str, str]:
     """(preset, init) of a train command: what was asked for; without --init and --preset, the
     shipped base fine-tuned when there is one (Head2HeadFS), else lite from scratch; a base
     named by --init brings its fine-tuning preset."""
-    from ..models.base_model import SHIPPED_BASE, default_bases, find_base, load_base
+    from ..models.avatar_files import AvatarFiles
+    from ..models.base_model import SHIPPED_BASE, bases_folder, find_base, read_base_meta
+    from ..models.train_config import finetune_preset
 
     init = args.init
     if init is None:
@@ -162,10 +164,10 @@ def _choose_start(args: argparse.Namespace, library: Path) -> tuple[str, str]:
             log.info("fine-tuning the shipped base (assets/base); --init none trains from scratch")
     if args.preset is not None or init == "none":
         return args.preset or "lite", init
-    found = find_base(init, Path(args.bases).expanduser() if args.bases else default_bases(library))
+    found = find_base(init, bases_folder(args.bases, library))
     if found is None:
         return "lite", init
-    return ("finetune-tiny" if load_base(found).generator.fewshot.generator == "tiny" else "finetune"), init
+    return finetune_preset(read_base_meta(AvatarFiles(found))[1].generator), init
 
 
 def cmd_train(args: argparse.Namespace) -> int:

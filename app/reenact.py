@@ -9,8 +9,9 @@ from pathlib import Path
 import cv2
 import numpy as np
 
+from ..engines.base import predicts_mask
 from ..engines.stepper import GeneratorStepper
-from .background import Background, Compositor
+from .background import Background, Compositor, no_mask_problem
 from ..engines import load as load_engine
 from ..models.avatar import Avatar, AvatarError
 from ..models.geometry.conditioning import conditioning_overlay
@@ -131,9 +132,8 @@ def reenact(
     if not conditioning_only:
         engine = load_engine(avatar, "auto", run)
         stepper = GeneratorStepper(engine.run, avatar.resolution, engine.sequential)
-        if compose.background.replaces and engine.outputs[0].shape[1] <= 3:
-            raise AvatarError(f"{avatar.name}'s generator predicts no foreground mask (trained before masks); "
-                              "drop --background, or fine-tune it from the base (h2h train NAME --init base)")
+        if compose.background.replaces and not predicts_mask(engine):
+            raise AvatarError(f"{no_mask_problem(avatar.name)}; or drop --background")
     no_face = [0]
     if mode == "self":
         fps, frames = avatar.fps, self_frames(avatar, max_frames)

@@ -10,12 +10,13 @@ from pathlib import Path
 import numpy as np
 
 from ..engines import Engine, engine_status
+from ..engines.base import predicts_mask
 from ..engines import load as load_engine
 from ..models.avatar import Avatar
 from ..models.geometry.face_model import load_face_model
 from ..models.geometry.retarget import RetargetOptions
 from ..models.library import list_avatars
-from .background import Background, Compositor
+from .background import Background, Compositor, no_mask_problem
 from .pipeline import FaceStage, GeneratorStage, Packet, Pipeline
 from .sinks import Recorder, VirtualCamera
 from .sources import FrameSource
@@ -62,7 +63,7 @@ class LoadedAvatar:
     @property
     def has_mask(self) -> bool:
         """Whether its generator predicts the foreground mask (needed to replace the background)."""
-        return bool(self.engine.outputs) and self.engine.outputs[0].shape[1] > 3
+        return predicts_mask(self.engine)
 
 
 def load_avatar(entry: AvatarEntry, engine: str = "auto", device: str = "cpu") -> LoadedAvatar:
@@ -107,8 +108,7 @@ class LiveSession:
 
     def background_problem(self) -> str | None:
         if self.compositor.background.replaces and self.current is not None and not self.current.has_mask:
-            return (f"{self.current.avatar.name}'s generator predicts no foreground mask (trained before masks), so its "
-                    "background stays; fine-tune it from the base (h2h train NAME --init base) to replace it")
+            return no_mask_problem(self.current.avatar.name)
         return None
 
     def set_mode(self, mode: str) -> None:

@@ -31,6 +31,11 @@ class Engine(Protocol):
     def run(self, cond: np.ndarray, prev: np.ndarray) -> np.ndarray: ...
 
 
+def predicts_mask(engine: Engine) -> bool:
+    """Whether the generator step also outputs the foreground mask (a fourth channel)."""
+    return bool(engine.outputs) and engine.outputs[0].shape[1] > 3
+
+
 def generator_specs(
     size: int, window: int = 3, previous: int = 2, out_channels: int = 3
 ) -> tuple[list[TensorSpec], list[TensorSpec]]:

@@ -18,7 +18,6 @@ from .checkpoint import CheckpointError, read_model_meta, read_weights
 from .io_utils import atomic_write_bytes
 from .library import LibraryError, check_name
 from .networks import FewShotConfig, FewShotGenerator
-from .networks.fewshot import unit
 from .train_config import TrainConfig, config_from_dict, config_to_dict
 
 BASES_ENV = "H2H_BASES"
@@ -39,17 +38,17 @@ class Base:
     meta: dict
 
     @torch.no_grad()
-    def embed(self, frames: torch.Tensor, batch: int = 16) -> torch.Tensor:
+    def embed(self, frames: torch.Tensor) -> torch.Tensor:
         """(N, 3, H, W) frames of one person in [-1, 1] -> their identity vector (identity_dim,),
         unit length as in training (IdentityEmbedder.embed)."""
-        vectors = [self.generator.embedder(frames[i : i + batch]) for i in range(0, len(frames), batch)]
-        return unit(torch.cat(vectors).mean(0))
+        return self.generator.embedder.embed(frames[None])[0]
 
 
-def default_bases(library: Path) -> Path:
-    """Where pretrained bases live: $H2H_BASES, else `bases` beside the avatar library."""
-    env = os.environ.get(BASES_ENV)
-    return Path(env).expanduser() if env else library.parent / "bases"
+def bases_folder(given: str | None, library: Path) -> Path:
+    """Where pretrained bases live: `given` (--bases), else $H2H_BASES, else `bases` beside
+    the avatar library."""
+    chosen = given or os.environ.get(BASES_ENV)
+    return Path(chosen).expanduser() if chosen else library.parent / "bases"
 
 
 def find_base(source: str, bases: Path) -> Path | None:
@@ -96,12 +95,18 @@ def fewshot_from_dict(data: object) -> FewShotConfig:
     return FewShotConfig(**data)
 
 
+def read_base_meta(files: AvatarFiles) -> tuple[dict, FewShotConfig]:
+    """base.json (checked) and the few-shot layout it declares, without reading the weights."""
+    meta = read_model_meta(files, BASE_META, BASE_FILE, f"no base in {files.root}; run h2h pretrain, or pass --init none to train from scratch")
+    return meta, fewshot_from_dict(meta.get("fewshot"))
+
+
 def load_base(folder: Path) -> Base:
     """A base from its folder (the shipped one is SHIPPED_BASE)."""
     files = AvatarFiles(folder)
-    meta = read_model_meta(files, BASE_META, BASE_FILE, f"no base in {folder}; run h2h pretrain, or pass --init none to train from scratch")
+    meta, fewshot = read_base_meta(files)
     try:
-        generator = FewShotGenerator(fewshot_from_dict(meta.get("fewshot")))
+        generator = FewShotGenerator(fewshot)
         config = config_from_dict(meta["train_config"])
         people = meta.get("people", [])
         if not isinstance(people, list) or not all(isinstance(p, str) for p in people):

@@ -18,11 +18,11 @@ from torch import nn
 from .avatar import Avatar, AvatarError
 from .avatar_files import AvatarFiles
 from .base_model import save_base
-from .checkpoint import STATE_FILE, CheckpointError, load_state
+from .checkpoint import CheckpointError
 from .dataset import Augment, AvatarFrames, Batch, to_tensor
 from .geometry.face_model import load_face_model
 from .library import LibraryError, check_name
-from .networks import FewShotGenerator, count_parameters, fewshot_config
+from .networks import FEWSHOT_PRESETS, FewShotGenerator, count_parameters, fewshot_config
 from .train import Trainer
 from .train_config import RunOptions, TrainConfig
 
@@ -58,7 +58,7 @@ class BaseTrainer(Trainer):
     """The Trainer's schedule, state and outputs, on many people with the few-shot networks."""
 
     def __init__(self, avatars: list[Avatar], bases: Path, name: str, config: TrainConfig, options: RunOptions) -> None:
-        if not config.projection or config.preset not in ("lite", "tiny"):
+        if not config.projection or config.preset not in FEWSHOT_PRESETS:
             raise CheckpointError("pretraining needs a few-shot preset (--preset base)")
         names = [a.name for a in avatars]
         if len(set(names)) != len(names) or len(names) < 2:
@@ -92,9 +92,6 @@ class BaseTrainer(Trainer):
     def _identity_rows(self) -> int:
         return len(self.avatars)
 
-    def _identity_dim(self) -> int:
-        return fewshot_config(self.config.preset).identity_dim
-
     def _announce(self) -> None:
         log.info(
             "pretraining base %s (%s) on %d people (%s): G %.2f M params with the embedder, D %.2f M, %d train frames",
@@ -118,13 +115,12 @@ class BaseTrainer(Trainer):
         }
         save_base(self.folder, self.inference_generator, self.discriminators, self.config, meta)
 
-    def _resume(self) -> None:
-        state = load_state(self.folder / STATE_FILE, self.files)
+    def _check_resumable(self, state: dict) -> None:
+        super()._check_resumable(state)
         if state.get("people") != self.people:
             raise CheckpointError(
                 f"--resume: base {self.name} was trained on {state.get('people')}; pass the same --avatars in the same order"
             )
-        super()._resume()
 
     def _init_from(self, source: str) -> None:
         raise CheckpointError("h2h pretrain starts from scratch or --resume; --init is for h2h train")

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import os
 import time
+from statistics import median_high
 from collections.abc import Callable
 
 import torch
@@ -52,16 +53,19 @@ class ThreadTuner:
             self.set_threads(wanted)
             self._current = wanted
 
-    def after_step(self, seconds: float, frames: int) -> None:
+    def after_step(self, seconds: float, frames: int) -> dict[int, float] | None:
+        """Record the step; returns a probe's seconds per frame of each count when it completes."""
         if not self._queue:
-            return
+            return None
         self._timings[self._queue.pop(0)].append(seconds / max(frames, 1))
-        if not self._queue:
-            # the first step at a new count pays for waking its threads: drop it
-            cost = {n: sorted(t[1:] or t)[len(t[1:] or t) // 2] for n, t in self._timings.items()}
-            self.history.append(cost)
-            self.chosen = min(cost, key=cost.get)
-            self._next_probe = self.clock() + self.period
+        if self._queue:
+            return None
+        # the first step at a new count pays for waking its threads: drop it
+        cost = {n: median_high(t[1:] or t) for n, t in self._timings.items()}
+        self.history.append(cost)
+        self.chosen = min(cost, key=cost.get)
+        self._next_probe = self.clock() + self.period
+        return cost
 
 
 def training_threads(requested: int | None, on_cpu: bool = True) -> ThreadTuner:

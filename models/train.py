@@ -29,7 +29,7 @@ from tqdm import tqdm
 
 from .avatar import Avatar, AvatarError, AvatarFiles
 from .checkpoint import GENERATOR_FILE, GENERATOR_META, STATE_FILE, CheckpointError, load_state, save_generator, save_state
-from .base_model import Base, default_bases, find_base, load_base
+from .base_model import Base, bases_folder, find_base, load_base
 from .dataset import WINDOW, Augment, AvatarFrames, Batch, to_image, to_tensor
 from .distributed import Distributed
 from .interrupts import Interrupted, deferred_signals
@@ -37,7 +37,7 @@ from .mixed_precision import MixedPrecision
 from .io_utils import atomic_write_bytes
 from .manifest import CONDITIONING_VERSION, CONDITIONING_VERSIONS
 from .thread_tuner import training_threads
-from .train_config import RunOptions, TrainConfig, config_from_dict, config_to_dict
+from .train_config import RunOptions, TrainConfig, config_from_dict, config_to_dict, finetune_preset
 from .library import LibraryError, check_run_name
 from .geometry.face_model import load_face_model
 from .losses import (
@@ -133,12 +133,8 @@ class Trainer:
         self.discriminators = nn.ModuleDict()
         if not self.single:
             d = dict(ndf=config.ndf, n_layers=config.d_layers, scales=config.d_scales)
-            if config.projection:
-                self.discriminators["image"] = ProjectionDiscriminator(
-                    6 + RGB_CHANNELS, self._identity_rows(), self._identity_dim(), config.d_scales, config.d_layers, config.ndf
-                )
-            else:
-                self.discriminators["image"] = image_discriminator(**d)
+            people = dict(rows=self._identity_rows(), identity_dim=self._identity_dim()) if config.projection else {}
+            self.discriminators["image"] = image_discriminator(**d, **people)
             self.discriminators["mouth"] = mouth_discriminator(**d)
             self.discriminators["dynamics"] = DynamicsDiscriminator(**d)
         self.discriminators.to(self.device)
@@ -396,13 +392,7 @@ class Trainer:
 
     def _resume(self) -> None:
         state = load_state(self.folder / STATE_FILE, self.files)
-        saved = saved_config(state, self.folder / STATE_FILE)
-        if saved != self.config:
-            diffs = [f.name for f in dataclasses.fields(TrainConfig) if getattr(saved, f.name) != getattr(self.config, f.name)]
-            raise CheckpointError(
-                f"--resume: the checkpoint was trained with different settings ({', '.join(diffs)}); "
-                f"use the same --preset/flags as before, or train a new --run"
-            )
+        self._check_resumable(state)
         self._load_weights(state)
         try:
             self.opt_g.load_state_dict(state["opt_g"])
@@ -419,6 +409,16 @@ class Trainer:
             raise CheckpointError(f"{self.folder / STATE_FILE}: damaged training state ({type(exc).__name__}); train a new --run") from exc
         if self.world.main:
             self._trim_log()
+
+    def _check_resumable(self, state: dict) -> None:
+        """Refuse a checkpoint trained with other settings (BaseTrainer: also other people)."""
+        saved = saved_config(state, self.folder / STATE_FILE)
+        if saved != self.config:
+            diffs = [f.name for f in dataclasses.fields(TrainConfig) if getattr(saved, f.name) != getattr(self.config, f.name)]
+            raise CheckpointError(
+                f"--resume: the checkpoint was trained with different settings ({', '.join(diffs)}); "
+                f"use the same --preset/flags as before, or train a new --run"
+            )
 
     def _trim_log(self) -> None:
         """Drop log rows of steps after the checkpoint (they will be trained again)."""
@@ -447,8 +447,7 @@ class Trainer:
     def _init_from(self, source: str) -> None:
         """Start from a multi-person base (fine-tuning, Head2HeadFS 3.4), another avatar's run
         (its name, or its folder) or a state.pt file you name."""
-        library = self.avatar.path.parent
-        base = find_base(source, Path(self.options.bases) if self.options.bases else default_bases(library))
+        base = find_base(source, bases_folder(self.options.bases, self.avatar.path.parent))
         if base is not None:
             self._init_from_base(load_base(base), source)
             return
@@ -468,8 +467,9 @@ class Trainer:
         generator's convs, and start D_I's row for this person at the identity vector."""
         expected = replace(base.generator.config, norm="none")
         if not isinstance(self.generator, SequentialGenerator) or self.generator.config != expected:
-            raise CheckpointError(f"--init {source}: the base is a '{base.generator.fewshot.generator}' few-shot generator; "
-                                  f"fine-tune it with --preset finetune{'-tiny' if base.generator.fewshot.generator == 'tiny' else ''}")
+            layout = base.generator.fewshot.generator
+            raise CheckpointError(f"--init {source}: the base is a '{layout}' few-shot generator; "
+                                  f"fine-tune it with --preset {finetune_preset(layout)}")
         if base.meta.get("resolution", self.avatar.resolution) != self.avatar.resolution:
             raise CheckpointError(f"--init {source}: the base works at {base.meta.get('resolution')} px, {self.name} at {self.avatar.resolution}")
         picks = np.linspace(0, len(self.data) - 1, min(EMBED_FRAMES, len(self.data))).round().astype(int)
@@ -589,10 +589,9 @@ class Trainer:
             losses = self.train_step()
             self.step += 1
             took = time.perf_counter() - t0
-            probes = len(self.threads.history)
-            self.threads.after_step(took, self.frames_seen - frames)
-            if len(self.threads.history) > probes and self.world.main and self.options.progress:
-                cost = ", ".join(f"{n}: {1e3 * c:.0f} ms" for n, c in self.threads.history[-1].items())
+            probe = self.threads.after_step(took, self.frames_seen - frames)
+            if probe and self.world.main and self.options.progress:
+                cost = ", ".join(f"{n}: {1e3 * c:.0f} ms" for n, c in probe.items())
                 tqdm.write(f"step {self.step}: torch threads per generated frame {cost}; using {self.threads.chosen}")
             self.elapsed = self.world.maximum(self.elapsed + took)
             bar.update(self._percent_done() - bar.n)

@@ -74,6 +74,11 @@ TRAIN_PRESETS: dict[str, TrainConfig] = {
 }
 
 
+def finetune_preset(layout: str) -> str:
+    """The TRAIN_PRESETS entry that fine-tunes a base of this generator layout."""
+    return "finetune-tiny" if layout == "tiny" else "finetune"
+
+
 def train_config(preset: str, **overrides: object) -> TrainConfig:
     if preset not in TRAIN_PRESETS:
         raise ValueError(f"unknown preset {preset!r}; choose one of {sorted(TRAIN_PRESETS)}")

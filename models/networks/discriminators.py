@@ -107,9 +107,12 @@ class ProjectionDiscriminator(MultiscalePatchDiscriminator):
 
 
 def image_discriminator(
-    cond_channels: int = 6, scales: int = 2, n_layers: int = 3, ndf: int = 64
+    cond_channels: int = 6, scales: int = 2, n_layers: int = 3, ndf: int = 64, rows: int = 0, identity_dim: int = 0
 ) -> MultiscalePatchDiscriminator:
-    """D_I: the current frame's conditioning concatenated with an RGB frame (9 ch)."""
+    """D_I: the current frame's conditioning concatenated with an RGB frame (9 ch); with `rows`
+    people, the projection D_I of Head2HeadFS (ProjectionDiscriminator)."""
+    if rows:
+        return ProjectionDiscriminator(cond_channels + RGB_CHANNELS, rows, identity_dim, scales, n_layers, ndf)
     return MultiscalePatchDiscriminator(cond_channels + RGB_CHANNELS, scales, n_layers, ndf)
 
 
