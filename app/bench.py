@@ -20,6 +20,8 @@ import cv2
 import numpy as np
 
 from ..engines import load as load_engine
+from ..engines.base import EngineError
+from ..engines.upsampler_engine import load_upsampler_engine
 from ..models.avatar import Avatar
 from ..models.geometry.conditioning import ConditioningRenderer
 from ..models.geometry.eyes import detect_pupils
@@ -27,7 +29,7 @@ from ..models.geometry.face_model import load_face_model
 from ..models.geometry.retarget import CameraStats, Retargeter, SourceCalibration, Subject
 from ..models.geometry.tracker import MediaPipeTracker
 from ..models.video import probe, read_frames
-from .pipeline import FaceStage, GeneratorStage, Packet, Pipeline
+from .pipeline import FaceStage, GeneratorStage, OutputStage, Packet, Pipeline
 from .sources import VideoFileSource
 
 FACE_STAGES = ("track", "fit", "retarget", "render", "eyes")
@@ -43,10 +45,11 @@ def _default_target() -> Subject:
 
 
 def plain_loop(source: Path, target: Subject, generator: GeneratorStage | None, frames: int | None,
-               brows: bool = True) -> tuple[dict, int, float]:
+               brows: bool = True, upsampler=None) -> tuple[dict, int, float]:
     """Every stage of every frame in turn: ({stage: [ms]}, frames, seconds)."""
     model = load_face_model()
     renderer = ConditioningRenderer(model, SIZE, brows=brows)
+    output = OutputStage(upsampler)
     retargeter = Retargeter(model, target, "head")
     calibration = SourceCalibration(model)
     times: dict[str, list[float]] = defaultdict(list)
@@ -82,8 +85,8 @@ def plain_loop(source: Path, target: Subject, generator: GeneratorStage | None, 
                     "render": t[6] - t[5], "eyes": (t[3] - t[2]) + (t[7] - t[6]),
                 }
                 if generator is not None:
-                    packet = generator.process(Packet(count, t[0], rgb, nmfc=nmfc, eyes=eyes))
-                    stage.update(generator=packet.timings["generator"] / 1e3, convert=packet.timings["convert"] / 1e3)
+                    packet = output.process(generator.process(Packet(count, t[0], rgb, nmfc=nmfc, eyes=eyes)))
+                    stage.update({k: packet.timings[k] / 1e3 for k in ("generator", "convert", "output", "upsample") if k in packet.timings})
                 if count > WARMUP_FRAMES:
                     for k, v in stage.items():
                         times[k].append(v * 1e3)
@@ -94,13 +97,13 @@ def plain_loop(source: Path, target: Subject, generator: GeneratorStage | None, 
 
 
 def threaded(source: Path, target: Subject, generator: GeneratorStage | None, frames: int | None,
-             mode: str = "head", target_poses=None, brows: bool = True) -> tuple[int, float, dict]:
+             mode: str = "head", target_poses=None, brows: bool = True, upsampler=None) -> tuple[int, float, dict]:
     """The live pipeline over the same frames, delivering every one: (frames, seconds, medians)."""
     model = load_face_model()
     face = FaceStage(model, target, mode, target_poses, brows=brows)
     if generator is not None:
         generator.reset()
-    pipeline = Pipeline(read_frames(source, frames), face, generator, sinks=[], realtime=False, keep_all_timings=True)
+    pipeline = Pipeline(read_frames(source, frames), face, generator, sinks=[], realtime=False, keep_all_timings=True, upsampler=upsampler)
     started = time.perf_counter()
     pipeline.start().wait()
     return pipeline.stats.delivered, time.perf_counter() - started, pipeline.stats.medians()
@@ -141,7 +144,7 @@ def delivery_stats(captured: int, delivered: list[tuple[int, float, float]], set
 
 
 def paced(source: Path, target: Subject, generator: GeneratorStage | None, frames: int | None,
-          brows: bool = True) -> dict:
+          brows: bool = True, upsampler=None) -> dict:
     """The clip played at its own frame rate through the real-time pipeline, as the live app
     runs a camera: delivery_stats of the run, after SETTLE_SECONDS."""
     model = load_face_model()
@@ -154,7 +157,7 @@ def paced(source: Path, target: Subject, generator: GeneratorStage | None, frame
     def record(packet: Packet) -> None:
         delivered.append((packet.index, time.perf_counter(), packet.timings["latency"]))
 
-    pipeline = Pipeline(iter(clip), face, generator, sinks=[record], realtime=True)
+    pipeline = Pipeline(iter(clip), face, generator, sinks=[record], realtime=True, upsampler=upsampler)
     pipeline.start().wait()
     settle = int(round(SETTLE_SECONDS * clip.fps))
     return {"source_fps": round(clip.fps, 2), "settle_frames": settle, **delivery_stats(pipeline.captured, delivered, settle)}
@@ -162,16 +165,21 @@ def paced(source: Path, target: Subject, generator: GeneratorStage | None, frame
 
 def run_bench(source: str | Path, frames: int | None = None, json_out: str | Path | None = None,
               library: Path | None = None, avatar_name: str | None = None, engine_choice: str = "auto",
-              realtime: bool = False) -> str:
+              realtime: bool = False, hires: bool = False) -> str:
     info = probe(source)
-    generator, target, engine_info, brows = None, _default_target(), None, True
+    generator, upsampler, target, engine_info, brows = None, None, _default_target(), None, True
     if avatar_name:
         avatar = Avatar.open(library, avatar_name)
         target, brows = avatar.subject, avatar.brows
         engine = load_engine(avatar, engine_choice)
         generator = GeneratorStage(engine, avatar.resolution)
         engine_info = {"provider": engine.provider, "precision": engine.precision}
-    times, count, seconds = plain_loop(info.path, target, generator, frames, brows)
+        if hires:
+            upsampler = load_upsampler_engine(avatar)
+            engine_info["upsampler"] = {"provider": upsampler.provider, "precision": upsampler.precision}
+    elif hires:
+        raise EngineError("--hires needs --avatar (the upsampler is the avatar's own)")
+    times, count, seconds = plain_loop(info.path, target, generator, frames, brows, upsampler)
     medians = {k: round(float(np.median(v)), 3) for k, v in times.items()}
     face_total = round(sum(medians.get(k, 0.0) for k in FACE_STAGES), 3)
     report = {
@@ -180,6 +188,7 @@ def run_bench(source: str | Path, frames: int | None = None, json_out: str | Pat
         "frames": count,
         "timed_frames": len(times.get("decode", [])),
         "resolution": SIZE,
+        "output_resolution": 2 * SIZE if upsampler is not None else SIZE,
         "avatar": avatar_name,
         "engine": engine_info,
         "stages_ms": medians,
@@ -187,13 +196,13 @@ def run_bench(source: str | Path, frames: int | None = None, json_out: str | Pat
         "face_path_fps": round(1000.0 / face_total, 1) if face_total else None,
         "plain_loop_fps": round(count / seconds, 2),
     }
-    delivered, t_seconds, pipeline_medians = threaded(info.path, target, generator, frames, brows=brows)
+    delivered, t_seconds, pipeline_medians = threaded(info.path, target, generator, frames, brows=brows, upsampler=upsampler)
     report["threaded_fps"] = round(delivered / t_seconds, 2)
     report["threaded_frames"] = delivered
     report["threaded_speedup"] = round(report["threaded_fps"] / max(report["plain_loop_fps"], 1e-6), 2)
     report["threaded_latency_ms"] = round(pipeline_medians.get("latency", 0.0), 1)
     if realtime:
-        report["realtime"] = paced(info.path, target, generator, frames, brows)
+        report["realtime"] = paced(info.path, target, generator, frames, brows, upsampler)
     report["peak_memory_mb"] = round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)
     report["machine"] = {"cpus": os.cpu_count(), "processor": platform.machine(), "python": platform.python_version()}
     text = json.dumps(report, indent=2)

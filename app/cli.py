@@ -277,7 +277,7 @@ def cmd_bench(args: argparse.Namespace) -> int:
     from .bench import run_bench
 
     library = resolve_library(args.library) if args.avatar else None
-    report = run_bench(args.source, args.frames, args.json, library, args.avatar, args.engine, args.realtime)
+    report = run_bench(args.source, args.frames, args.json, library, args.avatar, args.engine, args.realtime, args.hires)
     print(report)
     return 0
 
@@ -385,6 +385,13 @@ def build_parser() -> argparse.ArgumentParser:
     _library_arg(p)
     p.set_defaults(func=cmd_export)
 
+    p = sub.add_parser("upsampler", help="learn the avatar's 512x512 output from its source video, export and score it")
+    from .upsampling import add_upsampler_arguments, cmd_upsampler
+
+    add_upsampler_arguments(p)
+    _library_arg(p)
+    p.set_defaults(func=cmd_upsampler)
+
     p = sub.add_parser("package", help="copy what the live app needs of an avatar (to share or ship it)")
     p.add_argument("name", help="avatar name in the library")
     p.add_argument("--out", required=True, help="folder to write <name>/ into")
@@ -411,6 +418,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--engine", choices=("auto", "trt", "onnx", "torch"), default="auto", help="generator engine")
     p.add_argument("--realtime", action="store_true",
                    help="also play the clip at its frame rate through the live pipeline: frames delivered, drops, latency p50/p95, jitter")
+    p.add_argument("--hires", action="store_true", help="with --avatar: 512x512 output through its learned upsampler")
     _library_arg(p)
     p.set_defaults(func=cmd_bench)
     return parser
@@ -420,11 +428,13 @@ INTERRUPTED = {  # what an interrupt leaves behind, per command
     "": "nothing already saved was changed",
     "train": "the last checkpoint (every 5 minutes) is kept; add --resume to the same command to continue",
     "pretrain": "the last checkpoint (every 5 minutes) is kept; add --resume to the same command to continue",
+    "upsampler": "the last checkpoint (every 2 minutes) is kept; add --resume to the same command to continue",
 }
 STOPPED = {  # after a clean stop between steps (Ctrl-C or SIGTERM)
     "": "stopped; nothing already saved was changed",
     "train": "stopped after checkpointing the last finished step; add --resume to the same command to continue",
     "pretrain": "stopped after checkpointing the last finished step; add --resume to the same command to continue",
+    "upsampler": "stopped after checkpointing the last finished step; add --resume to the same command to continue",
 }
 
 

@@ -6,6 +6,7 @@ from collections.abc import Callable, Iterator
 import numpy as np
 from tqdm import tqdm
 
+from ..engines.base import Engine
 from ..engines.stepper import GeneratorStepper
 from ..engines.torch_engine import TorchEngine
 from ..models.avatar import Avatar
@@ -17,7 +18,7 @@ from ..models.metrics import frame_metrics, mask_iou, measure_face, nearest_fram
 BASELINE = "nearest-frame baseline"
 
 
-def self_reenactment(avatar: Avatar, engine: TorchEngine, indices: np.ndarray) -> Iterator[tuple[np.ndarray, np.ndarray | None]]:
+def self_reenactment(avatar: Avatar, engine: Engine, indices: np.ndarray) -> Iterator[tuple[np.ndarray, np.ndarray | None]]:
     """(generated frame, its predicted foreground mask or None) for the given frames' own
     conditioning, sequentially; the window restarts where the valid frames are not consecutive."""
     stepper = GeneratorStepper(engine.run, avatar.resolution, engine.sequential)

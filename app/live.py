@@ -67,6 +67,10 @@ def run_headless(args: argparse.Namespace) -> int:
     problem = session.set_background(parse_background(args.background))
     if problem:
         print(f"background: {problem}")
+    hires_off = session.set_hires(args.hires) if args.hires else None
+    if hires_off:
+        print(f"512x512 off: {hires_off}")
+    own_size = 2 * loaded.avatar.resolution if session.hires and not hires_off else loaded.avatar.resolution
     size = OUTPUT_SIZES[args.size or DEFAULT_SIZE]
     if args.vcam:
         try:
@@ -75,7 +79,7 @@ def run_headless(args: argparse.Namespace) -> int:
         except VirtualCameraError as exc:
             print(f"virtual camera off: {exc}")
     if args.record:
-        record_size = size if args.record_size_output else (256, 256)
+        record_size = size if args.record_size_output else (own_size, own_size)
         session.start_recording(Path(args.record), record_size, source.fps, paced=realtime)
     done = threading.Event()
     delivered, faces = [0], [0]
@@ -135,7 +139,8 @@ def add_live_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--device", choices=("cpu", "cuda"), default="cpu", help="where the PyTorch engine runs (with --engine torch)")
     p.add_argument("--vcam", action="store_true", help="send the avatar to a virtual camera")
     p.add_argument("--record", metavar="OUT.mp4", help="record the avatar to an mp4")
-    p.add_argument("--record-size-output", action="store_true", help="record at --size instead of 256x256")
+    p.add_argument("--record-size-output", action="store_true", help="record at --size instead of the avatar's own size (256, or 512 with --hires)")
+    p.add_argument("--hires", action="store_true", help="512x512 avatar through its learned upsampler (made by h2h upsampler)")
     p.add_argument("--size", choices=tuple(OUTPUT_SIZES), help=f"virtual camera (and --record-size-output) size; default {DEFAULT_SIZE}, or the window's last")
     p.add_argument("--frames", type=int, help="stop after N frames")
     p.add_argument("--background", default="keep", metavar="keep|blur|color:RRGGBB|PATH",

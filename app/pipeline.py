@@ -1,5 +1,6 @@
 """The live pipeline (DESIGN 8): capture -> face (track, fit, retarget, render) ->
-generator -> sinks, each on its own thread, joined by queues of one frame.
+generator -> output (the optional 512 upsampler, then the sinks), each on its own thread,
+joined by queues of one frame.
 
 Real-time mode drops the oldest waiting frame (newest wins; capture never blocks), so a
 slow generator lowers the frame rate instead of growing the latency. Offline mode blocks
@@ -18,7 +19,7 @@ import cv2
 import numpy as np
 
 from ..engines.base import Engine
-from ..engines.stepper import GeneratorStepper
+from ..engines.stepper import GeneratorStepper, conditioning_input, image_to_input, output_to_image
 from ..models.geometry.conditioning import ConditioningRenderer, track_face
 from ..models.geometry.eyes import pupils_relative
 from ..models.geometry.face_model import FaceModel
@@ -49,6 +50,8 @@ class Packet:
     face_found: bool = False
     nmfc: np.ndarray | None = None
     eyes: np.ndarray | None = None
+    cond: np.ndarray | None = None  # nmfc and eyes as the generator's float input (made on the face thread)
+    raw: np.ndarray | None = None  # the generator's float output, turned into images on the output thread
     output: np.ndarray | None = None
     mask: np.ndarray | None = None  # the generator's foreground mask (uint8, 255 = person), if it has one
     timings: dict[str, float] = field(default_factory=dict)
@@ -201,6 +204,7 @@ class FaceStage:
             packet.nmfc = packet.eyes = np.zeros((self.size, self.size, 3), np.uint8)
         else:
             packet.nmfc, packet.eyes = self._renderer.render(retargeted)
+        packet.cond = conditioning_input(packet.nmfc, packet.eyes)
         t3 = time.perf_counter()
         packet.timings.update(track=(t1 - t0) * 1e3, retarget=(t2 - t1) * 1e3, render=(t3 - t2) * 1e3)
         return packet
@@ -266,9 +270,14 @@ class GeneratorStage:
         return timed
 
     def process(self, packet: Packet) -> Packet:
+        """The step; the numpy stepper leaves its raw output for the output stage to convert."""
         t0 = time.perf_counter()
-        packet.output = self.stepper(packet.nmfc, packet.eyes)
-        packet.mask = self.stepper.mask
+        if isinstance(self.stepper, GeneratorStepper):
+            cond = packet.cond if packet.cond is not None else conditioning_input(packet.nmfc, packet.eyes)
+            packet.raw = self.stepper.step(cond)
+        else:
+            packet.output = self.stepper(packet.nmfc, packet.eyes)
+            packet.mask = self.stepper.mask
         total = (time.perf_counter() - t0) * 1e3
         packet.timings.update(generator=self._run_ms, convert=total - self._run_ms)
         return packet
@@ -277,32 +286,62 @@ class GeneratorStage:
         self.stepper.reset()
 
 
+class OutputStage:
+    """The generator's raw output as images (frame and mask), through the avatar's learned 2x
+    upsampler when one is set; runs on the output thread, beside the next generator step."""
+
+    def __init__(self, upsampler=None) -> None:
+        self.upsampler = upsampler
+
+    def process(self, packet: Packet) -> Packet:
+        t0 = time.perf_counter()
+        raw, upsampler = packet.raw, self.upsampler
+        if raw is not None:  # the numpy stepper's float output (a device stepper gives images)
+            packet.output = output_to_image(raw[:3]) if upsampler is None else None
+            packet.mask = output_to_image(raw[3:])[..., 0] if raw.shape[0] > 3 else None
+        upsampled = 0.0
+        if upsampler is not None and (raw is not None or packet.output is not None):
+            frame = raw[None, :3] if raw is not None else image_to_input(packet.output)[None]
+            t1 = time.perf_counter()
+            packet.output = output_to_image(upsampler.run(frame)[0])
+            upsampled = (time.perf_counter() - t1) * 1e3
+            packet.timings["upsample"] = upsampled
+            if packet.mask is not None:
+                packet.mask = cv2.resize(packet.mask, packet.output.shape[1::-1], interpolation=cv2.INTER_LINEAR)
+        packet.timings["output"] = (time.perf_counter() - t0) * 1e3 - upsampled
+        return packet
+
+
 Sink = Callable[[Packet], None]
 
 
 class Pipeline:
-    """capture -> face -> generator -> sinks on three threads."""
+    """capture -> face -> generator -> output (images, [upsampling], sinks) on four threads."""
 
     def __init__(self, frames: Iterator[np.ndarray], face: FaceStage, generator: GeneratorStage | None,
-                 sinks: list[Sink], realtime: bool = True, keep_all_timings: bool = False) -> None:
+                 sinks: list[Sink], realtime: bool = True, keep_all_timings: bool = False, upsampler=None) -> None:
+        """`upsampler`: the avatar's learned 2x upsampler engine, or None for its own size."""
         self.frames, self.face, self.generator = frames, face, generator
+        self.output = OutputStage(upsampler)
         self.sinks = list(sinks)
         self.realtime = realtime
-        self.to_face, self.to_generator = LatestQueue(realtime), LatestQueue(realtime)
+        self.to_face, self.to_generator, self.to_output = LatestQueue(realtime), LatestQueue(realtime), LatestQueue(realtime)
         self.stats = StageStats(keep_all=keep_all_timings)
         self.captured = 0
         self.error: BaseException | None = None
         self._stop = threading.Event()
         self._source_done = threading.Event()
         self._face_done = threading.Event()
+        self._generator_done = threading.Event()
         self._threads: list[threading.Thread] = []
 
     @property
     def dropped(self) -> int:
-        return self.to_face.dropped + self.to_generator.dropped
+        return self.to_face.dropped + self.to_generator.dropped + self.to_output.dropped
 
     def start(self) -> "Pipeline":
-        for target, name in ((self._capture, "capture"), (self._face_loop, "face"), (self._generator_loop, "generator")):
+        loops = ((self._capture, "capture"), (self._face_loop, "face"), (self._generator_loop, "generator"), (self._output_loop, "output"))
+        for target, name in loops:
             thread = threading.Thread(target=self._guard(target), name=f"h2h-{name}", daemon=True)
             thread.start()
             self._threads.append(thread)
@@ -342,14 +381,28 @@ class Pipeline:
             self._face_done.set()
 
     def _generator_loop(self) -> None:
+        try:
+            while not self._stop.is_set():
+                packet = self.to_generator.get()
+                if packet is None:
+                    if self._face_done.is_set() and not self.to_generator.pending:
+                        break
+                    continue
+                if self.generator is not None:
+                    self.generator.process(packet)
+                self.to_output.put(packet)
+        finally:
+            self._generator_done.set()
+
+    def _output_loop(self) -> None:
+        """The output stage and the sinks, beside the generator working on the next frame."""
         while not self._stop.is_set():
-            packet = self.to_generator.get()
+            packet = self.to_output.get()
             if packet is None:
-                if self._face_done.is_set() and not self.to_generator.pending:
+                if self._generator_done.is_set() and not self.to_output.pending:
                     break
                 continue
-            if self.generator is not None:
-                self.generator.process(packet)
+            self.output.process(packet)
             packet.timings["latency"] = (time.perf_counter() - packet.captured) * 1e3
             for sink in self.sinks:
                 sink(packet)
@@ -360,6 +413,7 @@ class Pipeline:
         self._stop.set()
         self.to_face.close()
         self.to_generator.close()
+        self.to_output.close()
 
     def join(self, timeout: float | None = None) -> None:
         for thread in self._threads:

@@ -12,6 +12,8 @@ import numpy as np
 from ..engines import Engine, engine_status
 from ..engines.base import predicts_mask
 from ..engines import load as load_engine
+from ..engines.base import EngineError
+from ..engines.upsampler_engine import load_upsampler_engine
 from ..models.avatar import Avatar
 from ..models.geometry.face_model import load_face_model
 from ..models.geometry.retarget import RetargetOptions
@@ -59,6 +61,13 @@ def available_avatars(library: Path, problems: list[str] | None = None) -> list[
 class LoadedAvatar:
     avatar: Avatar
     engine: Engine
+    upsampler: object | None = None  # its learned 512 upsampler engine, loaded when first asked for
+
+    def load_upsampler(self):
+        """The avatar's upsampler engine (loaded once); EngineError says why there is none."""
+        if self.upsampler is None:
+            self.upsampler = load_upsampler_engine(self.avatar)
+        return self.upsampler
 
     @property
     def has_mask(self) -> bool:
@@ -91,6 +100,7 @@ class LiveSession:
         self.dropped = 0
         self._error: BaseException | None = None
         self.compositor = Compositor()
+        self.hires = False  # 512x512 through the avatar's learned upsampler
 
     # ----- avatar ---------------------------------------------------------------------
     def set_avatar(self, loaded: LoadedAvatar) -> None:
@@ -99,6 +109,30 @@ class LiveSession:
         if self.pipeline is not None:
             self.face.set_target(loaded.avatar.subject, self._poses(loaded), self.mode, loaded.avatar.brows)
             self.pipeline.generator = GeneratorStage(loaded.engine, loaded.avatar.resolution)
+            self.pipeline.output.upsampler = self._upsampler()
+
+    def set_hires(self, on: bool) -> str | None:
+        """512x512 output from the next frame on (safe while running); returns why the current
+        avatar cannot give it (then the output stays at its own size), or None."""
+        self.hires = on
+        if self.pipeline is not None:
+            self.pipeline.output.upsampler = self._upsampler()
+        return self.hires_problem()
+
+    def hires_problem(self) -> str | None:
+        if not self.hires or self.current is None:
+            return None
+        try:
+            self.current.load_upsampler()
+        except EngineError as exc:
+            return str(exc)
+        return None
+
+    def _upsampler(self):
+        """The current avatar's upsampler engine when 512 is on and it has one, else None."""
+        if not self.hires or self.current is None or self.hires_problem() is not None:
+            return None
+        return self.current.upsampler
 
     def set_background(self, background: Background) -> str | None:
         """Use this background from the next frame on (safe while running); returns why it
@@ -131,7 +165,7 @@ class LiveSession:
         self.face = FaceStage(self.model, avatar.subject, self.mode, self._poses(self.current), self.options, brows=avatar.brows)
         generator = GeneratorStage(self.current.engine, avatar.resolution)
         sinks = [self._deliver, *(extra_sinks or [])]
-        self.pipeline = Pipeline(iter(source), self.face, generator, sinks, realtime, keep_all_timings).start()
+        self.pipeline = Pipeline(iter(source), self.face, generator, sinks, realtime, keep_all_timings, self._upsampler()).start()
 
     def stop(self) -> None:
         if self.pipeline is not None:

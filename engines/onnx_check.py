@@ -1,6 +1,7 @@
-"""Checks on an ONNX generator from an avatar folder before ONNX Runtime sees it: no tensor
-may name external data (a path that could point anywhere on disk), and the graph must be the
-generator step (cond, prev -> frame at the avatar's resolution)."""
+"""Checks on an ONNX model from an avatar folder before ONNX Runtime sees it: no tensor may
+name external data (a path that could point anywhere on disk), and the graph must be the
+generator step (cond, prev -> frame at the avatar's resolution) or the 2x upsampler
+(frame -> hires)."""
 from __future__ import annotations
 
 from collections.abc import Iterator
@@ -10,6 +11,8 @@ from .base import EngineError
 INPUTS = ("cond", "prev")
 STANDARD_DOMAINS = ("", "ai.onnx")  # no contrib ops: com.microsoft's EPContext embeds engines (code)
 OUTPUTS = ("frame",)
+UPSAMPLER_INPUTS = ("frame",)
+UPSAMPLER_OUTPUTS = ("hires",)
 
 
 def _messages(message) -> Iterator:
@@ -28,8 +31,9 @@ def _dims(value_info) -> list[int | str]:
     return [d.dim_value if d.HasField("dim_value") else (d.dim_param or "?") for d in shape.dim]
 
 
-def check_generator_onnx(data: bytes, size: int, label: str) -> None:
-    """Raise EngineError unless `data` is a self-contained generator step of `size` pixels."""
+def _checked_model(data: bytes, label: str):
+    """The parsed model, refused when any tensor names external data or a node uses a
+    non-standard operator domain or a model-local function."""
     import onnx
     from google.protobuf.message import DecodeError
 
@@ -45,15 +49,43 @@ def check_generator_onnx(data: bytes, size: int, label: str) -> None:
     foreign = sorted({m.domain for m in everything if isinstance(m, onnx.NodeProto) and m.domain not in STANDARD_DOMAINS})
     if foreign or model.functions:
         what = f"operators of domain '{foreign[0]}'" if foreign else "model-local functions"
-        raise EngineError(f"{label}: refused, it uses {what}; the exported generator uses standard ONNX operators only")
+        raise EngineError(f"{label}: refused, it uses {what}; the exported models use standard ONNX operators only")
+    return model
+
+
+def _graph_io(model) -> tuple[list, list]:
     inputs = [i for i in model.graph.input if i.name not in {t.name for t in model.graph.initializer}]
-    names = (tuple(i.name for i in inputs), tuple(o.name for o in model.graph.output))
+    return inputs, list(model.graph.output)
+
+
+def _check_image(value, label: str, size: int, channels: tuple[int, ...] | None = None) -> None:
+    """`value` must be 1 x C x size x size (C in `channels` when given)."""
+    dims = _dims(value)
+    if len(dims) != 4 or dims[0] != 1 or dims[2:] != [size, size] or not (isinstance(dims[1], int) and dims[1] > 0) \
+            or (channels is not None and dims[1] not in channels):
+        shown = "x".join(str(d) for d in dims)
+        wanted = "C" if channels is None else "|".join(str(c) for c in channels)
+        raise EngineError(f"{label}: '{value.name}' is {shown}, expected 1x{wanted}x{size}x{size}")
+
+
+def check_generator_onnx(data: bytes, size: int, label: str) -> None:
+    """Raise EngineError unless `data` is a self-contained generator step of `size` pixels."""
+    inputs, outputs = _graph_io(_checked_model(data, label))
+    names = (tuple(i.name for i in inputs), tuple(o.name for o in outputs))
     if (sorted(names[0]), names[1]) != (sorted(INPUTS), OUTPUTS):  # bound by name, so any order
         raise EngineError(f"{label}: inputs {list(names[0])} -> outputs {list(names[1])} are not the generator step's (cond, prev -> frame)")
-    for value in (*inputs, *model.graph.output):
-        dims = _dims(value)
-        if len(dims) != 4 or dims[0] != 1 or dims[2:] != [size, size] or not (isinstance(dims[1], int) and dims[1] > 0):
-            shown = "x".join(str(d) for d in dims)
-            raise EngineError(f"{label}: '{value.name}' is {shown}, expected 1xCx{size}x{size} (the avatar's resolution)")
-    if _dims(model.graph.output[0])[1] not in (3, 4):
+    for value in inputs:
+        _check_image(value, label, size)
+    if _dims(outputs[0])[1] not in (3, 4):
         raise EngineError(f"{label}: 'frame' must have 3 channels (RGB) or 4 (RGB and the foreground mask)")
+    _check_image(outputs[0], label, size)
+
+
+def check_upsampler_onnx(data: bytes, size: int, label: str) -> None:
+    """Raise EngineError unless `data` is a self-contained 2x upsampler of `size`-pixel frames."""
+    inputs, outputs = _graph_io(_checked_model(data, label))
+    names = ([i.name for i in inputs], [o.name for o in outputs])
+    if names != (list(UPSAMPLER_INPUTS), list(UPSAMPLER_OUTPUTS)):
+        raise EngineError(f"{label}: inputs {names[0]} -> outputs {names[1]} are not the upsampler's (frame -> hires)")
+    _check_image(inputs[0], label, size, (3,))
+    _check_image(outputs[0], label, 2 * size, (3,))

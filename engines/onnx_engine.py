@@ -36,6 +36,29 @@ def session_options(threads: int | None = None):
     return opts
 
 
+def open_session(model: bytes, label: str, fp16: bool = True, threads: int | None = None,
+                 providers: list[str] | None = None):
+    """(session, provider choice, provider label, precision) for checked ONNX bytes on the
+    best provider this build offers (or the `providers` asked for)."""
+    try:
+        import onnxruntime as ort
+    except ImportError as exc:
+        raise EngineError(runtime_problem() or f"ONNX Runtime cannot be imported ({exc})") from exc
+    problem = runtime_problem()
+    sha256 = bytes_sha256(model)
+    explicit_trt = bool(providers) and "TensorrtExecutionProvider" in providers
+    choice = choose_providers(providers or ort.get_available_providers(), fp16, ort_tensorrt_cache(sha256), sha256, explicit_trt)
+    if problem:
+        choice.reasons.append(problem)
+    try:
+        session = create_session(model, session_options(threads), choice, label)
+    except Exception as exc:  # onnxruntime raises its own exception types
+        raise EngineError(f"{label}: ONNX Runtime cannot load it ({type(exc).__name__}); run h2h export again") from exc
+    active = session.get_providers()[0]
+    precision = "fp16" if fp16 and active == "TensorrtExecutionProvider" else "fp32"
+    return session, choice, f"ONNX Runtime ({active})", precision
+
+
 class OnnxEngine:
     """An ONNX Runtime session on the exported generator step.
 
@@ -44,25 +67,8 @@ class OnnxEngine:
 
     def __init__(self, model: bytes, label: str, size: int = 256, sequential: bool = True, fp16: bool = True,
                  threads: int | None = None, providers: list[str] | None = None) -> None:
-        try:
-            import onnxruntime as ort
-        except ImportError as exc:
-            raise EngineError(runtime_problem() or f"ONNX Runtime cannot be imported ({exc})") from exc
-        problem = runtime_problem()
-
         check_generator_onnx(model, size, label)
-        sha256 = bytes_sha256(model)
-        explicit_trt = bool(providers) and "TensorrtExecutionProvider" in providers
-        self.choice = choose_providers(providers or ort.get_available_providers(), fp16, ort_tensorrt_cache(sha256), sha256, explicit_trt)
-        if problem:
-            self.choice.reasons.append(problem)
-        try:
-            self.session = create_session(model, session_options(threads), self.choice, label)
-        except Exception as exc:  # onnxruntime raises its own exception types
-            raise EngineError(f"{label}: ONNX Runtime cannot load it ({type(exc).__name__}); run h2h export again") from exc
-        active = self.session.get_providers()[0]
-        self.provider = f"ONNX Runtime ({active})"
-        self.precision = "fp16" if fp16 and active == "TensorrtExecutionProvider" else "fp32"
+        self.session, self.choice, self.provider, self.precision = open_session(model, label, fp16, threads, providers)
         self.sequential = sequential
         self.inputs = [TensorSpec(i.name, tuple(i.shape), "float32") for i in self.session.get_inputs()]
         self.outputs = [TensorSpec(o.name, tuple(o.shape), "float32") for o in self.session.get_outputs()]

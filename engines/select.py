@@ -37,12 +37,12 @@ def read_onnx(avatar: Avatar) -> bytes | None:
     return avatar.files.read_bytes(relative, MAX_MODEL_BYTES) if avatar.files.path(relative).exists() else None
 
 
-def int8_problem(files: AvatarFiles, parent_sha256: str) -> str | None:
+def int8_problem(files: AvatarFiles, parent_sha256: str, int8_file: str = INT8_FILE, int8_meta: str = INT8_META) -> str | None:
     """Why the int8 model must not be used (missing, stale or below the PSNR gate), or None."""
-    if not files.is_file(f"engines/{INT8_FILE}"):
+    if not files.is_file(f"engines/{int8_file}"):
         return "no int8 model"
     try:
-        meta = files.read_json(f"engines/{INT8_META}")
+        meta = files.read_json(f"engines/{int8_meta}")
     except AvatarError as exc:
         return f"int8 metadata unreadable ({exc})"
     if not isinstance(meta, dict) or meta.get("parent_onnx_sha256") != parent_sha256:

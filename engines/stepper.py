@@ -16,6 +16,11 @@ def image_to_input(image: np.ndarray) -> np.ndarray:
     return (image.astype(np.float32) / 127.5 - 1.0).transpose(2, 0, 1)
 
 
+def conditioning_input(nmfc: np.ndarray, eyes: np.ndarray) -> np.ndarray:
+    """One frame's NMFC and eye sketch as the generator's (6, H, W) input."""
+    return image_to_input(np.concatenate([nmfc, eyes], -1))
+
+
 def output_to_image(output: np.ndarray) -> np.ndarray:
     """float (C, H, W) in [-1, 1] -> uint8 (H, W, C)."""
     return np.clip((output.transpose(1, 2, 0) + 1.0) * 127.5 + 0.5, 0, 255).astype(np.uint8)
@@ -31,7 +36,7 @@ class GeneratorStepper:
     """
 
     def __init__(self, step: StepFn, size: int = 256, sequential: bool = True) -> None:
-        self.step = step
+        self.step_fn = step
         self.size = size
         self.sequential = sequential
         self.reset()
@@ -44,16 +49,21 @@ class GeneratorStepper:
 
     def __call__(self, nmfc: np.ndarray, eyes: np.ndarray) -> np.ndarray:
         """The next output frame (uint8 RGB) for this frame's NMFC and eye sketch."""
-        cond = image_to_input(np.concatenate([nmfc, eyes], -1))
+        out = self.step(conditioning_input(nmfc, eyes))
+        self.mask = output_to_image(out[3:])[..., 0] if out.shape[0] > 3 else None
+        return output_to_image(out[:3])
+
+    def step(self, cond: np.ndarray) -> np.ndarray:
+        """The raw output (C, H, W) in [-1, 1] for this frame's conditioning_input(); the live
+        pipeline converts it on another thread."""
         if not self._started:  # the window starts filled with the first frame
             self._window[0] = np.tile(cond, (WINDOW, 1, 1))
             self._started = True
         else:  # shift in place (oldest first) and put this frame last: no per-frame allocation
             self._window[0, :-6] = self._window[0, 6:]
             self._window[0, -6:] = cond
-        out = np.asarray(self.step(self._window, self._prev))[0]
+        out = np.asarray(self.step_fn(self._window, self._prev))[0]
         if self.sequential:
             self._prev[0, :-3] = self._prev[0, 3:]
             self._prev[0, -3:] = out[:3]
-        self.mask = output_to_image(out[3:])[..., 0] if out.shape[0] > 3 else None
-        return output_to_image(out[:3])
+        return out

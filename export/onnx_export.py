@@ -41,20 +41,24 @@ class ExportResult:
     int8_psnr: float | None = None
 
 
-def export_onnx(generator: torch.nn.Module) -> bytes:
-    """One generator step as ONNX bytes (made in a private temporary folder, never in the
-    avatar folder, whose files are only replaced atomically once checked)."""
-    cond, prev = generator.example_inputs()
-    logging.getLogger("torch.onnx").setLevel(logging.ERROR)
+def onnx_bytes(module: torch.nn.Module, example: tuple[torch.Tensor, ...], inputs: list[str], outputs: list[str]) -> bytes:
+    """A module as self-contained ONNX bytes with static shapes (made in a private temporary
+    folder, never in the avatar folder, whose files are only replaced atomically once checked)."""
+    for noisy in ("torch.onnx", "onnxscript", "onnx_ir"):  # their INFO lines are the exporter's own chatter
+        logging.getLogger(noisy).setLevel(logging.ERROR)
     with contextlib.redirect_stdout(io.StringIO()), warnings.catch_warnings():
         warnings.simplefilter("ignore")
         program = torch.onnx.export(
-            generator, (cond, prev), dynamo=True, opset_version=OPSET,
-            input_names=["cond", "prev"], output_names=["frame"], external_data=False,
+            module, example, dynamo=True, opset_version=OPSET, input_names=inputs, output_names=outputs, external_data=False,
         )
     with tempfile.TemporaryDirectory() as tmp:
-        program.save(str(Path(tmp) / ONNX_FILE))
-        return (Path(tmp) / ONNX_FILE).read_bytes()
+        program.save(str(Path(tmp) / "model.onnx"))
+        return (Path(tmp) / "model.onnx").read_bytes()
+
+
+def export_onnx(generator: torch.nn.Module) -> bytes:
+    """One generator step as ONNX bytes."""
+    return onnx_bytes(generator, generator.example_inputs(), ["cond", "prev"], ["frame"])
 
 
 def conditioning_frames(avatar: Avatar, count: int) -> list[tuple[np.ndarray, np.ndarray]]:
@@ -94,7 +98,7 @@ def export_int8(avatar: Avatar, onnx: bytes, sequential: bool) -> tuple[Path, fl
     fp32 = OnnxEngine(onnx, ONNX_FILE, size, sequential, providers=["CPUExecutionProvider"])
     train = avatar.split_indices("train")
     picks = train[np.linspace(0, len(train) - 1, CALIBRATION_FRAMES).round().astype(int)]
-    calibration = [(c, p) for c, p, _ in recorded_steps(fp32, [(avatar.read_image("nmfc", int(i)), avatar.read_image("eyes", int(i))) for i in picks])]
+    calibration = [{"cond": c, "prev": p} for c, p, _ in recorded_steps(fp32, [(avatar.read_image("nmfc", int(i)), avatar.read_image("eyes", int(i))) for i in picks])]
     quantized = quantize_int8(onnx, calibration)
     int8 = OnnxEngine(quantized, INT8_FILE, size, sequential, fp16=False, providers=["CPUExecutionProvider"])
     steps = recorded_steps(fp32, conditioning_frames(avatar, PARITY_FRAMES))

@@ -12,12 +12,13 @@ import numpy as np
 
 from ..engines.base import EngineError
 from ..engines.select import INT8_FILE, INT8_META, ONNX_FILE, ONNX_META
+from ..engines.upsampler_engine import UPSAMPLER_INT8, UPSAMPLER_INT8_META, UPSAMPLER_ONNX, UPSAMPLER_ONNX_META
 from ..models.avatar import TRACK_KEYS, Avatar, AvatarError
 from ..models.avatar_files import CHECKSUMS_FILE, sha256_bytes
 from ..models.io_utils import atomic_write_bytes, current_umask, npz_bytes
 from ..models.library import LibraryError, avatar_dir
 
-ENGINE_FILES = (ONNX_FILE, ONNX_META, INT8_FILE, INT8_META)
+ENGINE_FILES = (ONNX_FILE, ONNX_META, INT8_FILE, INT8_META, UPSAMPLER_ONNX, UPSAMPLER_ONNX_META, UPSAMPLER_INT8, UPSAMPLER_INT8_META)
 
 
 def folder_size(path: Path) -> int:

@@ -8,6 +8,7 @@ from __future__ import annotations
 import dataclasses
 import io
 import json
+from collections.abc import Callable
 from pathlib import Path
 
 import torch
@@ -16,10 +17,13 @@ from safetensors.torch import load, save
 from .avatar_files import MAX_MODEL_BYTES, AvatarError, AvatarFiles
 from .io_utils import atomic_write_bytes
 from .networks import GeneratorConfig, SequentialGenerator
+from .networks.upsampler import Upsampler, upsampler_config
 
 STATE_FILE = "state.pt"
 GENERATOR_FILE = "generator.safetensors"
 GENERATOR_META = "generator.json"
+UPSAMPLER_FILE = "upsampler.safetensors"
+UPSAMPLER_META = "upsampler.json"
 
 
 class CheckpointError(Exception):
@@ -32,8 +36,9 @@ def save_state(path: Path, state: dict) -> None:
     atomic_write_bytes(path, buf.getvalue())
 
 
-def load_state(path: Path, files: AvatarFiles | None = None) -> dict:
-    """A training state; read through the avatar's checked accessor when it lives in one."""
+def load_state(path: Path, files: AvatarFiles | None = None, keys: tuple[str, ...] = ("generator", "train_config")) -> dict:
+    """A training state holding `keys`; read through the avatar's checked accessor when it
+    lives in one."""
     relative = path.relative_to(files.root).as_posix() if files is not None else None
     if not (files.is_file(relative) if files is not None else path.is_file()):
         raise CheckpointError(f"no checkpoint at {path}; train first or drop --resume")
@@ -44,7 +49,7 @@ def load_state(path: Path, files: AvatarFiles | None = None) -> dict:
         raise
     except Exception as exc:  # torch raises many kinds for corrupt or foreign files
         raise CheckpointError(f"{path}: not a readable h2h checkpoint ({type(exc).__name__}); delete it or train again") from exc
-    if not isinstance(state, dict) or "generator" not in state or "train_config" not in state:
+    if not isinstance(state, dict) or any(key not in state for key in keys):
         raise CheckpointError(f"{path}: not an h2h training checkpoint")
     return state
 
@@ -108,16 +113,35 @@ def read_weights(files: AvatarFiles, weights_file: str) -> dict[str, torch.Tenso
     return tensors
 
 
-def load_generator(files: AvatarFiles, run: str) -> tuple[SequentialGenerator, dict]:
-    """The trained generator (eval mode) and its metadata from checkpoints/<run>/."""
+def _load_model(files: AvatarFiles, run: str, weights_file: str, meta_file: str, what: str, missing: str,
+                build: Callable[[dict], torch.nn.Module]) -> tuple[torch.nn.Module, dict]:
+    """A network from checkpoints/<run>/: its metadata, the network `build` makes from it, and
+    its weights (eval mode); any mismatch is a CheckpointError naming `what`."""
     folder = files.root / "checkpoints" / run
-    weights = f"checkpoints/{run}/{GENERATOR_FILE}"
-    meta = read_model_meta(files, f"checkpoints/{run}/{GENERATOR_META}", weights, f"no trained generator in {folder}; run h2h train first")
+    weights = f"checkpoints/{run}/{weights_file}"
+    meta = read_model_meta(files, f"checkpoints/{run}/{meta_file}", weights, missing.replace("{folder}", str(folder)))
     try:
-        generator = SequentialGenerator(generator_config_from_dict(meta.get("config")))
-        generator.load_state_dict(read_weights(files, weights))
+        net = build(meta)
+        net.load_state_dict(read_weights(files, weights))
     except (CheckpointError, AvatarError):
         raise
     except Exception as exc:
-        raise CheckpointError(f"{folder}: generator files are damaged or do not fit this version ({type(exc).__name__}); train again") from exc
-    return generator.eval(), meta
+        raise CheckpointError(f"{folder}: {what} files are damaged or do not fit this version ({type(exc).__name__}); train again") from exc
+    return net.eval(), meta
+
+
+def load_generator(files: AvatarFiles, run: str) -> tuple[SequentialGenerator, dict]:
+    """The trained generator (eval mode) and its metadata from checkpoints/<run>/."""
+    return _load_model(files, run, GENERATOR_FILE, GENERATOR_META, "generator", "no trained generator in {folder}; run h2h train first",
+                       lambda meta: SequentialGenerator(generator_config_from_dict(meta.get("config"))))
+
+
+def has_upsampler(files: AvatarFiles, run: str) -> bool:
+    return files.is_file(f"checkpoints/{run}/{UPSAMPLER_FILE}") and files.is_file(f"checkpoints/{run}/{UPSAMPLER_META}")
+
+
+def load_upsampler(files: AvatarFiles, run: str) -> tuple[Upsampler, dict]:
+    """The run's learned 2x upsampler (eval mode) and its metadata from checkpoints/<run>/."""
+    missing = "no upsampler in {folder}; run h2h upsampler " + files.root.name + " --video VIDEO first"
+    return _load_model(files, run, UPSAMPLER_FILE, UPSAMPLER_META, "upsampler", missing,
+                       lambda meta: Upsampler(upsampler_config(str(meta.get("preset")))))

@@ -2,18 +2,20 @@
 from __future__ import annotations
 
 from collections.abc import Iterator
+from pathlib import Path
 
 import numpy as np
 from tqdm import tqdm
 
-from .avatar import AvatarError
+from .avatar import Avatar, AvatarError
 from .geometry.conditioning import TrackedFace, track_face
 from .geometry.crop import crop_frame, face_box, square_crop_box
 from .geometry.face_model import FaceModel
 from .geometry.tracker import MediaPipeTracker
-from .video import VideoInfo, read_frames
+from .video import VideoInfo, probe, read_frames
 
 BOX_SAMPLES = 60
+SAME_VIDEO_PSNR = 30.0  # a re-crop of the prepared video matches its stored frame at least this well
 
 
 def locate_crop(info: VideoInfo) -> tuple[int, int, int]:
@@ -40,3 +42,29 @@ def tracked_crops(
         for frame in tqdm(read_frames(info.path, max_frames), total=total or None, desc="tracking", unit="f"):
             crop = crop_frame(frame, box, size)
             yield crop, track_face(tracker, crop, model)
+
+
+def hires_crops(avatar: Avatar, video: str | Path, indices: np.ndarray, size: int) -> np.ndarray:
+    """(len(indices), size, size, 3) uint8: the avatar's frames re-cropped from the video it was
+    prepared from at `size` (the same crop box), checked against the stored frames."""
+    info = probe(video)
+    schema = avatar.schema
+    x, y, side = schema.crop_box
+    if info.frame_count != schema.counts.frames or x + side > info.width or y + side > info.height:
+        raise AvatarError(
+            f"{info.path}: not the video avatar '{avatar.name}' was prepared from ({schema.source_video}, "
+            f"{schema.counts.frames} frames); give that video"
+        )
+    wanted = {int(i): n for n, i in enumerate(indices)}
+    crops = np.zeros((len(indices), size, size, 3), np.uint8)
+    frames = tqdm(read_frames(info.path, max(wanted) + 1), total=max(wanted) + 1, desc="full-resolution crops", unit="f", leave=False)
+    for i, frame in enumerate(frames):
+        if i in wanted:
+            crops[wanted[i]] = crop_frame(frame, schema.crop_box, size)
+    checked = int(indices[len(indices) // 2])
+    stored = avatar.read_image("frame", checked).astype(np.float32)
+    again = crop_frame(crops[wanted[checked]], (0, 0, size), avatar.resolution).astype(np.float32)
+    mse = float(np.mean((stored - again) ** 2))
+    if 10 * np.log10(255.0**2 / max(mse, 1e-6)) < SAME_VIDEO_PSNR:
+        raise AvatarError(f"{info.path}: its frames differ from avatar '{avatar.name}''s; give the video it was prepared from ({schema.source_video})")
+    return crops

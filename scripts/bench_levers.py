@@ -12,7 +12,6 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-import tempfile
 import time
 from dataclasses import replace
 from pathlib import Path
@@ -36,12 +35,12 @@ def real_inputs(avatar: Avatar, count: int) -> list[tuple[np.ndarray, np.ndarray
     return [(c, p) for c, p, _ in recorded_steps(engine, conditioning_frames(avatar, count))]
 
 
-def session(path: Path, threads: int = 2, level=ort.GraphOptimizationLevel.ORT_ENABLE_ALL) -> ort.InferenceSession:
+def session(model: bytes, threads: int = 2, level=ort.GraphOptimizationLevel.ORT_ENABLE_ALL) -> ort.InferenceSession:
     opts = ort.SessionOptions()
     opts.intra_op_num_threads, opts.inter_op_num_threads = threads, 1
     opts.graph_optimization_level = level
     opts.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
-    return ort.InferenceSession(str(path), opts, providers=["CPUExecutionProvider"])
+    return ort.InferenceSession(model, opts, providers=["CPUExecutionProvider"])
 
 
 def median_ms(sess: ort.InferenceSession, inputs: list[tuple[np.ndarray, np.ndarray]]) -> float:
@@ -57,8 +56,8 @@ def median_ms(sess: ort.InferenceSession, inputs: list[tuple[np.ndarray, np.ndar
     return round(float(np.median(times)), 2)
 
 
-def session_levers(avatar: Avatar, work: Path) -> dict:
-    onnx = avatar.path / "engines" / ONNX_FILE
+def session_levers(avatar: Avatar) -> dict:
+    onnx = (avatar.path / "engines" / ONNX_FILE).read_bytes()
     inputs = real_inputs(avatar, 24)
     levels = ort.GraphOptimizationLevel
     out = {
@@ -68,7 +67,7 @@ def session_levers(avatar: Avatar, work: Path) -> dict:
         "ORT_ENABLE_BASIC": median_ms(session(onnx, 2, levels.ORT_ENABLE_BASIC), inputs),
         "ORT_ENABLE_EXTENDED": median_ms(session(onnx, 2, levels.ORT_ENABLE_EXTENDED), inputs),
     }
-    q = quantize_int8(onnx, inputs[:16], work / "int8.onnx")
+    q = quantize_int8(onnx, [{"cond": c, "prev": p} for c, p in inputs[:16]])
     fp32, int8 = session(onnx), session(q)
     out["int8 static QDQ (per-channel)"] = median_ms(int8, inputs)
     names = [i.name for i in fp32.get_inputs()]
@@ -77,7 +76,7 @@ def session_levers(avatar: Avatar, work: Path) -> dict:
     return out
 
 
-def architecture_levers(work: Path) -> dict:
+def architecture_levers() -> dict:
     base = generator_config("lite")
     variants = {
         "lite (shipped)": base,
@@ -97,10 +96,8 @@ def architecture_levers(work: Path) -> dict:
         except ValueError as exc:
             out[name] = f"not buildable: {exc}"
             continue
-        path = work / f"{abs(hash(name))}.onnx"
-        export_onnx(generator, path)
         params = sum(p.numel() for p in generator.parameters())
-        out[name] = {"ms": median_ms(session(path), [(cond, prev)]), "params_m": round(params / 1e6, 2)}
+        out[name] = {"ms": median_ms(session(export_onnx(generator)), [(cond, prev)]), "params_m": round(params / 1e6, 2)}
     return out
 
 
@@ -111,8 +108,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--json")
     args = parser.parse_args(argv)
     avatar = Avatar.open(resolve_library(args.library), args.avatar)
-    with tempfile.TemporaryDirectory() as tmp:
-        report = {"session": session_levers(avatar, Path(tmp)), "architecture": architecture_levers(Path(tmp))}
+    report = {"session": session_levers(avatar), "architecture": architecture_levers()}
     text = json.dumps(report, indent=2)
     if args.json:
         Path(args.json).write_text(text + "\n")

@@ -3,8 +3,9 @@
 # Usage: bash scripts/make_demo_avatar.sh [FIRST_MINUTES] [TOTAL_MINUTES]   (default 45 45: the shipped demo)
 # The lite schedule runs FIRST_MINUTES (single-frame L1 warm-up, then the Head2Head++ GAN;
 # the run scored in docs/RESULTS.md), then the same run is resumed up to TOTAL_MINUTES, which
-# continues its GAN phase with a fresh learning-rate decay. Run it again after an interruption:
-# every step resumes from the last checkpoint.
+# continues its GAN phase with a fresh learning-rate decay; then it is exported (int8) and given
+# its 10-minute 512x512 upsampler. Run it again after an interruption: every step resumes from
+# the last checkpoint.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/setup.sh
@@ -22,4 +23,5 @@ elif python3 -c "import sys; sys.exit(float(sys.argv[1]) >= float(sys.argv[2]))"
 fi
 $h2h train d6 --preset lite --max-minutes "$total" --library "$lib" --resume
 $h2h export d6 --run main --int8 --library "$lib"
+$h2h upsampler d6 --video ../shared/data/video/d6.mp4 --minutes 10 --int8 --library "$lib"
 $h2h package d6 --out assets/demo --overwrite --library "$lib"

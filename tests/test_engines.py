@@ -99,7 +99,7 @@ def test_bench_with_an_avatar_reports_the_documented_keys(exported, short_clip, 
     argv = ["bench", "--source", str(short_clip), "--avatar", "sample", "--engine", "onnx", "--frames", "20"]
     assert main([*argv, "--json", str(out), "--library", str(library)]) == 0
     report = json.loads(out.read_text())
-    expected = {"decode", "track", "fit", "retarget", "render", "eyes", "generator", "convert"}
+    expected = {"decode", "track", "fit", "retarget", "render", "eyes", "generator", "convert", "output"}
     assert set(report["stages_ms"]) == expected
     for key in ("plain_loop_fps", "threaded_fps", "threaded_speedup", "peak_memory_mb", "threaded_latency_ms"):
         assert report[key] > 0

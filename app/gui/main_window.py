@@ -1,6 +1,7 @@
 """The live app's main window (PySide6): avatar library, source, previews, controls, output."""
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import queue
@@ -29,6 +30,7 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
+from ...engines.base import EngineError
 from ...models.library import resolve_library
 from ..background import BackgroundError, parse_background
 from ..live import SAMPLE_CLIP
@@ -217,6 +219,9 @@ class MainWindow(QMainWindow):
         self.background_combo.addItems(list(self.background_choices) + [IMAGE_CHOICE])
         self.background_combo.currentTextChanged.connect(self._background_changed)
         form.addRow("Background", self.background_combo)
+        self.hires_check = QCheckBox("512x512 detail (learned upsampler)")
+        self.hires_check.toggled.connect(self.set_hires)
+        form.addRow(self.hires_check)
         self.overlay_check = QCheckBox("Show fps on the avatar")
         self.overlay_check.setChecked(True)
         form.addRow(self.overlay_check)
@@ -277,7 +282,11 @@ class MainWindow(QMainWindow):
 
     def _load_worker(self, entry: AvatarEntry) -> None:
         try:
-            self._loads.put((entry, load_avatar(entry, self.engine_choice, self.engine_device), None))
+            loaded = load_avatar(entry, self.engine_choice, self.engine_device)
+            if self.session.hires:
+                with contextlib.suppress(EngineError):  # said when applied (hires_problem)
+                    loaded.load_upsampler()
+            self._loads.put((entry, loaded, None))
         except Exception as exc:  # shown to the user, never raised into Qt
             self._loads.put((entry, None, exc))
 
@@ -296,7 +305,7 @@ class MainWindow(QMainWindow):
             pytorch = engine.provider.startswith("PyTorch")
             self.banner.setText("Running the PyTorch generator (slow). Export it to ONNX for real time." if pytorch else "")
             self.export_button.setVisible(pytorch)
-            problem = self.session.background_problem()
+            problem = " ".join(p for p in (self.session.background_problem(), self.session.hires_problem()) if p)
             ready = f"Avatar {entry.name} ready." + ("" if self.session.running else " Press Start (Space).")
             self.message.setText(f"{ready} {problem}" if problem else ready)
             if self._start_pending and not self.session.running:
@@ -411,6 +420,11 @@ class MainWindow(QMainWindow):
         self.message.setText(problem or f"Background: {background.label}.")
         self._show_background_choice()
         return True
+
+    def set_hires(self, on: bool) -> None:
+        """512x512 output through the avatar's learned upsampler, switched while running."""
+        problem = self.session.set_hires(on)
+        self.message.setText(f"512x512 unavailable: {problem}" if problem else ("512x512 output on." if on else "Output at the avatar's own size."))
 
     def _show_background_choice(self) -> None:
         """Select what is in use in the combo (a colour from the command line gets its own entry)."""

@@ -1,0 +1,179 @@
+"""Training an avatar's learned 2x upsampler (models/networks/upsampler.py).
+
+Pairs: the avatar's trained generator re-renders its own train frames (the 256 input the
+upsampler will see live), and the target is the same frame cropped again from the source
+video at 512 (real detail up to the video's resolution). A share of the inputs are the
+stored 256 frames instead, so it also learns plain super-resolution on aligned pairs.
+Random patches, L1 plus a Laplacian-pyramid L1 (edges), Adam with a cosine decay over the
+time budget; resumable, with a progress bar, and it stops cleanly on Ctrl-C or SIGTERM.
+"""
+from __future__ import annotations
+
+import json
+import logging
+import math
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import cv2
+import numpy as np
+import torch
+from safetensors.torch import save
+from torch.nn import functional as F
+from tqdm import tqdm
+
+from .avatar_files import AvatarFiles
+from .checkpoint import UPSAMPLER_FILE, UPSAMPLER_META, CheckpointError, load_state, save_state
+from .interrupts import Interrupted, deferred_signals
+from .io_utils import atomic_write_bytes
+from .losses import laplacian_pyramid_l1
+from .networks.upsampler import SCALE, Upsampler, upsampler_config
+
+log = logging.getLogger(__name__)
+UPSAMPLER_STATE = "upsampler_state.pt"
+
+
+@dataclass(frozen=True)
+class UpsamplerTrainConfig:
+    """preset: the network (UPSAMPLER_PRESETS); patch: input patch side (the target is 2x);
+    real_share: inputs that are the stored frame instead of the generator's output; blur:
+    the largest Gaussian sigma (input pixels) a stored frame is blurred by, so that it looks
+    as soft as a generated one while staying aligned with its target."""
+
+    preset: str = "lite"
+    batch: int = 8
+    patch: int = 96
+    lr: float = 1e-3
+    laplacian: float = 1.0
+    real_share: float = 0.25
+    blur: float = 0.0
+
+
+UPSAMPLER_TRAIN_PRESETS = {
+    "lite": UpsamplerTrainConfig(),
+    "tiny": UpsamplerTrainConfig(preset="tiny", batch=2, patch=32),
+}
+
+
+@dataclass
+class UpsamplerPairs:
+    """Same-index frames: generated and real at 256 (N, S, S, 3), hires at 512 (N, 2S, 2S, 3), uint8."""
+
+    generated: np.ndarray
+    real: np.ndarray
+    hires: np.ndarray
+
+    def __post_init__(self) -> None:
+        n, size = len(self.real), self.real.shape[1]
+        if self.generated.shape != self.real.shape or self.hires.shape != (n, SCALE * size, SCALE * size, 3) or n == 0:
+            raise ValueError("upsampler pairs: generated, real (N, S, S, 3) and hires (N, 2S, 2S, 3) must match")
+
+    def batch(self, rng: np.random.Generator, config: UpsamplerTrainConfig) -> tuple[torch.Tensor, torch.Tensor]:
+        """Random aligned patches (inputs, targets) in [-1, 1], randomly mirrored."""
+        size, patch = self.real.shape[1], config.patch
+        inputs, targets = [], []
+        for _ in range(config.batch):
+            i = int(rng.integers(len(self.real)))
+            x, y = (2 * rng.integers(0, (size - patch) // 2 + 1, 2)).tolist()
+            real = rng.random() < config.real_share
+            low = (self.real if real else self.generated)[i, y : y + patch, x : x + patch]
+            sigma = rng.uniform(0.0, config.blur) if real else 0.0
+            if sigma > 0.2:
+                low = cv2.GaussianBlur(low, (0, 0), sigma)
+            high = self.hires[i, SCALE * y : SCALE * (y + patch), SCALE * x : SCALE * (x + patch)]
+            if rng.random() < 0.5:
+                low, high = low[:, ::-1], high[:, ::-1]
+            inputs.append(low)
+            targets.append(high)
+        as_tensor = lambda images: torch.from_numpy(np.ascontiguousarray(np.stack(images))).permute(0, 3, 1, 2).float() / 127.5 - 1.0
+        return as_tensor(inputs), as_tensor(targets)
+
+
+class UpsamplerTrainer:
+    """Trains checkpoints/<run>/upsampler.safetensors for `minutes` (total over resumes)."""
+
+    def __init__(self, pairs: UpsamplerPairs, folder: Path, config: UpsamplerTrainConfig, minutes: float,
+                 resume: bool = False, files: AvatarFiles | None = None, progress: bool = True, seed: int = 0) -> None:
+        """`files`: the avatar folder's checked accessor, through which a resume reads its state."""
+        self.pairs, self.folder, self.minutes, self.progress = pairs, folder, minutes, progress
+        self.step, self.elapsed = 0, 0.0
+        state = self._load_state(files) if resume else None
+        self.config = self._saved_config(state) if state else config
+        self.net = Upsampler(upsampler_config(self.config.preset))
+        self.optimizer = torch.optim.Adam(self.net.parameters(), lr=self.config.lr, betas=(0.9, 0.99))
+        self.rng = np.random.default_rng(seed)
+        if state:
+            try:
+                self.net.load_state_dict(state["upsampler"])
+                self.optimizer.load_state_dict(state["optimizer"])
+                self.step, self.elapsed = int(state["step"]), float(state["elapsed"])
+            except (KeyError, RuntimeError, TypeError, ValueError) as exc:
+                raise CheckpointError(f"{folder / UPSAMPLER_STATE}: does not fit this upsampler ({type(exc).__name__}); train without --resume") from exc
+            self.rng = np.random.default_rng(seed + self.step)
+
+    def _load_state(self, files: AvatarFiles | None) -> dict:
+        return load_state(self.folder / UPSAMPLER_STATE, files, keys=("upsampler", "optimizer", "config"))
+
+    def _saved_config(self, state: dict) -> UpsamplerTrainConfig:
+        try:
+            config = UpsamplerTrainConfig(**state["config"])
+            upsampler_config(config.preset)
+        except (TypeError, ValueError) as exc:
+            raise CheckpointError(f"{self.folder / UPSAMPLER_STATE}: its settings do not fit this version ({exc}); train without --resume") from exc
+        return config
+
+    def train_step(self) -> dict[str, float]:
+        fraction = min(self.elapsed / max(self.minutes * 60, 1e-6), 1.0)
+        for group in self.optimizer.param_groups:
+            group["lr"] = self.config.lr * 0.5 * (1 + math.cos(math.pi * fraction))
+        low, high = self.pairs.batch(self.rng, self.config)
+        out = self.net(low)
+        l1 = F.l1_loss(out, high)
+        edges = laplacian_pyramid_l1(out, high)
+        loss = l1 + self.config.laplacian * edges
+        self.optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        self.optimizer.step()
+        return {"l1": float(l1.detach()), "laplacian": float(edges.detach())}
+
+    def run(self, checkpoint_minutes: float = 2.0, max_steps: int | None = None) -> dict:
+        """Train until `minutes` in total (or `max_steps` in total), checkpointing on the way."""
+        self.folder.mkdir(parents=True, exist_ok=True)
+        self.net.train()
+        bar = tqdm(total=round(self.minutes * 60), initial=min(round(self.elapsed), round(self.minutes * 60)),
+                   unit="s", desc="upsampler", disable=not self.progress)
+        losses: dict[str, float] = {}
+        last_ckpt = time.perf_counter()
+        with deferred_signals() as stop:
+            try:
+                while self.elapsed < self.minutes * 60 and not stop.set and (max_steps is None or self.step < max_steps):
+                    t0 = time.perf_counter()
+                    losses = self.train_step()
+                    self.step += 1
+                    took = time.perf_counter() - t0
+                    self.elapsed += took
+                    bar.update(min(round(self.elapsed), bar.total) - bar.n)
+                    bar.set_postfix(step=self.step, **{k: f"{v:.4f}" for k, v in losses.items()})
+                    if time.perf_counter() - last_ckpt >= checkpoint_minutes * 60:
+                        self.save()
+                        last_ckpt = time.perf_counter()
+            finally:
+                bar.close()
+            self.save()
+            if stop.set:
+                raise Interrupted(stop.signum)
+        log.info("upsampler: %d steps in %.1f min, l1 %.4f", self.step, self.elapsed / 60, losses.get("l1", float("nan")))
+        return {"step": self.step, "minutes": self.elapsed / 60, "losses": losses, "folder": str(self.folder)}
+
+    def save(self) -> None:
+        """The resumable state, then the code-free weights and their JSON."""
+        save_state(self.folder / UPSAMPLER_STATE, {
+            "upsampler": self.net.state_dict(), "optimizer": self.optimizer.state_dict(),
+            "step": self.step, "elapsed": self.elapsed, "config": asdict(self.config),
+        })
+        tensors = {k: v.detach().cpu().contiguous() for k, v in self.net.state_dict().items()}
+        atomic_write_bytes(self.folder / UPSAMPLER_FILE, save(tensors))
+        meta = {"config": self.net.config.to_dict(), "preset": self.config.preset, "step": self.step,
+                "train_minutes": round(self.elapsed / 60, 2), "frames": len(self.pairs.real)}
+        atomic_write_bytes(self.folder / UPSAMPLER_META, json.dumps(meta, indent=2).encode())
