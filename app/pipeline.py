@@ -367,14 +367,19 @@ class Pipeline:
         finally:
             self._source_done.set()
 
+    def _packets(self, queue: LatestQueue, upstream_done: threading.Event) -> Iterator[Packet]:
+        """The packets arriving on `queue` until the pipeline stops, or until the stage before
+        it is done and nothing waits."""
+        while not self._stop.is_set():
+            packet = queue.get()
+            if packet is not None:
+                yield packet
+            elif upstream_done.is_set() and not queue.pending:
+                return
+
     def _face_loop(self) -> None:
         try:
-            while not self._stop.is_set():
-                packet = self.to_face.get()
-                if packet is None:
-                    if self._source_done.is_set() and not self.to_face.pending:
-                        break
-                    continue
+            for packet in self._packets(self.to_face, self._source_done):
                 self.to_generator.put(self.face.process(packet))
         finally:
             self.face.close()
@@ -382,12 +387,7 @@ class Pipeline:
 
     def _generator_loop(self) -> None:
         try:
-            while not self._stop.is_set():
-                packet = self.to_generator.get()
-                if packet is None:
-                    if self._face_done.is_set() and not self.to_generator.pending:
-                        break
-                    continue
+            for packet in self._packets(self.to_generator, self._face_done):
                 if self.generator is not None:
                     self.generator.process(packet)
                 self.to_output.put(packet)
@@ -396,12 +396,7 @@ class Pipeline:
 
     def _output_loop(self) -> None:
         """The output stage and the sinks, beside the generator working on the next frame."""
-        while not self._stop.is_set():
-            packet = self.to_output.get()
-            if packet is None:
-                if self._generator_done.is_set() and not self.to_output.pending:
-                    break
-                continue
+        for packet in self._packets(self.to_output, self._generator_done):
             self.output.process(packet)
             packet.timings["latency"] = (time.perf_counter() - packet.captured) * 1e3
             for sink in self.sinks:

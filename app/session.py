@@ -62,12 +62,17 @@ class LoadedAvatar:
     avatar: Avatar
     engine: Engine
     upsampler: object | None = None  # its learned 512 upsampler engine, loaded when first asked for
+    upsampler_problem: str | None = None  # why it has none (found at that first load)
 
-    def load_upsampler(self):
-        """The avatar's upsampler engine (loaded once); EngineError says why there is none."""
-        if self.upsampler is None:
-            self.upsampler = load_upsampler_engine(self.avatar)
-        return self.upsampler
+    def load_upsampler(self) -> str | None:
+        """Load the avatar's upsampler engine, once (a failure is not retried); returns why it
+        has none, or None."""
+        if self.upsampler is None and self.upsampler_problem is None:
+            try:
+                self.upsampler = load_upsampler_engine(self.avatar)
+            except EngineError as exc:
+                self.upsampler_problem = str(exc)
+        return self.upsampler_problem
 
     @property
     def has_mask(self) -> bool:
@@ -122,11 +127,7 @@ class LiveSession:
     def hires_problem(self) -> str | None:
         if not self.hires or self.current is None:
             return None
-        try:
-            self.current.load_upsampler()
-        except EngineError as exc:
-            return str(exc)
-        return None
+        return self.current.load_upsampler()
 
     def _upsampler(self):
         """The current avatar's upsampler engine when 512 is on and it has one, else None."""

@@ -5,6 +5,7 @@ only from this machine's cache (engines/cache.py)."""
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 
 from ..models.avatar import Avatar
 from ..models.avatar_files import MAX_MODEL_BYTES, AvatarError, AvatarFiles
@@ -143,20 +144,32 @@ def _onnx_engine(avatar: Avatar, onnx: bytes, label: str, sequential: bool, fp16
 
     engine = OnnxEngine(onnx, label, avatar.resolution, sequential, fp16)
     reasons.extend(engine.choice.reasons)
-    if not (int8 and engine.provider.endswith("(CPUExecutionProvider)")):
+    if not int8:
         return engine
-    problem = int8_problem(avatar.files, bytes_sha256(onnx))
+    engine, problem = prefer_int8(engine, avatar.files, onnx,
+                                  lambda data, name: OnnxEngine(data, name, avatar.resolution, sequential, fp16=False))
+    if problem:
+        reasons.append(problem)
+    return engine
+
+
+def prefer_int8(fp32, files: AvatarFiles, onnx: bytes, load: Callable[[bytes, str], object],
+                int8_file: str = INT8_FILE, int8_meta: str = INT8_META) -> tuple[object, str | None]:
+    """The int8 model (2.6x faster on CPUs) in place of the fp32 session `fp32` of `onnx`, when
+    that runs on the CPU and the int8 model is current, passed its gate and loads through
+    `load(bytes, label)`; else `fp32`, with why the int8 one was skipped (None when there is
+    none or the provider is not the CPU's)."""
+    if not fp32.provider.endswith("(CPUExecutionProvider)"):
+        return fp32, None
+    problem = int8_problem(files, bytes_sha256(onnx), int8_file, int8_meta)
     if problem is None:
         try:
-            data = avatar.files.read_bytes(f"engines/{INT8_FILE}", MAX_MODEL_BYTES)
-            quantized = OnnxEngine(data, str(avatar.path / "engines" / INT8_FILE), avatar.resolution, sequential, fp16=False)
-            quantized.precision = "int8"  # 2.6x faster on CPUs
-            return quantized
+            quantized = load(files.read_bytes(f"engines/{int8_file}", MAX_MODEL_BYTES), str(files.root / "engines" / int8_file))
+            quantized.precision = "int8"
+            return quantized, None
         except (EngineError, AvatarError) as exc:
             problem = str(exc)
-    if problem != "no int8 model":
-        reasons.append(f"int8 skipped, using fp32 ({problem})")
-    return engine
+    return fp32, None if problem == "no int8 model" else f"int8 skipped, using fp32 ({problem})"
 
 
 def _logged(engine: Engine, reasons: list[str]) -> Engine:

@@ -13,10 +13,9 @@ from ..models.avatar import Avatar
 from ..models.avatar_files import MAX_MODEL_BYTES, AvatarError, AvatarFiles
 from ..models.checkpoint import CheckpointError, has_upsampler, load_upsampler
 from .base import EngineError
-from .cache import bytes_sha256
 from .onnx_check import check_upsampler_onnx
 from .onnx_engine import open_session
-from .select import int8_problem
+from .select import prefer_int8
 
 log = logging.getLogger(__name__)
 UPSAMPLER_ONNX = "upsampler.onnx"
@@ -85,19 +84,12 @@ def _onnx_upsampler(avatar: Avatar, onnx: bytes, int8: bool, threads: int | None
     """The fp32 session, or the int8 one on CPUs when it is current, passed its gate and loads."""
     size = avatar.resolution
     engine = OnnxUpsampler(onnx, str(avatar.path / "engines" / UPSAMPLER_ONNX), size, threads=threads)
-    if not (int8 and engine.provider.endswith("(CPUExecutionProvider)")):
+    if not int8:
         return engine
-    problem = int8_problem(avatar.files, bytes_sha256(onnx), UPSAMPLER_INT8, UPSAMPLER_INT8_META)
-    if problem is None:
-        try:
-            data = avatar.files.read_bytes(f"engines/{UPSAMPLER_INT8}", MAX_MODEL_BYTES)
-            quantized = OnnxUpsampler(data, str(avatar.path / "engines" / UPSAMPLER_INT8), size, False, threads)
-            quantized.precision = "int8"
-            return quantized
-        except (EngineError, AvatarError) as exc:
-            problem = str(exc)
-    if problem != "no int8 model":
-        log.info("upsampler int8 skipped, using fp32 (%s)", problem)
+    engine, problem = prefer_int8(engine, avatar.files, onnx, lambda data, name: OnnxUpsampler(data, name, size, False, threads),
+                                  UPSAMPLER_INT8, UPSAMPLER_INT8_META)
+    if problem:
+        log.info("upsampler %s", problem)
     return engine
 
 

@@ -61,6 +61,11 @@ def export_onnx(generator: torch.nn.Module) -> bytes:
     return onnx_bytes(generator, generator.example_inputs(), ["cond", "prev"], ["frame"])
 
 
+def spread_over(indices: np.ndarray, count: int) -> np.ndarray:
+    """At most `count` of `indices`, evenly spread from the first to the last."""
+    return indices[np.linspace(0, len(indices) - 1, min(count, len(indices))).round().astype(int)]
+
+
 def conditioning_frames(avatar: Avatar, count: int) -> list[tuple[np.ndarray, np.ndarray]]:
     """Consecutive real (NMFC, eyes) pairs from the avatar's test split."""
     indices = avatar.split_indices("test")[:count]
@@ -96,8 +101,7 @@ def export_int8(avatar: Avatar, onnx: bytes, sequential: bool) -> tuple[Path, fl
 
     size = avatar.resolution
     fp32 = OnnxEngine(onnx, ONNX_FILE, size, sequential, providers=["CPUExecutionProvider"])
-    train = avatar.split_indices("train")
-    picks = train[np.linspace(0, len(train) - 1, CALIBRATION_FRAMES).round().astype(int)]
+    picks = spread_over(avatar.split_indices("train"), CALIBRATION_FRAMES)
     calibration = [{"cond": c, "prev": p} for c, p, _ in recorded_steps(fp32, [(avatar.read_image("nmfc", int(i)), avatar.read_image("eyes", int(i))) for i in picks])]
     quantized = quantize_int8(onnx, calibration)
     int8 = OnnxEngine(quantized, INT8_FILE, size, sequential, fp16=False, providers=["CPUExecutionProvider"])
@@ -142,7 +146,13 @@ def export_avatar(avatar: Avatar, run: str = "main", int8: bool = False) -> Expo
     result = ExportResult(out, error, len(frames))
     if int8:
         result.int8, result.int8_psnr = export_int8(avatar, data, reference.sequential)
-    elif avatar.files.is_file(f"engines/{INT8_FILE}"):  # an int8 model of an older export is stale
-        avatar.files.path(f"engines/{INT8_FILE}").unlink()
-        avatar.files.path(f"engines/{INT8_META}").unlink(missing_ok=True)
+    else:
+        remove_stale_int8(avatar, INT8_FILE, INT8_META)
     return result
+
+
+def remove_stale_int8(avatar: Avatar, int8_file: str, int8_meta: str) -> None:
+    """Delete an int8 model (and its metadata) made from an older export: it is stale."""
+    if avatar.files.is_file(f"engines/{int8_file}"):
+        avatar.files.path(f"engines/{int8_file}").unlink()
+        avatar.files.path(f"engines/{int8_meta}").unlink(missing_ok=True)

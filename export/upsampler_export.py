@@ -18,7 +18,7 @@ from ..engines.upsampler_engine import UPSAMPLER_INT8, UPSAMPLER_INT8_META, UPSA
 from ..models.avatar import Avatar
 from ..models.checkpoint import load_upsampler
 from ..models.io_utils import atomic_write_bytes
-from .onnx_export import CALIBRATION_FRAMES, FP32_TOLERANCE, OPSET, PARITY_FRAMES, onnx_bytes
+from .onnx_export import CALIBRATION_FRAMES, FP32_TOLERANCE, OPSET, PARITY_FRAMES, onnx_bytes, remove_stale_int8, spread_over
 
 
 @dataclass
@@ -31,9 +31,7 @@ class UpsamplerExport:
 
 def frame_inputs(avatar: Avatar, split: str, count: int) -> list[np.ndarray]:
     """(1, 3, S, S) inputs from `count` of the split's frames, spread over it."""
-    indices = avatar.split_indices(split)
-    picks = indices[np.linspace(0, len(indices) - 1, min(count, len(indices))).round().astype(int)]
-    return [image_to_input(avatar.read_image("frame", int(i)))[None] for i in picks]
+    return [image_to_input(avatar.read_image("frame", int(i)))[None] for i in spread_over(avatar.split_indices(split), count)]
 
 
 def export_upsampler(avatar: Avatar, run: str = "main", int8: bool = False) -> UpsamplerExport:
@@ -70,7 +68,6 @@ def export_upsampler(avatar: Avatar, run: str = "main", int8: bool = False) -> U
         int8_info = {"from": UPSAMPLER_ONNX, "parent_onnx_sha256": bytes_sha256(data), "psnr_vs_fp32_db": psnr}
         atomic_write_bytes(engines / UPSAMPLER_INT8_META, json.dumps(int8_info, indent=2).encode())
         result.int8, result.int8_psnr = engines / UPSAMPLER_INT8, psnr
-    elif avatar.files.is_file(f"engines/{UPSAMPLER_INT8}"):  # made from an older export: stale
-        (engines / UPSAMPLER_INT8).unlink()
-        (engines / UPSAMPLER_INT8_META).unlink(missing_ok=True)
+    else:
+        remove_stale_int8(avatar, UPSAMPLER_INT8, UPSAMPLER_INT8_META)
     return result

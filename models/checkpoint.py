@@ -54,12 +54,17 @@ def load_state(path: Path, files: AvatarFiles | None = None, keys: tuple[str, ..
     return state
 
 
+def save_network(folder: Path, net: torch.nn.Module, weights_file: str, meta_file: str, meta: dict) -> None:
+    """A network's weights (safetensors, no code) + JSON (its config dataclass and `meta`)."""
+    tensors = {k: v.detach().cpu().contiguous() for k, v in net.state_dict().items()}
+    atomic_write_bytes(folder / weights_file, save(tensors))
+    info = {"config": dataclasses.asdict(net.config), **meta}
+    atomic_write_bytes(folder / meta_file, json.dumps(info, indent=2).encode())
+
+
 def save_generator(folder: Path, generator: SequentialGenerator, meta: dict) -> None:
     """generator.safetensors (weights) + generator.json (config and training facts)."""
-    tensors = {k: v.detach().cpu().contiguous() for k, v in generator.state_dict().items()}
-    atomic_write_bytes(folder / GENERATOR_FILE, save(tensors))
-    info = {"config": dataclasses.asdict(generator.config), **meta}
-    atomic_write_bytes(folder / GENERATOR_META, json.dumps(info, indent=2).encode())
+    save_network(folder, generator, GENERATOR_FILE, GENERATOR_META, meta)
 
 
 # bounds on generator.json's numbers: a config from a shared folder must not build a network

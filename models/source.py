@@ -12,6 +12,7 @@ from .geometry.conditioning import TrackedFace, track_face
 from .geometry.crop import crop_frame, face_box, square_crop_box
 from .geometry.face_model import FaceModel
 from .geometry.tracker import MediaPipeTracker
+from .metrics import psnr
 from .video import VideoInfo, probe, read_frames
 
 BOX_SAMPLES = 60
@@ -62,9 +63,7 @@ def hires_crops(avatar: Avatar, video: str | Path, indices: np.ndarray, size: in
         if i in wanted:
             crops[wanted[i]] = crop_frame(frame, schema.crop_box, size)
     checked = int(indices[len(indices) // 2])
-    stored = avatar.read_image("frame", checked).astype(np.float32)
-    again = crop_frame(crops[wanted[checked]], (0, 0, size), avatar.resolution).astype(np.float32)
-    mse = float(np.mean((stored - again) ** 2))
-    if 10 * np.log10(255.0**2 / max(mse, 1e-6)) < SAME_VIDEO_PSNR:
+    again = crop_frame(crops[wanted[checked]], (0, 0, size), avatar.resolution)
+    if psnr(again, avatar.read_image("frame", checked)) < SAME_VIDEO_PSNR:
         raise AvatarError(f"{info.path}: its frames differ from avatar '{avatar.name}''s; give the video it was prepared from ({schema.source_video})")
     return crops

@@ -9,7 +9,6 @@ time budget; resumable, with a progress bar, and it stops cleanly on Ctrl-C or S
 """
 from __future__ import annotations
 
-import json
 import logging
 import math
 import time
@@ -19,14 +18,12 @@ from pathlib import Path
 import cv2
 import numpy as np
 import torch
-from safetensors.torch import save
 from torch.nn import functional as F
 from tqdm import tqdm
 
 from .avatar_files import AvatarFiles
-from .checkpoint import UPSAMPLER_FILE, UPSAMPLER_META, CheckpointError, load_state, save_state
+from .checkpoint import UPSAMPLER_FILE, UPSAMPLER_META, CheckpointError, load_state, save_network, save_state
 from .interrupts import Interrupted, deferred_signals
-from .io_utils import atomic_write_bytes
 from .losses import laplacian_pyramid_l1
 from .networks.upsampler import SCALE, Upsampler, upsampler_config
 
@@ -172,8 +169,6 @@ class UpsamplerTrainer:
             "upsampler": self.net.state_dict(), "optimizer": self.optimizer.state_dict(),
             "step": self.step, "elapsed": self.elapsed, "config": asdict(self.config),
         })
-        tensors = {k: v.detach().cpu().contiguous() for k, v in self.net.state_dict().items()}
-        atomic_write_bytes(self.folder / UPSAMPLER_FILE, save(tensors))
-        meta = {"config": self.net.config.to_dict(), "preset": self.config.preset, "step": self.step,
-                "train_minutes": round(self.elapsed / 60, 2), "frames": len(self.pairs.real)}
-        atomic_write_bytes(self.folder / UPSAMPLER_META, json.dumps(meta, indent=2).encode())
+        save_network(self.folder, self.net, UPSAMPLER_FILE, UPSAMPLER_META, {
+            "preset": self.config.preset, "step": self.step, "train_minutes": round(self.elapsed / 60, 2), "frames": len(self.pairs.real),
+        })

@@ -1,7 +1,6 @@
 """The live app's main window (PySide6): avatar library, source, previews, controls, output."""
 from __future__ import annotations
 
-import contextlib
 import logging
 import os
 import queue
@@ -30,7 +29,6 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from ...engines.base import EngineError
 from ...models.library import resolve_library
 from ..background import BackgroundError, parse_background
 from ..live import SAMPLE_CLIP
@@ -284,8 +282,7 @@ class MainWindow(QMainWindow):
         try:
             loaded = load_avatar(entry, self.engine_choice, self.engine_device)
             if self.session.hires:
-                with contextlib.suppress(EngineError):  # said when applied (hires_problem)
-                    loaded.load_upsampler()
+                loaded.load_upsampler()  # off the GUI thread; a problem is said when applied
             self._loads.put((entry, loaded, None))
         except Exception as exc:  # shown to the user, never raised into Qt
             self._loads.put((entry, None, exc))

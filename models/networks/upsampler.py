@@ -9,7 +9,7 @@ residual blocks, depth-to-space by 4), so its cost stays a fraction of the gener
 """
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 
 import torch
 from torch import nn
@@ -30,9 +30,6 @@ class UpsamplerConfig:
     def __post_init__(self) -> None:
         if self.width < 1 or self.blocks < 0:
             raise ValueError("width must be >= 1 and blocks >= 0")
-
-    def to_dict(self) -> dict:
-        return asdict(self)
 
 
 UPSAMPLER_PRESETS = {"lite": UpsamplerConfig(), "tiny": UpsamplerConfig(width=12, blocks=1)}
