@@ -202,6 +202,9 @@ def cmd_eval(args: argparse.Namespace) -> int:
 
     from ..models.avatar import Avatar
 
+    if args.source and args.sheet:
+        print("h2h eval: error: --sheet shows self-reenactment; with --source use --moments OUT.png", file=sys.stderr)
+        return 2
     if args.source:
         return cmd_transfer_eval(args)
     if args.plot or args.moments or args.mode != "head":
@@ -214,8 +217,10 @@ def cmd_eval(args: argparse.Namespace) -> int:
     runs = args.run or available_runs(avatar)
     if not runs:
         raise AvatarError(f"avatar '{args.name}' has no trained generator; run h2h train {args.name} first")
-    results = evaluate(avatar, runs, args.frames)
+    results = evaluate(avatar, runs, args.frames, Path(args.sheet) if args.sheet else None)
     print(format_table(results))
+    if args.sheet:
+        print(f"held-out frames side by side: {args.sheet}")
     if args.json:
         Path(args.json).write_text(json.dumps(results, indent=2) + "\n")
     return 0
@@ -362,6 +367,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--run", action="append", type=_run_name, help="training run(s) to score (default: all)")
     p.add_argument("--frames", type=int, default=None, help="score only the first N test frames")
     p.add_argument("--json", metavar="OUT", help="also write the metrics as JSON")
+    p.add_argument("--sheet", metavar="OUT.png", help="also save three held-out frames as every run made them, beside the real ones")
     p.add_argument("--source", metavar="VIDEO",
                    help="transfer fidelity instead: drive the avatar with this clip and compare eyes, brows, mouth, gaze and pose")
     p.add_argument("--plot", metavar="OUT.png", help="with --source: the source, conditioning and output curves per feature")

@@ -1,13 +1,15 @@
 """Output sinks: sizing, the virtual camera (pyvirtualcam) and the mp4 recorder."""
 from __future__ import annotations
 
+import queue
 import sys
+import threading
 from pathlib import Path
 
 import cv2
 import numpy as np
 
-from ..models.video import VideoWriter
+from ..models.video import VideoError, VideoWriter
 
 OUTPUT_SIZES: dict[str, tuple[int, int]] = {
     "1280x720": (1280, 720),
@@ -15,6 +17,10 @@ OUTPUT_SIZES: dict[str, tuple[int, int]] = {
     "512x512": (512, 512),
     "256x256": (256, 256),
 }
+
+
+class RecordingError(VideoError):
+    """The recording could not be written; the message says which file and why."""
 
 
 class VirtualCameraError(Exception):
@@ -63,19 +69,30 @@ class VirtualCamera:
 
 
 class Recorder:
-    """mp4 of the avatar output at a fixed size.
+    """mp4 of the avatar output at a fixed size, encoded on its own thread.
 
     paced: live output arrives at a varying rate, so each frame is written as often as the
     wall clock says (repeated when the pipeline is slower than `fps`, skipped when faster)
-    and the file plays in real time. Unpaced: one written frame per frame sent.
+    and the file plays in real time; when the encoder falls behind, a frame is left out of the
+    queue and the next one is repeated in its place, so the pipeline never waits for the
+    encoder. Unpaced: one written frame per frame sent, every frame kept (send waits).
     """
+
+    QUEUE = 8  # frames waiting for the encoder
 
     def __init__(self, path: str | Path, size: tuple[int, int], fps: float, paced: bool = False) -> None:
         self.size, self.fps, self.paced = size, fps, paced
         self.path = Path(path)
         self.sent = 0
+        self.left_out = 0  # frames the encoder had no room for (paced only)
         self._writer = VideoWriter(self.path, fps, size, preset="ultrafast" if paced else "veryfast")
         self._start: float | None = None
+        self._queued = 0  # written frames asked for so far (a frame repeated n times counts n)
+        self._pending: tuple[np.ndarray, int] | None = None  # (frame, written frames due by it) not yet queued
+        self._queue: queue.Queue[tuple[np.ndarray, int] | None] = queue.Queue(self.QUEUE)
+        self._error: BaseException | None = None
+        self._thread = threading.Thread(target=self._encode, name="h2h-recorder", daemon=True)
+        self._thread.start()
 
     @property
     def frames(self) -> int:
@@ -85,17 +102,55 @@ class Recorder:
     def codec(self) -> str:
         return self._writer.codec
 
+    def _encode(self) -> None:
+        while (item := self._queue.get()) is not None:
+            if self._error is not None:
+                continue  # keep draining so that send and close never block on a dead encoder
+            frame, copies = item
+            try:
+                image = fit_output(frame, self.size)
+                for _ in range(copies):
+                    self._writer.write(image)
+            except BaseException as exc:  # reported by the next send or close
+                self._error = exc
+
+    def _raise_error(self) -> None:
+        if self._error is not None:
+            raise RecordingError(f"recording {self.path.name} failed: {self._error}") from self._error
+
     def send(self, frame: np.ndarray, timestamp: float | None = None) -> None:
+        self._raise_error()
         self.sent += 1
-        image = fit_output(frame, self.size)
+        frame = frame.copy()  # the encoder reads it later, on its own thread
         if not self.paced or timestamp is None:
-            self._writer.write(image)
+            self._queue.put((frame, 1))
+            self._queued += 1
             return
         if self._start is None:
             self._start = timestamp
-        due = int((timestamp - self._start) * self.fps) + 1
-        for _ in range(min(due - self._writer.frames, int(self.fps))):
-            self._writer.write(image)
+        self._pending = (frame, int((timestamp - self._start) * self.fps) + 1)
+        self._offer(block=False)
+
+    def _offer(self, block: bool) -> None:
+        """Queue the pending frame as often as the clock says is due (left out when the queue
+        is full and not `block`: the next frame, or close, writes the frames it owed)."""
+        frame, due = self._pending
+        copies = min(due - self._queued, int(self.fps))
+        if copies > 0:
+            try:
+                self._queue.put((frame, copies), block=block)
+            except queue.Full:
+                self.left_out += 1
+                return
+            self._queued += copies
+        self._pending = None
 
     def close(self) -> None:
+        """Encode what is queued (and the last frame's due copies), then finish the file."""
+        if self._thread.is_alive():
+            if self._pending is not None:
+                self._offer(block=True)
+            self._queue.put(None)
+            self._thread.join()
         self._writer.close()
+        self._raise_error()

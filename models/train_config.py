@@ -65,11 +65,14 @@ TRAIN_PRESETS: dict[str, TrainConfig] = {
                         adversarial="hinge", projection=True, match=10.0, epochs=1000),
     "base-tiny": TrainConfig(preset="tiny", ndf=8, d_layers=2, d_scales=1, seq_start=2, seq_max=3, mask=10.0,
                              adversarial="hinge", projection=True, match=10.0, references=2),
-    # fine-tuning one person from a base (Head2HeadFS 3.4): the base's networks, the same losses
-    # (the weight average's horizon is ~100 steps: a 10-minute fine-tune takes a few hundred)
-    "finetune": TrainConfig(warmup=0.0, seq_max=4, ema=0.99, face_parts=3.0, rare_expressions=0.5, mask=10.0,
+    # fine-tuning one person from a base (Head2HeadFS 3.4): the base's networks, the same losses.
+    # Half the time on single-frame L1 first: on this CPU a single-frame step costs a seventh of
+    # a 4-frame GAN step, and 10 minutes that way fit the new person far better than 10 minutes
+    # of the GAN alone (docs/RESULTS.md has the schedules tried). The weight average's horizon is
+    # ~100 steps
+    "finetune": TrainConfig(warmup=0.5, seq_max=4, ema=0.99, face_parts=3.0, rare_expressions=0.5, mask=10.0,
                             adversarial="hinge", projection=True),
-    "finetune-tiny": TrainConfig(preset="tiny", ndf=8, d_layers=2, d_scales=1, seq_start=2, seq_max=3, mask=10.0,
+    "finetune-tiny": TrainConfig(preset="tiny", warmup=0.5, ndf=8, d_layers=2, d_scales=1, seq_start=2, seq_max=3, mask=10.0,
                                  adversarial="hinge", projection=True),
 }
 

@@ -4,11 +4,13 @@ import dataclasses
 import json
 import shutil
 
+import cv2
 import numpy as np
 import pytest
 import torch
 
 from h2h.app.cli import main
+from h2h.app.evaluate import sheet_frames
 from h2h.engines.stepper import GeneratorStepper
 from h2h.engines.torch_engine import TorchEngine
 from h2h.models.avatar import Avatar
@@ -146,10 +148,17 @@ def test_pretrain_a_base_then_fine_tune_a_new_avatar_from_it(people, tmp_path, c
     assert main(["train", "other", "--run", "ft", "--resume", "--max-steps", "3", "--library", str(library)]) == 0
     assert load_generator(avatar.files, "ft")[1]["step"] == 3
     report = tmp_path / "eval.json"
-    assert main(["eval", "other", "--run", "ft", "--frames", "4", "--json", str(report), "--library", str(library)]) == 0
+    sheet = tmp_path / "sheet.png"
+    assert main(["eval", "other", "--run", "ft", "--frames", "4", "--json", str(report), "--sheet", str(sheet),
+                 "--library", str(library)]) == 0
     scores = json.loads(report.read_text())
     ft = next(v for k, v in scores.items() if k.startswith("ft "))
     assert 0.0 <= ft["mask_iou"] <= 1.0 and np.isnan(scores["nearest-frame baseline"]["mask_iou"])
+    image = cv2.cvtColor(cv2.imread(str(sheet)), cv2.COLOR_BGR2RGB)  # columns ft | nearest frame | real, 3 frames
+    assert image.shape == (52 + 3 * 256, 3 * 256, 3)
+    shown = sheet_frames(avatar.split_indices("test")[:4])
+    real = image[52 + 256 : 52 + 512, 512:][:200]  # the frame label sits at the bottom of each row
+    assert np.abs(real.astype(int) - avatar.read_image("frame", shown[1])[:200]).mean() < 1.0
 
 
 def test_fine_tuning_starts_from_the_base_with_this_persons_identity(people, tmp_path):

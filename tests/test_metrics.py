@@ -41,7 +41,16 @@ def test_blur_lowers_sharpness_below_one():
     blurred = cv2.GaussianBlur(real, (0, 0), 2.0)
     assert laplacian_variance(blurred, mask) / laplacian_variance(real, mask) < 0.2
     row = frame_metrics(blurred, real, mask, np.array([128.0, 128.0]), (None, None))
-    assert row["sharpness"] < 0.2 and "aeld" not in row
+    assert row["sharpness"] < 0.2 and row["coarse_sharpness"] < 0.5 and "aeld" not in row
+
+
+def test_checkerboard_noise_counts_as_sharpness_but_not_as_coarse_sharpness():
+    real = cv2.GaussianBlur(_image(), (0, 0), 1.0)
+    mask = np.ones((256, 256), bool)
+    checker = (np.indices((256, 256)).sum(0) % 2 * 8 - 4)[..., None]
+    noisy = np.clip(cv2.GaussianBlur(real, (0, 0), 2.0).astype(int) + checker, 0, 255).astype(np.uint8)
+    row = frame_metrics(noisy, real, mask, np.array([128.0, 128.0]), (None, None))
+    assert row["sharpness"] > 0.8 and row["coarse_sharpness"] < 0.5
 
 
 def test_rotation_degrees():

@@ -133,6 +133,54 @@ def test_without_an_h264_encoder_videos_fall_back_to_mp4v_with_a_note(tmp_path, 
     assert len(list(read_frames(tmp_path / "b.mp4"))) == 1
 
 
+def test_a_slow_encoder_never_holds_up_a_paced_recording_and_the_file_keeps_real_time(tmp_path, monkeypatch):
+    from h2h.app.sinks import Recorder
+    from h2h.models.video import VideoWriter, read_frames
+
+    write = VideoWriter.write
+    monkeypatch.setattr(VideoWriter, "write", lambda self, rgb: (time.sleep(0.02), write(self, rgb)))
+    recorder = Recorder(tmp_path / "paced.mp4", (64, 64), 25.0, paced=True)
+    waits = []
+    for k in range(60):  # 60 frames at 100 fps, each stamped with its capture time: 0.6 s of video
+        started = time.perf_counter()
+        recorder.send(np.full((32, 32, 3), 4 * k, np.uint8), timestamp=k / 100)
+        waits.append(time.perf_counter() - started)
+    recorder.close()
+    assert max(waits) < 0.01  # a 20 ms encoder: send only queues
+    assert recorder.left_out > 0  # the encoder fell behind and frames were left out ...
+    assert recorder.frames == len(list(read_frames(tmp_path / "paced.mp4"))) == 15  # ... yet 0.6 s at 25 fps
+
+
+def test_an_unpaced_recording_keeps_every_frame_in_order(tmp_path):
+    from h2h.app.sinks import Recorder
+    from h2h.models.video import read_frames
+
+    recorder = Recorder(tmp_path / "all.mp4", (64, 64), 25.0)
+    for k in range(40):
+        recorder.send(np.full((32, 32, 3), 5 * k, np.uint8))
+    recorder.close()
+    decoded = list(read_frames(tmp_path / "all.mp4"))
+    assert recorder.frames == len(decoded) == 40 and recorder.left_out == 0
+    assert all(abs(int(d.mean()) - 5 * k) <= 3 for k, d in enumerate(decoded))
+
+
+def test_a_recording_that_cannot_be_written_says_so_and_does_not_hang(tmp_path, monkeypatch):
+    from h2h.app.sinks import Recorder, RecordingError
+    from h2h.models.video import VideoWriter
+
+    def full_disk(self, rgb):
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(VideoWriter, "write", full_disk)
+    recorder = Recorder(tmp_path / "full.mp4", (64, 64), 25.0)
+    with pytest.raises(RecordingError, match="full.mp4.*No space left"):
+        for _ in range(50):
+            recorder.send(np.zeros((32, 32, 3), np.uint8))
+            time.sleep(0.005)
+    with pytest.raises(RecordingError):
+        recorder.close()
+
+
 @pytest.mark.parametrize("fps", [float("inf"), float("nan"), 0.0, -3.0])
 def test_a_video_cannot_be_written_at_a_nonsense_frame_rate(tmp_path, fps):
     from h2h.models.video import VideoError, VideoWriter

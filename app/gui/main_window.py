@@ -519,8 +519,12 @@ class MainWindow(QMainWindow):
 
     def toggle_recording(self) -> None:
         if self.session.recorder is not None:
-            recorder = self.session.stop_recording()
             self.record_button.setText("Record…")
+            try:
+                recorder = self.session.stop_recording()
+            except Exception as exc:
+                self.message.setText(f"Recording failed: {exc}")
+                return
             self.message.setText(f"Recorded {recorder.frames} frames to {recorder.path}.")
             return
         path, _ = QFileDialog.getSaveFileName(self, "Record to", "avatar.mp4", "MP4 video (*.mp4)")
