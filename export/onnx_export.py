@@ -103,7 +103,7 @@ def export_int8(avatar: Avatar, onnx: bytes, sequential: bool) -> tuple[Path, fl
     fp32 = OnnxEngine(onnx, ONNX_FILE, size, sequential, providers=["CPUExecutionProvider"])
     picks = spread_over(avatar.split_indices("train"), CALIBRATION_FRAMES)
     calibration = [{"cond": c, "prev": p} for c, p, _ in recorded_steps(fp32, [(avatar.read_image("nmfc", int(i)), avatar.read_image("eyes", int(i))) for i in picks])]
-    quantized = quantize_int8(onnx, calibration)
+    quantized = quantize_int8(onnx, calibration, float_output=True)
     int8 = OnnxEngine(quantized, INT8_FILE, size, sequential, fp16=False, providers=["CPUExecutionProvider"])
     steps = recorded_steps(fp32, conditioning_frames(avatar, PARITY_FRAMES))
     psnr = min(output_psnr(int8.run(c, p), out) for c, p, out in steps)

@@ -2,6 +2,7 @@
 import json
 
 import numpy as np
+import onnx
 import pytest
 
 from h2h.app.cli import main
@@ -112,6 +113,11 @@ def test_int8_export_is_checked_and_preferred_on_the_cpu(exported, capsys):
     assert main(["export", "sample", "--int8", "--library", str(library)]) == 0
     meta = json.loads((avatar.path / "engines" / "generator.int8.onnx.json").read_text())
     assert meta["psnr_vs_fp32_db"] >= 35
+    graph = onnx.load(str(avatar.path / "engines" / "generator.int8.onnx")).graph
+    producers = {out: node.op_type for node in graph.node for out in node.output}
+    convs = [node for node in graph.node if node.op_type == "Conv"]
+    assert producers[convs[0].input[1]] == "DequantizeLinear"  # int8 weights
+    assert producers.get(convs[-1].input[1]) != "DequantizeLinear"  # the output layer stays fp32 (no speckle)
     engine = load(avatar)
     assert engine.precision == "int8" and engine.provider == "ONNX Runtime (CPUExecutionProvider)"
     assert load(avatar, int8=False).precision == "fp32"

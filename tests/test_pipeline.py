@@ -1,4 +1,6 @@
 """The threaded live pipeline: order when keeping up, newest-wins when overloaded, no-face path."""
+import json
+import shutil
 import time
 
 import numpy as np
@@ -189,16 +191,19 @@ def test_a_video_cannot_be_written_at_a_nonsense_frame_rate(tmp_path, fps):
         VideoWriter(tmp_path / "c.mp4", fps, (64, 64))
 
 
-def test_each_avatar_gets_the_eye_sketch_it_was_trained_on(prepared, model):
+def test_each_avatar_gets_the_eye_sketch_it_was_trained_on(prepared, model, tmp_path):
     """New avatars (conditioning version 3) have brows in their sketches and the eye detail in
-    their meshes, in prepare's images, in training and live; the bundled demo (version 1)
-    keeps its brow-less sketches."""
+    their meshes, in prepare's images, in training and live; an avatar made before brows
+    (version 1: no version in its avatar.json) keeps its brow-less sketches."""
     from h2h.app.pipeline import Packet
-    from h2h.app.session import BUNDLED
     from h2h.models.geometry.eyes import BROW_COLOR
 
     library, _ = prepared
-    new, demo = Avatar.open(library, "sample"), Avatar.open(BUNDLED, "d6")
+    shutil.copytree(library / "sample", tmp_path / "old")
+    manifest = json.loads((tmp_path / "old" / "avatar.json").read_text())
+    del manifest["conditioning"]
+    (tmp_path / "old" / "avatar.json").write_text(json.dumps(dict(manifest, name="old")))
+    new, demo = Avatar.open(library, "sample"), Avatar.open(tmp_path, "old")
     assert new.brows and new.manifest["conditioning"] == 3 and not demo.brows
     assert new.subject.eye_detail and not demo.subject.eye_detail
     has_brows = lambda eyes: np.all(eyes == BROW_COLOR, -1).sum() > 20  # noqa: E731
