@@ -398,6 +398,24 @@ def build_parser() -> argparse.ArgumentParser:
     _library_arg(p)
     p.set_defaults(func=cmd_upsampler)
 
+    from .facereg_commands import (add_eval_arguments, add_export_arguments, add_train_arguments, cmd_eval_facereg,
+                                   cmd_export_facereg, cmd_train_facereg)
+
+    p = sub.add_parser("train-facereg", help="distil DenseFaceReg, the project's own dense face regressor, from MediaPipe")
+    add_train_arguments(p)
+    _library_arg(p)
+    p.set_defaults(func=cmd_train_facereg)
+
+    p = sub.add_parser("eval-facereg", help="score DenseFaceReg against MediaPipe on people it never saw")
+    add_eval_arguments(p)
+    _library_arg(p)
+    p.set_defaults(func=cmd_eval_facereg)
+
+    p = sub.add_parser("export-facereg", help="DenseFaceReg to ONNX (and int8), checked against PyTorch")
+    add_export_arguments(p)
+    _library_arg(p)
+    p.set_defaults(func=cmd_export_facereg)
+
     p = sub.add_parser("package", help="copy what the live app needs of an avatar (to share or ship it)")
     p.add_argument("name", help="avatar name in the library")
     p.add_argument("--out", required=True, help="folder to write <name>/ into")
@@ -435,12 +453,14 @@ INTERRUPTED = {  # what an interrupt leaves behind, per command
     "train": "the last checkpoint (every 5 minutes) is kept; add --resume to the same command to continue",
     "pretrain": "the last checkpoint (every 5 minutes) is kept; add --resume to the same command to continue",
     "upsampler": "the last checkpoint (every 2 minutes) is kept; add --resume to the same command to continue",
+    "train-facereg": "the last checkpoint (every 2 minutes) is kept; add --resume to the same command to continue",
 }
 STOPPED = {  # after a clean stop between steps (Ctrl-C or SIGTERM)
     "": "stopped; nothing already saved was changed",
     "train": "stopped after checkpointing the last finished step; add --resume to the same command to continue",
     "pretrain": "stopped after checkpointing the last finished step; add --resume to the same command to continue",
     "upsampler": "stopped after checkpointing the last finished step; add --resume to the same command to continue",
+    "train-facereg": "stopped after checkpointing the last finished step; add --resume to the same command to continue",
 }
 
 

@@ -9,9 +9,7 @@ time budget; resumable, with a progress bar, and it stops cleanly on Ctrl-C or S
 """
 from __future__ import annotations
 
-import logging
 import math
-import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -19,15 +17,13 @@ import cv2
 import numpy as np
 import torch
 from torch.nn import functional as F
-from tqdm import tqdm
 
 from .avatar_files import AvatarFiles
 from .checkpoint import UPSAMPLER_FILE, UPSAMPLER_META, CheckpointError, load_state, save_network, save_state
-from .interrupts import Interrupted, deferred_signals
 from .losses import laplacian_pyramid_l1
 from .networks.upsampler import SCALE, Upsampler, upsampler_config
+from .timed_training import TimedTrainer
 
-log = logging.getLogger(__name__)
 UPSAMPLER_STATE = "upsampler_state.pt"
 
 
@@ -87,8 +83,10 @@ class UpsamplerPairs:
         return as_tensor(inputs), as_tensor(targets)
 
 
-class UpsamplerTrainer:
+class UpsamplerTrainer(TimedTrainer):
     """Trains checkpoints/<run>/upsampler.safetensors for `minutes` (total over resumes)."""
+
+    desc = "upsampler"
 
     def __init__(self, pairs: UpsamplerPairs, folder: Path, config: UpsamplerTrainConfig, minutes: float,
                  resume: bool = False, files: AvatarFiles | None = None, progress: bool = True, seed: int = 0) -> None:
@@ -133,35 +131,6 @@ class UpsamplerTrainer:
         loss.backward()
         self.optimizer.step()
         return {"l1": float(l1.detach()), "laplacian": float(edges.detach())}
-
-    def run(self, checkpoint_minutes: float = 2.0, max_steps: int | None = None) -> dict:
-        """Train until `minutes` in total (or `max_steps` in total), checkpointing on the way."""
-        self.folder.mkdir(parents=True, exist_ok=True)
-        self.net.train()
-        bar = tqdm(total=round(self.minutes * 60), initial=min(round(self.elapsed), round(self.minutes * 60)),
-                   unit="s", desc="upsampler", disable=not self.progress)
-        losses: dict[str, float] = {}
-        last_ckpt = time.perf_counter()
-        with deferred_signals() as stop:
-            try:
-                while self.elapsed < self.minutes * 60 and not stop.set and (max_steps is None or self.step < max_steps):
-                    t0 = time.perf_counter()
-                    losses = self.train_step()
-                    self.step += 1
-                    took = time.perf_counter() - t0
-                    self.elapsed += took
-                    bar.update(min(round(self.elapsed), bar.total) - bar.n)
-                    bar.set_postfix(step=self.step, **{k: f"{v:.4f}" for k, v in losses.items()})
-                    if time.perf_counter() - last_ckpt >= checkpoint_minutes * 60:
-                        self.save()
-                        last_ckpt = time.perf_counter()
-            finally:
-                bar.close()
-            self.save()
-            if stop.set:
-                raise Interrupted(stop.signum)
-        log.info("upsampler: %d steps in %.1f min, l1 %.4f", self.step, self.elapsed / 60, losses.get("l1", float("nan")))
-        return {"step": self.step, "minutes": self.elapsed / 60, "losses": losses, "folder": str(self.folder)}
 
     def save(self) -> None:
         """The resumable state, then the code-free weights and their JSON."""

@@ -1,0 +1,67 @@
+"""`h2h train-facereg` and `h2h eval-facereg`: the project's own dense face regressor
+(DenseFaceReg, issue 16), distilled from MediaPipe over prepared avatars and scored against
+it on people it never saw."""
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+from ..models.facereg_data import FaceSamples
+from ..models.facereg_eval import evaluate, format_report
+from ..models.facereg_training import FACEREG_STATE, FACEREG_TRAIN_PRESETS, FaceRegTrainer
+from ..models.io_utils import atomic_write_bytes
+from ..models.library import resolve_library
+
+
+def add_train_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--avatars", nargs="+", required=True, metavar="NAME", help="prepared avatars whose frames and tracks it learns from")
+    p.add_argument("--out", required=True, metavar="DIR", help="folder for the weights, the resumable state and samples.png")
+    p.add_argument("--preset", choices=sorted(FACEREG_TRAIN_PRESETS), default="small", help="network size (tiny is for smoke tests)")
+    p.add_argument("--minutes", type=float, default=30.0, help="training time in all, over resumes (default: 30)")
+    p.add_argument("--max-steps", type=int, default=None, help="stop after this many steps in all")
+    p.add_argument("--resume", action="store_true", help="continue from the last checkpoint in --out")
+
+
+def cmd_train_facereg(args: argparse.Namespace) -> int:
+    library = resolve_library(args.library)
+    out = Path(args.out)
+    if not args.resume and (out / FACEREG_STATE).exists():
+        raise FileExistsError(f"{out} already holds a DenseFaceReg run; add --resume to continue it or pick another --out")
+    samples = FaceSamples.from_avatars(library, args.avatars)
+    trainer = FaceRegTrainer(samples, out, FACEREG_TRAIN_PRESETS[args.preset], args.minutes, args.resume, people=sorted(args.avatars))
+    result = trainer.run(max_steps=args.max_steps)
+    print(f"trained DenseFaceReg on {len(samples.images)} frames of {len(args.avatars)} people: "
+          f"{result['step']} steps in {result['minutes']:.1f} min -> {out} (samples: {out / 'samples.png'})")
+    return 0
+
+
+def add_eval_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("folder", help="a DenseFaceReg folder (from h2h train-facereg)")
+    p.add_argument("--avatars", nargs="+", required=True, metavar="NAME", help="prepared avatars to score it on (people it never saw)")
+    p.add_argument("--json", metavar="OUT", help="also write the report as JSON")
+
+
+def cmd_eval_facereg(args: argparse.Namespace) -> int:
+    report = evaluate(Path(args.folder), resolve_library(args.library), args.avatars)
+    print(format_report(report))
+    if args.json:
+        atomic_write_bytes(Path(args.json), json.dumps(report, indent=2).encode())
+    return 0
+
+
+def add_export_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("folder", help="a DenseFaceReg folder (from h2h train-facereg)")
+    p.add_argument("--avatars", nargs="+", required=True, metavar="NAME", help="prepared avatars whose crops check (and calibrate) the export")
+    p.add_argument("--int8", action="store_true", help="also write an int8 model for CPUs")
+
+
+def cmd_export_facereg(args: argparse.Namespace) -> int:
+    from ..export.facereg_export import export_facereg
+
+    samples = FaceSamples.from_avatars(resolve_library(args.library), args.avatars, progress=False)
+    report = export_facereg(Path(args.folder), samples, args.int8)
+    print(f"exported {report['onnx']} (max abs error vs PyTorch {report['max_abs_error']:.2e})")
+    if "int8" in report:
+        print(f"exported {report['int8']} (mean point error vs fp32 {report['int8_mean_error']:.4f} of half the crop)")
+    return 0

@@ -1,0 +1,169 @@
+"""Distillation data for DenseFaceReg: frames with the teacher's points (MediaPipe Face Mesh,
+as `h2h prepare` stored them in tracks.npz), the face crop both the trainer and the tracker
+take, and the augmentation (box jitter, rotation, scale, mirror with the mesh mirrored,
+colour, blur, noise, occlusion)."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import cv2
+import numpy as np
+import torch
+from scipy.optimize import linear_sum_assignment
+from tqdm import tqdm
+
+from .avatar import Avatar
+from .geometry.face_model import FaceModel
+from .geometry.tracker import NUM_LANDMARKS, NUM_MESH_VERTICES
+
+CROP_MARGIN = 1.5  # crop side over the larger side of the mesh's 2D bounding box
+PART_WEIGHT = 5.0  # eyes, irises and lips weigh this much more in the loss (blinks, lip gaps)
+IRIS = (NUM_MESH_VERTICES, NUM_MESH_VERTICES + 5)  # first index of the right and left iris (centre, 4 rim points)
+
+
+@dataclass(frozen=True)
+class Crop:
+    """The affine image -> crop of side `out` (pixels), and its scale (crop pixels per image pixel)."""
+
+    matrix: np.ndarray
+    scale: float
+    out: int
+
+    @classmethod
+    def around(cls, points: np.ndarray, out: int, angle: float = 0.0, shift: tuple[float, float] = (0.0, 0.0),
+               zoom: float = 1.0) -> "Crop":
+        """A square crop around the face of `points`, turned by `angle` degrees, its centre
+        moved by `shift` (fractions of its side) and its side divided by `zoom`."""
+        xy = points[:NUM_MESH_VERTICES, :2]
+        low, high = xy.min(0), xy.max(0)
+        side = CROP_MARGIN * float(max(high - low)) / zoom
+        centre = (low + high) / 2 + np.asarray(shift) * side
+        scale = out / max(side, 1e-3)
+        matrix = cv2.getRotationMatrix2D((float(centre[0]), float(centre[1])), angle, scale)
+        matrix[:, 2] += out / 2 - centre
+        return cls(matrix, scale, out)
+
+    def image(self, rgb: np.ndarray) -> np.ndarray:
+        return cv2.warpAffine(rgb, self.matrix, (self.out, self.out), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
+
+    def normalise(self, points: np.ndarray) -> np.ndarray:
+        """Image-space points (N, 3) -> crop coordinates in [-1, 1] (z on the same scale)."""
+        half = self.out / 2
+        xy = points[:, :2] @ self.matrix[:, :2].T + self.matrix[:, 2]
+        return np.concatenate([(xy - half) / half, points[:, 2:3] * self.scale / half], 1).astype(np.float32)
+
+    def denormalise(self, crop_points: np.ndarray) -> np.ndarray:
+        """The inverse of normalise."""
+        half = self.out / 2
+        inverse = cv2.invertAffineTransform(self.matrix)
+        xy = (crop_points[:, :2] * half + half) @ inverse[:, :2].T + inverse[:, 2]
+        return np.concatenate([xy, crop_points[:, 2:3] * half / self.scale], 1).astype(np.float32)
+
+
+def mirror_permutation(model: FaceModel, points: np.ndarray) -> np.ndarray:
+    """(478,) index of each point's mirror image: mesh vertices by the mean face mirrored
+    left-right, iris points by their offsets from the iris centre in `points` (frames, 478, 2+)."""
+    colors = model.colors[:NUM_MESH_VERTICES]
+    mirrored = colors * np.array([-1.0, 1.0, 1.0]) + np.array([1.0, 0.0, 0.0])
+    _, nearest = linear_sum_assignment(np.linalg.norm(mirrored[:, None] - colors[None], axis=-1))
+    order = np.concatenate([nearest, np.zeros(NUM_LANDMARKS - NUM_MESH_VERTICES, np.int64)])
+    offsets = [np.median(points[:, start + 1 : start + 5, :2] - points[:, start : start + 1, :2], 0) for start in IRIS]
+    for a, b in ((0, 1), (1, 0)):
+        order[IRIS[a]] = IRIS[b]
+        flipped = offsets[b] * np.array([-1.0, 1.0])
+        for k, offset in enumerate(offsets[a]):
+            order[IRIS[a] + 1 + k] = IRIS[b] + 1 + int(np.linalg.norm(flipped - offset, axis=1).argmin())
+    return order
+
+
+def point_weights(model: FaceModel) -> np.ndarray:
+    """(478,) loss weight per point: PART_WEIGHT on eyes, irises and lips, else 1."""
+    weights = np.ones(NUM_LANDMARKS, np.float32)
+    t = model.topology
+    weights[np.concatenate([t.right_eye, t.left_eye, t.mouth])] = PART_WEIGHT
+    weights[NUM_MESH_VERTICES:] = PART_WEIGHT
+    return weights
+
+
+@dataclass(frozen=True)
+class Augment:
+    """Ranges of the random changes a training crop gets."""
+
+    shift: float = 0.06
+    zoom: tuple[float, float] = (0.85, 1.15)
+    rotate: float = 25.0
+    flip: float = 0.5
+    colour: float = 0.25
+    blur: float = 0.3
+    noise: float = 0.3
+    occlude: float = 0.25
+
+
+def augment_pixels(crop: np.ndarray, rng: np.random.Generator, a: Augment) -> np.ndarray:
+    """Colour gains and offset, then maybe blur, noise and one occluding rectangle."""
+    image = crop.astype(np.float32)
+    image = image * rng.uniform(1 - a.colour, 1 + a.colour, 3) + rng.uniform(-40, 40) * a.colour
+    if rng.random() < a.blur:
+        image = cv2.GaussianBlur(image, (0, 0), rng.uniform(0.5, 2.0))
+    if rng.random() < a.noise:
+        image = image + rng.normal(0, rng.uniform(2, 12), image.shape)
+    if rng.random() < a.occlude:
+        side = crop.shape[0]
+        w, h = (rng.uniform(0.1, 0.35, 2) * side).astype(int)
+        x, y = rng.integers(0, side - w), rng.integers(0, side - h)
+        image[y : y + h, x : x + w] = rng.uniform(0, 255, 3)
+    return np.clip(image, 0, 255).astype(np.uint8)
+
+
+def to_input(crops: np.ndarray) -> torch.Tensor:
+    """(B, S, S, 3) uint8 -> (B, 3, S, S) float in [-1, 1]."""
+    return torch.from_numpy(np.ascontiguousarray(crops)).permute(0, 3, 1, 2).float() / 127.5 - 1.0
+
+
+@dataclass
+class FaceSamples:
+    """Frames (RGB uint8, any size) with the teacher's image-space points (N, 478, 3), and
+    which person each came from."""
+
+    images: list[np.ndarray]
+    points: np.ndarray
+    people: list[str]
+
+    def __post_init__(self) -> None:
+        if len(self.images) != len(self.points) or len(self.people) != len(self.points) or not len(self.images):
+            raise ValueError("face samples: images, points and people must match and not be empty")
+
+    @classmethod
+    def from_avatars(cls, library: Path, names: list[str], progress: bool = True) -> "FaceSamples":
+        """Every frame with a face of these prepared avatars (both splits)."""
+        images, points, people = [], [], []
+        for name in names:
+            avatar = Avatar.open(library, name)
+            avatar.require_frames("DenseFaceReg training")
+            indices = np.flatnonzero(avatar.tracks["valid"])
+            for i in tqdm(indices, desc=f"loading {name}", unit="f", disable=not progress, leave=False):
+                images.append(avatar.read_image("frame", int(i)))
+                points.append(avatar.tracks["landmarks"][i])
+                people.append(name)
+        return cls(images, np.asarray(points, np.float32), people)
+
+    def example(self, i: int, rng: np.random.Generator, size: int, a: Augment | None,
+                mirror: np.ndarray | None) -> tuple[np.ndarray, np.ndarray]:
+        """One crop (S, S, 3) uint8 and its normalised target (478, 3)."""
+        points = self.points[i]
+        if a is None:
+            crop = Crop.around(points, size)
+            return crop.image(self.images[i]), crop.normalise(points)
+        crop = Crop.around(points, size, angle=rng.uniform(-a.rotate, a.rotate), shift=tuple(rng.uniform(-a.shift, a.shift, 2)),
+                           zoom=rng.uniform(*a.zoom))
+        image, target = crop.image(self.images[i]), crop.normalise(points)
+        if mirror is not None and rng.random() < a.flip:
+            image = image[:, ::-1]
+            target = target[mirror] * np.array([-1.0, 1.0, 1.0], np.float32)
+        return augment_pixels(image, rng, a), target
+
+    def batch(self, rng: np.random.Generator, count: int, size: int, a: Augment | None,
+              mirror: np.ndarray | None) -> tuple[torch.Tensor, torch.Tensor]:
+        pairs = [self.example(int(rng.integers(len(self.images))), rng, size, a, mirror) for _ in range(count)]
+        return to_input(np.stack([p[0] for p in pairs])), torch.from_numpy(np.stack([p[1] for p in pairs]))

@@ -1,0 +1,132 @@
+"""DenseFaceReg against its teacher on people it never saw (`h2h eval-facereg`): each clip
+tracked the way the live app tracks, every crop taken around the network's own previous
+answer (the teacher's points only start a clip and restart it after a lost face); then the
+vertex error over the inter-ocular distance, eye and mouth correlation with the teacher, and
+frame-to-frame jitter of both."""
+from __future__ import annotations
+
+from dataclasses import fields
+from pathlib import Path
+
+import numpy as np
+import torch
+from tqdm import tqdm
+
+from .avatar import Avatar
+from .avatar_files import AvatarFiles
+from .checkpoint import CheckpointError, read_model_meta, read_weights
+from .expression_features import IRIS_CENTRES, LEFT_EYE, RIGHT_EYE, correlation, face_features
+from .facereg_data import Crop, to_input
+from .facereg_training import FACEREG_FILE, FACEREG_META
+from .networks.facereg import DenseFaceReg, FaceRegConfig
+
+CONFIG_BOUNDS = {"size": (32, 512), "width": (1, 128), "max_channels": (1, 512), "squeeze": (1, 256)}
+TRACKED = ("eye_right", "eye_left", "mouth_open")
+
+
+def facereg_config_from_dict(data: object) -> FaceRegConfig:
+    """A FaceRegConfig from JSON, refused when out of bounds (a shared file must not build a huge net)."""
+    if not isinstance(data, dict) or set(data) != {f.name for f in fields(FaceRegConfig)}:
+        raise CheckpointError("facereg.json: not a DenseFaceReg config")
+    for name, (low, high) in CONFIG_BOUNDS.items():
+        if not isinstance(data[name], int) or not low <= data[name] <= high:
+            raise CheckpointError(f"facereg.json: {name} {data[name]!r} is outside {low}-{high}")
+    blocks = data["blocks"]
+    if not isinstance(blocks, list) or not 1 <= len(blocks) <= 6 or any(not isinstance(b, int) or not 1 <= b <= 8 for b in blocks):
+        raise CheckpointError("facereg.json: blocks must be 1-6 whole numbers of 1-8")
+    if data["size"] % 2 ** (1 + len(blocks)):
+        raise CheckpointError("facereg.json: size does not divide into its stages")
+    return FaceRegConfig(**{**data, "blocks": tuple(blocks)})
+
+
+def load_facereg(folder: Path) -> tuple[DenseFaceReg, dict]:
+    """The network (eval mode) and its metadata, through the checked accessor (no code runs)."""
+    files = AvatarFiles(folder)
+    meta = read_model_meta(files, FACEREG_META, FACEREG_FILE, f"no DenseFaceReg in {folder}; run h2h train-facereg first")
+    net = DenseFaceReg(facereg_config_from_dict(meta.get("config")))
+    try:
+        net.load_state_dict(read_weights(files, FACEREG_FILE))
+    except RuntimeError as exc:
+        raise CheckpointError(f"{folder}: DenseFaceReg weights do not fit its config; train again") from exc
+    return net.eval(), meta
+
+
+@torch.no_grad()
+def predict(net: DenseFaceReg, rgb: np.ndarray, previous: np.ndarray) -> np.ndarray:
+    """Image-space points (478, 3) of the face near `previous` (its last points)."""
+    crop = Crop.around(previous, net.config.size)
+    out = net(to_input(crop.image(rgb)[None]))[0].numpy()
+    return crop.denormalise(out)
+
+
+def interocular(points: np.ndarray) -> float:
+    return float(np.linalg.norm(points[RIGHT_EYE["outer"], :2] - points[LEFT_EYE["outer"], :2]))
+
+
+def features(points: np.ndarray) -> dict[str, float]:
+    """Eye openness (each eye) and mouth opening of one face."""
+    found = face_features(points, points[list(IRIS_CENTRES), :2], np.eye(3))
+    return {k: found[k] for k in TRACKED}
+
+
+def jitter(series: np.ndarray, scale: np.ndarray) -> float:
+    """Median over frames of the mean second difference of the points (2D), over the IOD."""
+    if len(series) < 3:
+        return float("nan")
+    second = np.linalg.norm(series[2:, :, :2] - 2 * series[1:-1, :, :2] + series[:-2, :, :2], axis=-1).mean(-1)
+    return float(np.median(second / scale[1:-1]))
+
+
+def track_clip(net: DenseFaceReg, avatar: Avatar, progress: bool = True) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(teacher, student) points over the avatar's frames with a face, and those frame indices."""
+    valid = avatar.tracks["valid"]
+    teacher = avatar.tracks["landmarks"]
+    indices, student, previous = [], [], None
+    for i in tqdm(range(len(valid)), desc=f"tracking {avatar.name}", unit="f", disable=not progress, leave=False):
+        if not valid[i]:
+            previous = None
+            continue
+        points = predict(net, avatar.read_image("frame", i), teacher[i] if previous is None else previous)
+        student.append(points)
+        indices.append(i)
+        previous = points
+    return teacher[indices], np.asarray(student), np.asarray(indices)
+
+
+def evaluate_person(net: DenseFaceReg, avatar: Avatar, progress: bool = True) -> dict:
+    teacher, student, _ = track_clip(net, avatar, progress)
+    scale = np.array([interocular(p) for p in teacher])
+    error = np.linalg.norm(student[:, :, :2] - teacher[:, :, :2], axis=-1).mean(-1) / scale
+    error_3d = np.linalg.norm(student - teacher, axis=-1).mean(-1) / scale
+    ours = [features(p) for p in student]
+    theirs = [features(p) for p in teacher]
+    report = {
+        "frames": len(teacher),
+        "median_error_iod": float(np.median(error)),
+        "p90_error_iod": float(np.percentile(error, 90)),
+        "median_error_3d_iod": float(np.median(error_3d)),
+        "jitter_teacher_iod": jitter(teacher, scale),
+        "jitter_student_iod": jitter(student, scale),
+    }
+    for name in TRACKED:
+        report[f"r_{name}"] = correlation(np.array([f[name] for f in ours]), np.array([f[name] for f in theirs]))
+    return report
+
+
+def evaluate(folder: Path, library: Path, names: list[str], progress: bool = True) -> dict:
+    net, meta = load_facereg(folder)
+    people = {name: evaluate_person(net, Avatar.open(library, name), progress) for name in names}
+    seen = sorted(set(names) & set(meta.get("people", [])))
+    return {"facereg": str(folder), "step": meta.get("step"), "trained_on": meta.get("people"), "also_trained_on": seen, "people": people}
+
+
+def format_report(report: dict) -> str:
+    lines = [f"DenseFaceReg {report['facereg']} (step {report['step']}) against MediaPipe (the teacher)",
+             f"{'person':10s}{'frames':>8s}{'median err':>12s}{'p90 err':>10s}{'eye R r':>9s}{'eye L r':>9s}{'mouth r':>9s}{'jitter':>9s}{'teacher':>9s}"]
+    for name, r in report["people"].items():
+        lines.append(f"{name:10s}{r['frames']:8d}{r['median_error_iod']:11.1%} {r['p90_error_iod']:9.1%} {r['r_eye_right']:8.2f} "
+                     f"{r['r_eye_left']:8.2f} {r['r_mouth_open']:8.2f} {r['jitter_student_iod']:8.2%} {r['jitter_teacher_iod']:8.2%}")
+    if report["also_trained_on"]:
+        lines.append(f"note: {', '.join(report['also_trained_on'])} were in its training data")
+    lines.append("errors and jitter in inter-ocular distances (outer eye corners)")
+    return "\n".join(lines)

@@ -1,0 +1,132 @@
+"""Training DenseFaceReg by distillation (`h2h train-facereg`): augmented face crops of the
+prepared avatars' frames, the teacher's points as targets, an L1 on the points with eyes,
+irises and lips weighted up, Adam with a cosine decay over the time budget. Resumable; it
+saves the code-free weights (facereg.safetensors + facereg.json) and a sample sheet."""
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import cv2
+import numpy as np
+import torch
+
+from .checkpoint import CheckpointError, load_state, save_network, save_state
+from .facereg_data import Augment, FaceSamples, mirror_permutation, point_weights
+from .geometry.face_model import load_face_model
+from .io_utils import atomic_write_bytes
+from .networks.facereg import DenseFaceReg, facereg_config
+from .timed_training import TimedTrainer
+
+FACEREG_STATE = "facereg_state.pt"
+FACEREG_FILE = "facereg.safetensors"
+FACEREG_META = "facereg.json"
+SAMPLE_FILE = "samples.png"
+
+
+@dataclass(frozen=True)
+class FaceRegTrainConfig:
+    preset: str = "small"
+    batch: int = 32
+    lr: float = 2e-3
+    weight_decay: float = 1e-4
+    seed: int = 0
+
+
+FACEREG_TRAIN_PRESETS = {
+    "small": FaceRegTrainConfig(),
+    "tiny": FaceRegTrainConfig(preset="tiny", batch=4),
+}
+
+
+def weighted_point_l1(pred: torch.Tensor, target: torch.Tensor, weights: torch.Tensor) -> torch.Tensor:
+    """Mean over points of |pred - target| summed over x, y, z, each point weighted."""
+    return ((pred - target).abs().sum(-1) * weights).sum(-1).mean() / weights.sum()
+
+
+class FaceRegTrainer(TimedTrainer):
+    """Trains FOLDER/facereg.safetensors for `minutes` (total over resumes)."""
+
+    desc = "DenseFaceReg"
+
+    def __init__(self, samples: FaceSamples, folder: Path, config: FaceRegTrainConfig, minutes: float,
+                 resume: bool = False, progress: bool = True, people: list[str] | None = None) -> None:
+        self.samples, self.folder, self.minutes, self.progress = samples, folder, minutes, progress
+        self.people = people or sorted(set(samples.people))
+        self.step, self.elapsed = 0, 0.0
+        state = load_state(folder / FACEREG_STATE, keys=("facereg", "optimizer", "config")) if resume else None
+        self.config = self._saved_config(state) if state else config
+        self.net = DenseFaceReg(facereg_config(self.config.preset))
+        model = load_face_model()
+        self.mirror = mirror_permutation(model, samples.points)
+        self.weights = torch.from_numpy(point_weights(model))
+        self.optimizer = torch.optim.AdamW(self.net.parameters(), lr=self.config.lr, weight_decay=self.config.weight_decay)
+        self.augment = Augment()
+        self.rng = np.random.default_rng(self.config.seed + self.step)
+        if state:
+            try:
+                self.net.load_state_dict(state["facereg"])
+                self.optimizer.load_state_dict(state["optimizer"])
+                self.step, self.elapsed = int(state["step"]), float(state["elapsed"])
+            except (KeyError, RuntimeError, TypeError, ValueError) as exc:
+                raise CheckpointError(f"{folder / FACEREG_STATE}: does not fit this network ({type(exc).__name__}); train without --resume") from exc
+            self.rng = np.random.default_rng(self.config.seed + self.step)
+        else:
+            self.net.mean_shape.copy_(self._mean_target())
+
+    def _saved_config(self, state: dict) -> FaceRegTrainConfig:
+        try:
+            config = FaceRegTrainConfig(**state["config"])
+            facereg_config(config.preset)
+        except (TypeError, ValueError) as exc:
+            raise CheckpointError(f"{self.folder / FACEREG_STATE}: its settings do not fit this version ({exc}); train without --resume") from exc
+        return config
+
+    def _mean_target(self) -> torch.Tensor:
+        """The mean crop-normalised shape of (up to 256) unaugmented samples: the network's start."""
+        size = self.net.config.size
+        picks = np.linspace(0, len(self.samples.images) - 1, min(256, len(self.samples.images))).astype(int)
+        return torch.from_numpy(np.mean([self.samples.example(int(i), self.rng, size, None, None)[1] for i in picks], 0).astype(np.float32))
+
+    def train_step(self) -> dict[str, float]:
+        fraction = min(self.elapsed / max(self.minutes * 60, 1e-6), 1.0)
+        for group in self.optimizer.param_groups:
+            group["lr"] = self.config.lr * 0.5 * (1 + math.cos(math.pi * fraction))
+        inputs, targets = self.samples.batch(self.rng, self.config.batch, self.net.config.size, self.augment, self.mirror)
+        loss = weighted_point_l1(self.net(inputs), targets, self.weights)
+        self.optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        self.optimizer.step()
+        return {"l1": float(loss.detach())}
+
+    def save(self) -> None:
+        """The resumable state, the code-free weights with their JSON, and a sample sheet."""
+        save_state(self.folder / FACEREG_STATE, {
+            "facereg": self.net.state_dict(), "optimizer": self.optimizer.state_dict(),
+            "step": self.step, "elapsed": self.elapsed, "config": asdict(self.config),
+        })
+        save_network(self.folder, self.net, FACEREG_FILE, FACEREG_META, {
+            "preset": self.config.preset, "step": self.step, "train_minutes": round(self.elapsed / 60, 2),
+            "people": self.people, "frames": len(self.samples.images),
+        })
+        atomic_write_bytes(self.folder / SAMPLE_FILE, cv2.imencode(".png", self._sample_sheet())[1].tobytes())
+
+    @torch.no_grad()
+    def _sample_sheet(self, count: int = 6) -> np.ndarray:
+        """Augmented training crops with the teacher's points (green) and the network's (red), BGR."""
+        rng = np.random.default_rng(1)
+        inputs, targets = self.samples.batch(rng, count, self.net.config.size, self.augment, self.mirror)
+        was_training = self.net.training
+        self.net.eval()
+        preds = self.net(inputs)
+        self.net.train(was_training)
+        tiles = []
+        for image, target, pred in zip(inputs, targets, preds):
+            tile = cv2.cvtColor(((image.permute(1, 2, 0).numpy() + 1) * 127.5).astype(np.uint8), cv2.COLOR_RGB2BGR)
+            tile = cv2.resize(tile, (256, 256))
+            for points, colour in ((target, (0, 200, 0)), (pred, (0, 0, 255))):
+                for x, y in ((points[:, :2].numpy() + 1) * 128).astype(int):
+                    cv2.circle(tile, (int(x), int(y)), 1, colour, -1)
+            tiles.append(tile)
+        return cv2.hconcat(tiles)

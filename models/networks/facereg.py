@@ -1,0 +1,80 @@
+"""DenseFaceReg (Head2Head++ 3.1): one small CNN from a face crop to the dense face, the 478
+MediaPipe-topology points (468 mesh vertices and 10 iris points) in crop coordinates, x and y
+in [-1, 1] across the crop and z on the same scale. Depthwise-separable stages down to 4x4,
+then one linear layer that predicts the offsets from a mean shape kept with the weights."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+from torch import nn
+
+NUM_POINTS = 478
+
+
+@dataclass(frozen=True)
+class FaceRegConfig:
+    """size: input crop side (a multiple of 32); width: stem channels; blocks: blocks per
+    stage (each stage halves the resolution and doubles the channels, up to max_channels)."""
+
+    size: int = 128
+    width: int = 24
+    blocks: tuple[int, ...] = (1, 2, 3, 2)
+    max_channels: int = 192
+    squeeze: int = 32
+
+
+FACEREG_PRESETS = {
+    "small": FaceRegConfig(),
+    "tiny": FaceRegConfig(size=64, width=8, blocks=(1, 1), max_channels=16, squeeze=8),
+}
+
+
+def facereg_config(preset: str) -> FaceRegConfig:
+    if preset not in FACEREG_PRESETS:
+        raise ValueError(f"unknown DenseFaceReg preset {preset!r}; choose one of {sorted(FACEREG_PRESETS)}")
+    return FACEREG_PRESETS[preset]
+
+
+class SeparableBlock(nn.Module):
+    """Depthwise 3x3 then pointwise 1x1, each with batch norm and ReLU; residual at stride 1."""
+
+    def __init__(self, cin: int, cout: int, stride: int) -> None:
+        super().__init__()
+        self.body = nn.Sequential(
+            nn.Conv2d(cin, cin, 3, stride, 1, groups=cin, bias=False), nn.BatchNorm2d(cin), nn.ReLU(inplace=True),
+            nn.Conv2d(cin, cout, 1, bias=False), nn.BatchNorm2d(cout),
+        )
+        self.residual = stride == 1 and cin == cout
+        self.act = nn.ReLU(inplace=True)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        y = self.body(x)
+        return self.act(x + y if self.residual else y)
+
+
+class DenseFaceReg(nn.Module):
+    """(B, 3, S, S) in [-1, 1] -> (B, 478, 3) crop-normalised points."""
+
+    def __init__(self, config: FaceRegConfig = FaceRegConfig()) -> None:
+        super().__init__()
+        self.config = config
+        c = config.width
+        layers: list[nn.Module] = [nn.Conv2d(3, c, 3, 2, 1, bias=False), nn.BatchNorm2d(c), nn.ReLU(inplace=True)]
+        for count in config.blocks:
+            out = min(2 * c, config.max_channels)
+            layers.append(SeparableBlock(c, out, 2))
+            layers += [SeparableBlock(out, out, 1) for _ in range(count - 1)]
+            c = out
+        layers += [nn.Conv2d(c, config.squeeze, 1), nn.ReLU(inplace=True)]
+        self.features = nn.Sequential(*layers)
+        side = config.size // 2 ** (1 + len(config.blocks))
+        self.head = nn.Linear(config.squeeze * side * side, NUM_POINTS * 3)
+        with torch.no_grad():
+            self.head.weight.mul_(0.01)  # start at the mean shape
+            self.head.bias.zero_()
+        self.register_buffer("mean_shape", torch.zeros(NUM_POINTS, 3))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        offsets = self.head(self.features(x).flatten(1)).view(-1, NUM_POINTS, 3)
+        return self.mean_shape + offsets

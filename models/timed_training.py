@@ -1,0 +1,68 @@
+"""The loop shared by the small time-bounded trainers (the upsampler, DenseFaceReg): steps
+until a budget of minutes (total over resumes) or steps, a progress bar over seconds,
+checkpoints on the way, and a clean stop on Ctrl-C or SIGTERM after saving."""
+from __future__ import annotations
+
+import logging
+import time
+from pathlib import Path
+
+import torch
+from tqdm import tqdm
+
+from .interrupts import Interrupted, deferred_signals
+
+log = logging.getLogger(__name__)
+
+
+class TimedTrainer:
+    """Subclasses set net, folder, minutes, progress, step, elapsed and implement train_step and save."""
+
+    desc = "training"
+    net: torch.nn.Module
+    folder: Path
+    minutes: float
+    progress: bool
+    step: int
+    elapsed: float
+
+    def train_step(self) -> dict[str, float]:
+        raise NotImplementedError
+
+    def save(self) -> None:
+        raise NotImplementedError
+
+    def run(self, checkpoint_minutes: float = 2.0, max_steps: int | None = None) -> dict:
+        """Train until `minutes` in total (or `max_steps` in total), checkpointing on the way."""
+        self.net.train()
+        losses = self.run_loop(checkpoint_minutes, max_steps)
+        log.info("%s: %d steps in %.1f min, %s", self.desc, self.step, self.elapsed / 60,
+                 ", ".join(f"{k} {v:.4f}" for k, v in losses.items()))
+        return {"step": self.step, "minutes": self.elapsed / 60, "losses": losses, "folder": str(self.folder)}
+
+    def run_loop(self, checkpoint_minutes: float, max_steps: int | None) -> dict[str, float]:
+        """Train until the budget is spent; the last step's losses."""
+        self.folder.mkdir(parents=True, exist_ok=True)
+        budget = self.minutes * 60
+        bar = tqdm(total=round(budget), initial=min(round(self.elapsed), round(budget)), unit="s", desc=self.desc,
+                   disable=not self.progress)
+        losses: dict[str, float] = {}
+        last_ckpt = time.perf_counter()
+        with deferred_signals() as stop:
+            try:
+                while self.elapsed < budget and not stop.set and (max_steps is None or self.step < max_steps):
+                    t0 = time.perf_counter()
+                    losses = self.train_step()
+                    self.step += 1
+                    self.elapsed += time.perf_counter() - t0
+                    bar.update(min(round(self.elapsed), bar.total) - bar.n)
+                    bar.set_postfix(step=self.step, **{k: f"{v:.4f}" for k, v in losses.items()})
+                    if time.perf_counter() - last_ckpt >= checkpoint_minutes * 60:
+                        self.save()
+                        last_ckpt = time.perf_counter()
+            finally:
+                bar.close()
+            self.save()
+            if stop.set:
+                raise Interrupted(stop.signum)
+        return losses

@@ -1,0 +1,72 @@
+"""DenseFaceReg: the crop and mirror geometry its training rests on, distillation from the
+prepared avatars' tracks (resumable), its evaluation against the teacher, its ONNX export, and a shared
+config that is refused when it would build an unreasonable network."""
+import json
+
+import numpy as np
+import pytest
+
+from h2h.app.cli import main
+from h2h.models.avatar import Avatar
+from h2h.models.checkpoint import CheckpointError
+from h2h.models.expression_features import LEFT_EYE, RIGHT_EYE
+from h2h.models.facereg_data import Augment, Crop, FaceSamples, mirror_permutation
+from h2h.models.facereg_eval import load_facereg
+
+
+def test_crops_map_points_both_ways_and_the_mirror_swaps_sides(prepared, model):
+    library, _ = prepared
+    samples = FaceSamples.from_avatars(library, ["sample"], progress=False)
+    points = samples.points[0]
+    crop = Crop.around(points, 128, angle=20.0, shift=(0.05, -0.03), zoom=1.1)
+    assert np.abs(crop.denormalise(crop.normalise(points)) - points).max() < 1e-3
+    inside = crop.normalise(points)[:, :2]
+    assert np.abs(inside).max() < 1.0  # the whole face is in the crop
+    mirror = mirror_permutation(model, samples.points)
+    assert (mirror[mirror] == np.arange(len(mirror))).all()
+    assert mirror[RIGHT_EYE["outer"]] == LEFT_EYE["outer"] and mirror[468] == 473
+    rng = np.random.default_rng(0)
+    flips = [samples.example(0, rng, 64, Augment(flip=1.0, rotate=0.0, shift=0.0, zoom=(1, 1)), mirror) for _ in range(2)]
+    plain = samples.example(0, rng, 64, None, None)[1]
+    right_eye_x = plain[RIGHT_EYE["outer"], 0]
+    assert np.allclose(flips[0][1][LEFT_EYE["outer"], 0], -right_eye_x, atol=1e-5)  # mirrored: sides swap
+
+
+def test_train_facereg_resumes_and_is_scored_against_the_teacher(prepared, tmp_path, capsys):
+    library, _ = prepared
+    out = tmp_path / "facereg"
+    args = ["train-facereg", "--avatars", "sample", "--out", str(out), "--preset", "tiny", "--library", str(library)]
+    assert main([*args, "--max-steps", "4"]) == 0
+    assert {"facereg.safetensors", "facereg.json", "facereg_state.pt", "samples.png"} <= {p.name for p in out.iterdir()}
+    assert main([*args, "--max-steps", "4"]) == 1  # an existing run is not overwritten by accident
+    assert "--resume" in capsys.readouterr().err
+    assert main([*args, "--max-steps", "7", "--resume"]) == 0
+    meta = json.loads((out / "facereg.json").read_text())
+    assert meta["step"] == 7 and meta["people"] == ["sample"]
+    report_file = tmp_path / "report.json"
+    assert main(["eval-facereg", str(out), "--avatars", "sample", "--json", str(report_file), "--library", str(library)]) == 0
+    printed = capsys.readouterr().out
+    assert "sample were in its training data" in printed
+    person = json.loads(report_file.read_text())["people"]["sample"]
+    assert person["frames"] == len(np.flatnonzero(Avatar.open(library, "sample").tracks["valid"]))
+    for key in ("median_error_iod", "r_eye_right", "r_eye_left", "r_mouth_open", "jitter_student_iod", "jitter_teacher_iod"):
+        assert key in person
+    assert main(["export-facereg", str(out), "--avatars", "sample", "--int8", "--library", str(library)]) == 0
+    import onnxruntime as ort
+
+    crop = np.zeros((1, 3, 64, 64), np.float32)
+    for name in ("facereg.onnx", "facereg.int8.onnx"):
+        points = ort.InferenceSession(str(out / name), providers=["CPUExecutionProvider"]).run(None, {"crop": crop})[0]
+        assert points.shape == (1, 478, 3) and np.isfinite(points).all()
+
+
+def test_a_shared_facereg_with_an_unreasonable_config_is_refused(prepared, tmp_path):
+    library, _ = prepared
+    out = tmp_path / "facereg"
+    assert main(["train-facereg", "--avatars", "sample", "--out", str(out), "--preset", "tiny", "--max-steps", "1",
+                 "--library", str(library)]) == 0
+    meta = json.loads((out / "facereg.json").read_text())
+    meta["config"]["width"] = 100000
+    (out / "facereg.json").write_text(json.dumps(meta))
+    with pytest.raises(CheckpointError, match="width"):
+        load_facereg(out)
