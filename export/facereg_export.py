@@ -11,7 +11,7 @@ from ..engines.base import EngineError
 from ..models.facereg_data import FaceSamples, to_input
 from ..models.facereg_eval import load_facereg
 from ..models.io_utils import atomic_write_bytes
-from .onnx_export import CALIBRATION_FRAMES, onnx_bytes
+from .onnx_export import CALIBRATION_FRAMES, onnx_bytes, spread_over
 
 FACEREG_ONNX = "facereg.onnx"
 FACEREG_INT8 = "facereg.int8.onnx"
@@ -21,8 +21,8 @@ INT8_TOLERANCE = 0.01  # mean point error of the int8 model against fp32, same u
 
 def check_crops(samples: FaceSamples, size: int, count: int) -> list[np.ndarray]:
     """(1, 3, S, S) inputs of `count` unaugmented crops spread over the samples."""
-    picks = np.linspace(0, len(samples.images) - 1, min(count, len(samples.images))).astype(int)
-    rng = np.random.default_rng(0)
+    picks = spread_over(np.arange(len(samples.images)), count)
+    rng = np.random.default_rng(0)  # unaugmented crops draw nothing
     return [to_input(samples.example(int(i), rng, size, None, None)[0][None]).numpy() for i in picks]
 
 
@@ -52,7 +52,8 @@ def export_facereg(folder: Path, samples: FaceSamples, int8: bool = False) -> di
         from .quantize import quantize_int8
 
         quantized = quantize_int8(onnx, [{"crop": c} for c in crops])
-        gap = float(np.mean([np.abs(session(quantized).run(None, {"crop": c})[0] - e).mean() for c, e in zip(crops, expected)]))
+        int8_session = session(quantized)
+        gap = float(np.mean([np.abs(int8_session.run(None, {"crop": c})[0] - e).mean() for c, e in zip(crops, expected)]))
         if gap > INT8_TOLERANCE:
             raise EngineError(f"DenseFaceReg int8 model is {gap:.4f} from fp32 (> {INT8_TOLERANCE:g}); not saved")
         atomic_write_bytes(folder / FACEREG_INT8, quantized)

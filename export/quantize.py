@@ -33,10 +33,10 @@ def quantize_int8(onnx: bytes, calibration: Inputs, float_output: bool = False) 
         source, pre, out = Path(tmp) / "fp32.onnx", Path(tmp) / "pre.onnx", Path(tmp) / "int8.onnx"
         source.write_bytes(onnx)
         quant_pre_process(str(source), str(pre))
-        keep = [last_convolution(pre.read_bytes())] if float_output else []
+        last = last_convolution(pre.read_bytes()) if float_output else None
         quantize_static(
             str(pre), str(out), Reader(), quant_format=QuantFormat.QDQ, per_channel=True,
-            activation_type=QuantType.QUInt8, weight_type=QuantType.QInt8, nodes_to_exclude=[k for k in keep if k],
+            activation_type=QuantType.QUInt8, weight_type=QuantType.QInt8, nodes_to_exclude=[last] if last else [],
         )
         return out.read_bytes()
 

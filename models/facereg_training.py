@@ -4,7 +4,6 @@ irises and lips weighted up, Adam with a cosine decay over the time budget. Resu
 saves the code-free weights (facereg.safetensors + facereg.json) and a sample sheet."""
 from __future__ import annotations
 
-import math
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -12,7 +11,7 @@ import cv2
 import numpy as np
 import torch
 
-from .checkpoint import CheckpointError, load_state, save_network, save_state
+from .checkpoint import load_state, save_network, save_state
 from .facereg_data import Augment, FaceSamples, mirror_permutation, point_weights
 from .geometry.face_model import load_face_model
 from .io_utils import atomic_write_bytes
@@ -49,6 +48,7 @@ class FaceRegTrainer(TimedTrainer):
     """Trains FOLDER/facereg.safetensors for `minutes` (total over resumes)."""
 
     desc = "DenseFaceReg"
+    state_file = FACEREG_STATE
 
     def __init__(self, samples: FaceSamples, folder: Path, config: FaceRegTrainConfig, minutes: float,
                  resume: bool = False, progress: bool = True, people: list[str] | None = None) -> None:
@@ -56,43 +56,27 @@ class FaceRegTrainer(TimedTrainer):
         self.people = people or sorted(set(samples.people))
         self.step, self.elapsed = 0, 0.0
         state = load_state(folder / FACEREG_STATE, keys=("facereg", "optimizer", "config")) if resume else None
-        self.config = self._saved_config(state) if state else config
+        self.config = self.saved_config(state, FaceRegTrainConfig, facereg_config) if state else config
         self.net = DenseFaceReg(facereg_config(self.config.preset))
         model = load_face_model()
         self.mirror = mirror_permutation(model, samples.points)
         self.weights = torch.from_numpy(point_weights(model))
         self.optimizer = torch.optim.AdamW(self.net.parameters(), lr=self.config.lr, weight_decay=self.config.weight_decay)
         self.augment = Augment()
-        self.rng = np.random.default_rng(self.config.seed + self.step)
         if state:
-            try:
-                self.net.load_state_dict(state["facereg"])
-                self.optimizer.load_state_dict(state["optimizer"])
-                self.step, self.elapsed = int(state["step"]), float(state["elapsed"])
-            except (KeyError, RuntimeError, TypeError, ValueError) as exc:
-                raise CheckpointError(f"{folder / FACEREG_STATE}: does not fit this network ({type(exc).__name__}); train without --resume") from exc
-            self.rng = np.random.default_rng(self.config.seed + self.step)
+            self.restore(state, "facereg")
         else:
             self.net.mean_shape.copy_(self._mean_target())
-
-    def _saved_config(self, state: dict) -> FaceRegTrainConfig:
-        try:
-            config = FaceRegTrainConfig(**state["config"])
-            facereg_config(config.preset)
-        except (TypeError, ValueError) as exc:
-            raise CheckpointError(f"{self.folder / FACEREG_STATE}: its settings do not fit this version ({exc}); train without --resume") from exc
-        return config
+        self.rng = np.random.default_rng(self.config.seed + self.step)
 
     def _mean_target(self) -> torch.Tensor:
         """The mean crop-normalised shape of (up to 256) unaugmented samples: the network's start."""
-        size = self.net.config.size
+        size, unused = self.net.config.size, np.random.default_rng(0)  # unaugmented crops draw nothing
         picks = np.linspace(0, len(self.samples.images) - 1, min(256, len(self.samples.images))).astype(int)
-        return torch.from_numpy(np.mean([self.samples.example(int(i), self.rng, size, None, None)[1] for i in picks], 0).astype(np.float32))
+        return torch.from_numpy(np.mean([self.samples.example(int(i), unused, size, None, None)[1] for i in picks], 0).astype(np.float32))
 
     def train_step(self) -> dict[str, float]:
-        fraction = min(self.elapsed / max(self.minutes * 60, 1e-6), 1.0)
-        for group in self.optimizer.param_groups:
-            group["lr"] = self.config.lr * 0.5 * (1 + math.cos(math.pi * fraction))
+        self.cosine_lr(self.config.lr)
         inputs, targets = self.samples.batch(self.rng, self.config.batch, self.net.config.size, self.augment, self.mirror)
         loss = weighted_point_l1(self.net(inputs), targets, self.weights)
         self.optimizer.zero_grad(set_to_none=True)

@@ -4,22 +4,28 @@ checkpoints on the way, and a clean stop on Ctrl-C or SIGTERM after saving."""
 from __future__ import annotations
 
 import logging
+import math
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import torch
 from tqdm import tqdm
 
+from .checkpoint import CheckpointError
 from .interrupts import Interrupted, deferred_signals
 
 log = logging.getLogger(__name__)
 
 
 class TimedTrainer:
-    """Subclasses set net, folder, minutes, progress, step, elapsed and implement train_step and save."""
+    """Subclasses set net, optimizer, folder, minutes, progress, step, elapsed and implement
+    train_step and save; their resumable state is folder/state_file."""
 
     desc = "training"
+    state_file = "state.pt"
     net: torch.nn.Module
+    optimizer: torch.optim.Optimizer
     folder: Path
     minutes: float
     progress: bool
@@ -28,6 +34,30 @@ class TimedTrainer:
 
     def train_step(self) -> dict[str, float]:
         raise NotImplementedError
+
+    def saved_config(self, state: dict, build: Callable[..., object], check: Callable[[str], object]):
+        """The training config stored in `state`, built by `build` and its preset checked by `check`."""
+        try:
+            config = build(**state["config"])
+            check(config.preset)
+        except (TypeError, ValueError) as exc:
+            raise CheckpointError(f"{self.folder / self.state_file}: its settings do not fit this version ({exc}); train without --resume") from exc
+        return config
+
+    def restore(self, state: dict, key: str) -> None:
+        """The network (state[key]), optimiser, step and elapsed time of a checkpoint."""
+        try:
+            self.net.load_state_dict(state[key])
+            self.optimizer.load_state_dict(state["optimizer"])
+            self.step, self.elapsed = int(state["step"]), float(state["elapsed"])
+        except (KeyError, RuntimeError, TypeError, ValueError) as exc:
+            raise CheckpointError(f"{self.folder / self.state_file}: does not fit this {self.desc} ({type(exc).__name__}); train without --resume") from exc
+
+    def cosine_lr(self, base: float) -> None:
+        """The learning rate decays from `base` to 0 along a half cosine over the time budget."""
+        fraction = min(self.elapsed / max(self.minutes * 60, 1e-6), 1.0)
+        for group in self.optimizer.param_groups:
+            group["lr"] = base * 0.5 * (1 + math.cos(math.pi * fraction))
 
     def save(self) -> None:
         raise NotImplementedError

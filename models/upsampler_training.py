@@ -9,7 +9,6 @@ time budget; resumable, with a progress bar, and it stops cleanly on Ctrl-C or S
 """
 from __future__ import annotations
 
-import math
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -19,7 +18,7 @@ import torch
 from torch.nn import functional as F
 
 from .avatar_files import AvatarFiles
-from .checkpoint import UPSAMPLER_FILE, UPSAMPLER_META, CheckpointError, load_state, save_network, save_state
+from .checkpoint import UPSAMPLER_FILE, UPSAMPLER_META, load_state, save_network, save_state
 from .losses import laplacian_pyramid_l1
 from .networks.upsampler import SCALE, Upsampler, upsampler_config
 from .timed_training import TimedTrainer
@@ -87,6 +86,7 @@ class UpsamplerTrainer(TimedTrainer):
     """Trains checkpoints/<run>/upsampler.safetensors for `minutes` (total over resumes)."""
 
     desc = "upsampler"
+    state_file = UPSAMPLER_STATE
 
     def __init__(self, pairs: UpsamplerPairs, folder: Path, config: UpsamplerTrainConfig, minutes: float,
                  resume: bool = False, files: AvatarFiles | None = None, progress: bool = True, seed: int = 0) -> None:
@@ -94,34 +94,18 @@ class UpsamplerTrainer(TimedTrainer):
         self.pairs, self.folder, self.minutes, self.progress = pairs, folder, minutes, progress
         self.step, self.elapsed = 0, 0.0
         state = self._load_state(files) if resume else None
-        self.config = self._saved_config(state) if state else config
+        self.config = self.saved_config(state, UpsamplerTrainConfig, upsampler_config) if state else config
         self.net = Upsampler(upsampler_config(self.config.preset))
         self.optimizer = torch.optim.Adam(self.net.parameters(), lr=self.config.lr, betas=(0.9, 0.99))
-        self.rng = np.random.default_rng(seed)
         if state:
-            try:
-                self.net.load_state_dict(state["upsampler"])
-                self.optimizer.load_state_dict(state["optimizer"])
-                self.step, self.elapsed = int(state["step"]), float(state["elapsed"])
-            except (KeyError, RuntimeError, TypeError, ValueError) as exc:
-                raise CheckpointError(f"{folder / UPSAMPLER_STATE}: does not fit this upsampler ({type(exc).__name__}); train without --resume") from exc
-            self.rng = np.random.default_rng(seed + self.step)
+            self.restore(state, "upsampler")
+        self.rng = np.random.default_rng(seed + self.step)
 
     def _load_state(self, files: AvatarFiles | None) -> dict:
         return load_state(self.folder / UPSAMPLER_STATE, files, keys=("upsampler", "optimizer", "config"))
 
-    def _saved_config(self, state: dict) -> UpsamplerTrainConfig:
-        try:
-            config = UpsamplerTrainConfig(**state["config"])
-            upsampler_config(config.preset)
-        except (TypeError, ValueError) as exc:
-            raise CheckpointError(f"{self.folder / UPSAMPLER_STATE}: its settings do not fit this version ({exc}); train without --resume") from exc
-        return config
-
     def train_step(self) -> dict[str, float]:
-        fraction = min(self.elapsed / max(self.minutes * 60, 1e-6), 1.0)
-        for group in self.optimizer.param_groups:
-            group["lr"] = self.config.lr * 0.5 * (1 + math.cos(math.pi * fraction))
+        self.cosine_lr(self.config.lr)
         low, high = self.pairs.batch(self.rng, self.config)
         out = self.net(low)
         l1 = F.l1_loss(out, high)
