@@ -99,14 +99,37 @@ def _library_arg(parser: argparse.ArgumentParser) -> None:
 
 
 def cmd_prepare(args: argparse.Namespace) -> int:
+    from ..models.photo_prepare import is_photo
     from ..models.prepare import prepare
 
-    result = prepare(args.video, resolve_library(args.library), args.name, args.overwrite, args.preview, args.discard_training)
+    photos = [is_photo(path) for path in args.video]
+    if any(photos) and not all(photos):
+        raise AvatarError("give either one video or one or more photos, not both")
+    if all(photos):
+        return prepare_from_photos(args)
+    if len(args.video) > 1:
+        raise AvatarError("give one video (several photos of one person are fine, several videos are not)")
+    result = prepare(args.video[0], resolve_library(args.library), args.name, args.overwrite, args.preview, args.discard_training)
     print(result.summary())
     for warning in result.warnings():
         print(warning, file=sys.stderr)
     if result.preview:
         print(f"preview: {result.preview} and {result.preview.with_name('preview.mp4')}")
+    return 0
+
+
+def prepare_from_photos(args: argparse.Namespace) -> int:
+    """A one-shot avatar from photos (person-generic generator, no training)."""
+    from ..export.oneshot_export import make_photo_avatar
+
+    from ..models.oneshot_model import SHIPPED_ONESHOT
+
+    weights = Path(args.oneshot) if args.oneshot else SHIPPED_ONESHOT
+    result, export = make_photo_avatar(args.video, resolve_library(args.library), args.name, args.overwrite, weights)
+    int8 = f", int8 {export.int8_psnr:.1f} dB against fp32" if export.int8_psnr is not None else f"; fp32 only: {export.int8_problem}"
+    print(f"made one-shot avatar {result.path.name} from {result.frames} photo{'s' if result.frames > 1 else ''} "
+          f"in {result.seconds:.1f} s (engine checked against PyTorch: {export.max_abs_error:.1e}{int8}) -> {result.path}")
+    print(f"drive it: h2h live --avatar {result.path.name}")
     return 0
 
 
@@ -213,7 +236,7 @@ def cmd_eval(args: argparse.Namespace) -> int:
     from .evaluate import available_runs, evaluate, format_table
 
     avatar = Avatar.open(resolve_library(args.library), args.name)
-    avatar.require_frames("h2h eval")
+    avatar.require_video("h2h eval")
     runs = args.run or available_runs(avatar)
     if not runs:
         raise AvatarError(f"avatar '{args.name}' has no trained generator; run h2h train {args.name} first")
@@ -247,10 +270,14 @@ def cmd_export(args: argparse.Namespace) -> int:
     from ..models.avatar import Avatar
 
     avatar = Avatar.open(resolve_library(args.library), args.name)
-    result = export_avatar(avatar, args.run, int8=args.int8)
-    print(f"exported {result.onnx} (max abs error vs PyTorch {result.max_abs_error:.2e} over {result.frames_checked} frames)")
-    if result.int8:
-        print(f"exported {result.int8} (int8 for CPUs, {result.int8_psnr:.1f} dB PSNR vs fp32)")
+    if avatar.oneshot:
+        print(f"{avatar.name} is a one-shot avatar: h2h prepare made and checked its ONNX and int8 models "
+              "(re-run h2h prepare PHOTO --overwrite to make them again)")
+    else:
+        result = export_avatar(avatar, args.run, int8=args.int8)
+        print(f"exported {result.onnx} (max abs error vs PyTorch {result.max_abs_error:.2e} over {result.frames_checked} frames)")
+        if result.int8:
+            print(f"exported {result.int8} (int8 for CPUs, {result.int8_psnr:.1f} dB PSNR vs fp32)")
     if not args.trt:
         return 0
     from ..engines.tensorrt_engine import tensorrt_missing
@@ -260,7 +287,7 @@ def cmd_export(args: argparse.Namespace) -> int:
     if missing:
         print(f"h2h export: TensorRT engine not built: {missing}. The ONNX export is done.", file=sys.stderr)
         return 2
-    trt = export_tensorrt(avatar, fp16=not args.fp32, sequential=True, rebuild=args.rebuild_trt)
+    trt = export_tensorrt(avatar, fp16=not args.fp32, sequential=not avatar.oneshot, rebuild=args.rebuild_trt)
     print(f"TensorRT {trt.precision} engine {trt.plan} (max abs error vs ONNX Runtime {trt.max_abs_error:.2e})")
     for note in trt.notes:
         print(f"note: {note}")
@@ -302,14 +329,18 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
-    p = sub.add_parser("prepare", help="turn a target video into an avatar folder")
-    p.add_argument("video", help="video of the target person (mp4, mov, avi, mkv)")
+    p = sub.add_parser("prepare", help="turn a target video (or one or a few photos) into an avatar folder")
+    p.add_argument("video", nargs="+", metavar="VIDEO_OR_PHOTOS",
+                   help="video of the target person (mp4, mov, avi, mkv), or 1-8 photos of them (jpg, png, ...) for a "
+                        "one-shot avatar that needs no training")
     p.add_argument("--name", required=True, help="avatar name (folder name in the library)")
     p.add_argument("--overwrite", action="store_true",
                    help="replace an existing avatar of that name (its checkpoints/ and engines/ are kept)")
     p.add_argument("--discard-training", action="store_true",
                    help="with --overwrite: also drop the replaced avatar's checkpoints/ and engines/")
     p.add_argument("--preview", action="store_true", help="write preview/contact_sheet.png and preview.mp4")
+    p.add_argument("--oneshot", metavar="DIR", help="with photos: the person-generic generator to use (a folder from "
+                                                     "h2h train-oneshot; default: the shipped one)")
     _library_arg(p)
     p.set_defaults(func=cmd_prepare)
 
@@ -398,23 +429,23 @@ def build_parser() -> argparse.ArgumentParser:
     _library_arg(p)
     p.set_defaults(func=cmd_upsampler)
 
-    from .facereg_commands import (add_eval_arguments, add_export_arguments, add_train_arguments, cmd_eval_facereg,
-                                   cmd_export_facereg, cmd_train_facereg)
+    from . import facereg_commands as facereg
+    from . import oneshot_commands as oneshot
 
-    p = sub.add_parser("train-facereg", help="distil DenseFaceReg, the project's own dense face regressor, from MediaPipe")
-    add_train_arguments(p)
-    _library_arg(p)
-    p.set_defaults(func=cmd_train_facereg)
-
-    p = sub.add_parser("eval-facereg", help="score DenseFaceReg against MediaPipe on people it never saw")
-    add_eval_arguments(p)
-    _library_arg(p)
-    p.set_defaults(func=cmd_eval_facereg)
-
-    p = sub.add_parser("export-facereg", help="DenseFaceReg to ONNX (and int8), checked against PyTorch")
-    add_export_arguments(p)
-    _library_arg(p)
-    p.set_defaults(func=cmd_export_facereg)
+    for name, help_text, add_arguments, func in (
+        ("train-facereg", "distil DenseFaceReg, the project's own dense face regressor, from MediaPipe",
+         facereg.add_train_arguments, facereg.cmd_train_facereg),
+        ("eval-facereg", "score DenseFaceReg against MediaPipe on people it never saw", facereg.add_eval_arguments, facereg.cmd_eval_facereg),
+        ("export-facereg", "DenseFaceReg to ONNX (and int8), checked against PyTorch", facereg.add_export_arguments, facereg.cmd_export_facereg),
+        ("train-oneshot", "train the person-generic generator that turns one photo into an avatar",
+         oneshot.add_train_arguments, oneshot.cmd_train_oneshot),
+        ("eval-oneshot", "score the one-shot generator's self-reenactment on clips of people it never saw",
+         oneshot.add_eval_arguments, oneshot.cmd_eval_oneshot),
+    ):
+        p = sub.add_parser(name, help=help_text)
+        add_arguments(p)
+        _library_arg(p)
+        p.set_defaults(func=func)
 
     p = sub.add_parser("package", help="copy what the live app needs of an avatar (to share or ship it)")
     p.add_argument("name", help="avatar name in the library")
@@ -454,6 +485,7 @@ INTERRUPTED = {  # what an interrupt leaves behind, per command
     "pretrain": "the last checkpoint (every 5 minutes) is kept; add --resume to the same command to continue",
     "upsampler": "the last checkpoint (every 2 minutes) is kept; add --resume to the same command to continue",
     "train-facereg": "the last checkpoint (every 2 minutes) is kept; add --resume to the same command to continue",
+    "train-oneshot": "the last checkpoint (every 2 minutes) is kept; add --resume to the same command to continue",
 }
 STOPPED = {  # after a clean stop between steps (Ctrl-C or SIGTERM)
     "": "stopped; nothing already saved was changed",
@@ -461,6 +493,7 @@ STOPPED = {  # after a clean stop between steps (Ctrl-C or SIGTERM)
     "pretrain": "stopped after checkpointing the last finished step; add --resume to the same command to continue",
     "upsampler": "stopped after checkpointing the last finished step; add --resume to the same command to continue",
     "train-facereg": "stopped after checkpointing the last finished step; add --resume to the same command to continue",
+    "train-oneshot": "stopped after checkpointing the last finished step; add --resume to the same command to continue",
 }
 
 

@@ -12,22 +12,16 @@ from ..models.facereg_eval import evaluate, format_report
 from ..models.facereg_training import FACEREG_STATE, FACEREG_TRAIN_PRESETS, FaceRegTrainer
 from ..models.io_utils import atomic_write_bytes
 from ..models.library import resolve_library
+from .timed_commands import add_timed_training_arguments, run_folder
 
 
 def add_train_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--avatars", nargs="+", required=True, metavar="NAME", help="prepared avatars whose frames and tracks it learns from")
-    p.add_argument("--out", required=True, metavar="DIR", help="folder for the weights, the resumable state and samples.png")
-    p.add_argument("--preset", choices=sorted(FACEREG_TRAIN_PRESETS), default="small", help="network size (tiny is for smoke tests)")
-    p.add_argument("--minutes", type=float, default=30.0, help="training time in all, over resumes (default: 30)")
-    p.add_argument("--max-steps", type=int, default=None, help="stop after this many steps in all")
-    p.add_argument("--resume", action="store_true", help="continue from the last checkpoint in --out")
+    add_timed_training_arguments(p, FACEREG_TRAIN_PRESETS, 30.0, "frames and tracks")
 
 
 def cmd_train_facereg(args: argparse.Namespace) -> int:
     library = resolve_library(args.library)
-    out = Path(args.out)
-    if not args.resume and (out / FACEREG_STATE).exists():
-        raise FileExistsError(f"{out} already holds a DenseFaceReg run; add --resume to continue it or pick another --out")
+    out = run_folder(args, FACEREG_STATE, "DenseFaceReg")
     samples = FaceSamples.from_avatars(library, args.avatars)
     trainer = FaceRegTrainer(samples, out, FACEREG_TRAIN_PRESETS[args.preset], args.minutes, args.resume, people=sorted(args.avatars))
     result = trainer.run(max_steps=args.max_steps)

@@ -91,7 +91,7 @@ def driven_frames(avatar: Avatar, source: Path, mode: str, max_frames: int | Non
 
 def self_frames(avatar: Avatar, max_frames: int | None) -> Iterator[Frame]:
     """The avatar's held-out test frames with their own conditioning."""
-    avatar.require_frames("--mode self")
+    avatar.require_video("--mode self")
     for i in avatar.split_indices("test")[:max_frames]:
         yield avatar.read_image("frame", int(i)), avatar.read_image("nmfc", int(i)), avatar.read_image("eyes", int(i))
 

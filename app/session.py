@@ -17,14 +17,13 @@ from ..engines.upsampler_engine import load_upsampler_engine
 from ..models.avatar import Avatar
 from ..models.geometry.face_model import load_face_model
 from ..models.geometry.retarget import RetargetOptions
-from ..models.library import list_avatars
+from ..models.library import BUNDLED, list_avatars
 from .background import Background, Compositor, no_mask_problem
 from .pipeline import FaceStage, GeneratorStage, Packet, Pipeline
 from .sinks import Recorder, VirtualCamera
 from .sources import FrameSource
 
 log = logging.getLogger(__name__)
-BUNDLED = Path(__file__).resolve().parents[1] / "assets" / "demo"
 
 
 @dataclass(frozen=True)
@@ -35,6 +34,7 @@ class AvatarEntry:
     engine: str  # TensorRT / ONNX / PyTorch / none
     bundled: bool
     thumbnail: bytes | None = None  # PNG bytes read through the checked accessor
+    oneshot: bool = False  # made from photos (person-generic generator)
 
 
 def available_avatars(library: Path, problems: list[str] | None = None) -> list[AvatarEntry]:
@@ -47,7 +47,8 @@ def available_avatars(library: Path, problems: list[str] | None = None) -> list[
                 continue
             try:
                 avatar = Avatar.open_path(folder / name, arrays=False)
-                entry = AvatarEntry(name, avatar.path, avatar.schema.counts.frames, engine_status(avatar), bundled, avatar.thumbnail())
+                entry = AvatarEntry(name, avatar.path, avatar.schema.counts.frames, engine_status(avatar), bundled, avatar.thumbnail(),
+                                    avatar.oneshot)
             except Exception as exc:  # a damaged folder must not hide the others
                 log.warning("skipping %s: %s", folder / name, exc)
                 if problems is not None:

@@ -65,7 +65,7 @@ def cmd_upsampler(args: argparse.Namespace) -> int:
     from ..export.upsampler_export import export_upsampler
 
     avatar = Avatar.open(resolve_library(args.library), args.name)
-    avatar.require_frames("h2h upsampler")
+    avatar.require_video("h2h upsampler")
     check_run_name(args.run)
     video = Path(args.video)
     folder = avatar.files.path(f"checkpoints/{args.run}")

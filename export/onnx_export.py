@@ -95,31 +95,39 @@ def parity(reference, candidate, frames: list[tuple[np.ndarray, np.ndarray]]) ->
 
 
 def export_int8(avatar: Avatar, onnx: bytes, sequential: bool) -> tuple[Path, float]:
-    """engines/generator.int8.onnx calibrated on the avatar's training conditioning; refused
-    below INT8_MIN_PSNR against the fp32 model. Its metadata names the fp32 model's sha256."""
+    """engines/generator.int8.onnx calibrated on the avatar's training conditioning."""
+    picks = spread_over(avatar.split_indices("train"), CALIBRATION_FRAMES)
+    calibration = [(avatar.read_image("nmfc", int(i)), avatar.read_image("eyes", int(i))) for i in picks]
+    return write_int8(avatar.files.path("engines"), onnx, avatar.resolution, sequential, calibration,
+                      conditioning_frames(avatar, PARITY_FRAMES))
+
+
+def write_int8(engines: Path, onnx: bytes, size: int, sequential: bool, calibration_frames: list[tuple[np.ndarray, np.ndarray]],
+               parity_frames: list[tuple[np.ndarray, np.ndarray]], conv_only: bool = False) -> tuple[Path, float]:
+    """engines/generator.int8.onnx calibrated on `calibration_frames` (NMFC, eyes); refused
+    below INT8_MIN_PSNR against the fp32 model on `parity_frames`. Its metadata names the fp32
+    model's sha256. `conv_only`: see quantize_int8."""
     from .quantize import output_psnr, quantize_int8
 
-    size = avatar.resolution
     fp32 = OnnxEngine(onnx, ONNX_FILE, size, sequential, providers=["CPUExecutionProvider"])
-    picks = spread_over(avatar.split_indices("train"), CALIBRATION_FRAMES)
-    calibration = [{"cond": c, "prev": p} for c, p, _ in recorded_steps(fp32, [(avatar.read_image("nmfc", int(i)), avatar.read_image("eyes", int(i))) for i in picks])]
-    quantized = quantize_int8(onnx, calibration, float_output=True)
+    calibration = [{"cond": c, "prev": p} for c, p, _ in recorded_steps(fp32, calibration_frames)]
+    quantized = quantize_int8(onnx, calibration, float_output=True, conv_only=conv_only)
     int8 = OnnxEngine(quantized, INT8_FILE, size, sequential, fp16=False, providers=["CPUExecutionProvider"])
-    steps = recorded_steps(fp32, conditioning_frames(avatar, PARITY_FRAMES))
+    steps = recorded_steps(fp32, parity_frames)
     psnr = min(output_psnr(int8.run(c, p), out) for c, p, out in steps)
     if psnr < INT8_MIN_PSNR:
         raise EngineError(f"int8 model is too far from fp32 ({psnr:.1f} dB < {INT8_MIN_PSNR:g} dB PSNR); not saved")
-    path = avatar.files.path(f"engines/{INT8_FILE}")
+    path = engines / INT8_FILE
     atomic_write_bytes(path, quantized)
     meta = {"from": ONNX_FILE, "parent_onnx_sha256": bytes_sha256(onnx), "psnr_vs_fp32_db": psnr,
             "calibration_frames": len(calibration), "sequential": sequential}
-    atomic_write_bytes(avatar.files.path(f"engines/{INT8_META}"), json.dumps(meta, indent=2).encode())
+    atomic_write_bytes(engines / INT8_META, json.dumps(meta, indent=2).encode())
     return path, psnr
 
 
 def export_avatar(avatar: Avatar, run: str = "main", int8: bool = False) -> ExportResult:
     """Write and check engines/generator.onnx; fail above FP32_TOLERANCE."""
-    avatar.require_frames("h2h export")
+    avatar.require_video("h2h export")
     reference = TorchEngine(avatar.files, run, size=avatar.resolution)
     engines = avatar.files.path("engines")
     engines.mkdir(exist_ok=True)

@@ -39,7 +39,7 @@ def export_upsampler(avatar: Avatar, run: str = "main", int8: bool = False) -> U
     with int8, engines/upsampler.int8.onnx (refused below INT8_MIN_PSNR)."""
     from .quantize import output_psnr, quantize_int8
 
-    avatar.require_frames("exporting the upsampler")
+    avatar.require_video("exporting the upsampler")
     net, meta = load_upsampler(avatar.files, run)
     size = avatar.resolution
     data = onnx_bytes(net, (torch.zeros(1, 3, size, size),), ["frame"], ["hires"])

@@ -86,6 +86,11 @@ class Avatar:
         """A package: poses, identity and engines, without frames or training state."""
         return self.schema.live_only
 
+    @property
+    def oneshot(self) -> bool:
+        """Made from one or a few photos (h2h prepare PHOTO.jpg): driven by the person-generic generator."""
+        return self.schema.kind == "oneshot"
+
     @cached_property
     def tracks(self) -> dict[str, np.ndarray]:
         """Per-frame arrays of tracks.npz, checked against the declared shapes."""
@@ -125,6 +130,12 @@ class Avatar:
         """Refuse a package (no frames or conditioning) for work that needs the training data."""
         if self.live_only:
             raise AvatarError(f"avatar '{self.name}' is a live-only package (no frames); {what} needs the full avatar folder from h2h prepare")
+
+    def require_video(self, what: str) -> None:
+        """Refuse a package, and a one-shot avatar (photos, no video), for work that needs a video's frames."""
+        self.require_frames(what)
+        if self.oneshot:
+            raise AvatarError(f"avatar '{self.name}' was made from a photo; {what} needs an avatar prepared from a video")
 
     def read_image(self, kind: str, index: int) -> np.ndarray:
         """RGB uint8 frame, NMFC or eye image of a frame."""

@@ -120,11 +120,18 @@ def read_weights(files: AvatarFiles, weights_file: str) -> dict[str, torch.Tenso
 
 def _load_model(files: AvatarFiles, run: str, weights_file: str, meta_file: str, what: str, missing: str,
                 build: Callable[[dict], torch.nn.Module]) -> tuple[torch.nn.Module, dict]:
-    """A network from checkpoints/<run>/: its metadata, the network `build` makes from it, and
-    its weights (eval mode); any mismatch is a CheckpointError naming `what`."""
+    """A network from checkpoints/<run>/ (see load_network)."""
     folder = files.root / "checkpoints" / run
-    weights = f"checkpoints/{run}/{weights_file}"
-    meta = read_model_meta(files, f"checkpoints/{run}/{meta_file}", weights, missing.replace("{folder}", str(folder)))
+    return load_network(files, f"checkpoints/{run}/{weights_file}", f"checkpoints/{run}/{meta_file}", what,
+                        missing.replace("{folder}", str(folder)), build)
+
+
+def load_network(files: AvatarFiles, weights: str, meta_file: str, what: str, missing: str,
+                 build: Callable[[dict], torch.nn.Module]) -> tuple[torch.nn.Module, dict]:
+    """A network's metadata, the network `build` makes from it, and its weights (eval mode);
+    `missing` is the error when a file is absent, any mismatch a CheckpointError naming `what`."""
+    meta = read_model_meta(files, meta_file, weights, missing)
+    folder = (files.root / weights).parent
     try:
         net = build(meta)
         net.load_state_dict(read_weights(files, weights))

@@ -65,6 +65,17 @@ class Batch:
         return self.cond[:, t : t + WINDOW].reshape(b, WINDOW * c, h, w)
 
 
+def model_mesh(avatar: Avatar, model: FaceModel, i: int) -> np.ndarray:
+    """Frame i's model reconstruction (V, 3), as prepare rendered its conditioning."""
+    tracks, subject = avatar.tracks, avatar.subject
+    pose = Pose(float(tracks["scale"][i]), tracks["rotation"][i], tracks["translation"][i])
+    detail = None
+    if subject.eye_detail:
+        canonical = pose.invert(tracks["landmarks"][i][: model.num_vertices, :3])
+        detail = model.eye_detail(canonical - subject.neutral)
+    return posed_mesh(model, subject.neutral, pose, tracks["expression"][i], detail)
+
+
 def to_tensor(images: np.ndarray) -> torch.Tensor:
     """uint8 (..., H, W, 3) -> float (..., 3, H, W) in [-1, 1]."""
     t = torch.from_numpy(np.ascontiguousarray(images)).float().div_(127.5).sub_(1.0)
@@ -85,7 +96,7 @@ class AvatarFrames:
     ) -> None:
         """`limit`: keep only the first `limit` valid frames of the split (few-shot training);
         `masks`: load (or make) the foreground masks."""
-        avatar.require_frames("training")
+        avatar.require_video("training")
         self.avatar, self.model = avatar, model
         self.indices = avatar.split_indices(split)[:limit]
         if len(self.indices) == 0:
@@ -119,14 +130,7 @@ class AvatarFrames:
             return np.stack([segmenter.mask(frame) for frame in self.frames])
 
     def _mesh(self, i: int) -> np.ndarray:
-        """Frame i's model reconstruction, as prepare rendered its conditioning."""
-        tracks, subject = self.avatar.tracks, self.avatar.subject
-        pose = Pose(float(tracks["scale"][i]), tracks["rotation"][i], tracks["translation"][i])
-        detail = None
-        if subject.eye_detail:
-            canonical = pose.invert(tracks["landmarks"][i][: self.model.num_vertices, :3])
-            detail = self.model.eye_detail(canonical - subject.neutral)
-        return posed_mesh(self.model, subject.neutral, pose, tracks["expression"][i], detail)
+        return model_mesh(self.avatar, self.model, i)
 
     def __len__(self) -> int:
         return len(self.indices)

@@ -140,7 +140,7 @@ class FaceSamples:
         images, points, people = [], [], []
         for name in names:
             avatar = Avatar.open(library, name)
-            avatar.require_frames("DenseFaceReg training")
+            avatar.require_video("DenseFaceReg training")
             indices = np.flatnonzero(avatar.tracks["valid"])
             for i in tqdm(indices, desc=f"loading {name}", unit="f", disable=not progress, leave=False):
                 images.append(avatar.read_image("frame", int(i)))

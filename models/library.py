@@ -10,6 +10,7 @@ NAME_BODY = r"[A-Za-z0-9][A-Za-z0-9_.-]{0,63}"
 NAME_PATTERN = f"^(?:{NAME_BODY})$"  # for pydantic (Rust regex: '$' is the end of the text)
 _NAME = re.compile(NAME_BODY)
 PARTIAL_MARK = ".partial-"  # prepare builds an avatar in .<name>.partial-<pid>-<random> beside it
+BUNDLED = Path(__file__).resolve().parents[1] / "assets" / "demo"  # the demo avatars shipped with the app
 
 
 class LibraryError(Exception):

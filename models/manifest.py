@@ -75,6 +75,7 @@ class Manifest(Strict):
     expression_dims: Annotated[int, Field(ge=1, le=256)] | None = None
     conditioning: Annotated[int, Field(ge=1, le=CONDITIONING_VERSION)] = 1  # absent: made before brows
     live_only: bool = False
+    kind: Literal["video", "oneshot"] = "video"  # oneshot: made from photos (h2h prepare PHOTO.jpg)
 
     @model_validator(mode="after")
     def _consistent(self) -> "Manifest":

@@ -149,11 +149,12 @@ def split_bounds(n: int) -> dict[str, list[int]]:
     return {"train": [0, cut], "test": [cut, n]}
 
 
-def refuse_still_image(info: VideoInfo) -> None:
-    if info.path.suffix.lower() in STILL_SUFFIXES or info.frame_count == 1:
+def refuse_still_image(info: VideoInfo, decoded: int | None = None) -> None:
+    """Refuse a still image (by name, by its header, or by the `decoded` frame count) with a note."""
+    if info.path.suffix.lower() in STILL_SUFFIXES or info.frame_count == 1 or decoded == 1:
         raise AvatarError(
-            f"{info.path}: is a still image; h2h prepare needs a video of the person talking and moving "
-            "their head (a minute or more works best); one-photo avatars are not supported yet"
+            f"{info.path}: is a still image, not a video; give it a photo's extension (.jpg, .png, ...) to make a "
+            "one-shot avatar from it, or give a video of the person talking and moving their head (a minute or more works best)"
         )
 
 
@@ -184,6 +185,7 @@ def prepare(
         model = load_face_model()
         box = locate_crop(info)
         landmarks, pupils = track_crops(info, box, model, writer.tmp)
+        refuse_still_image(info, len(landmarks))
         valid = ~np.isnan(landmarks).any(axis=(1, 2))
         if valid.sum() < MIN_VALID_FRAMES:
             raise AvatarError(

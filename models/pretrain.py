@@ -64,7 +64,7 @@ class BaseTrainer(Trainer):
         if len(set(names)) != len(names) or len(names) < 2:
             raise CheckpointError("pretraining needs at least two different avatars")
         for avatar in avatars:
-            avatar.require_frames("pretraining")
+            avatar.require_video("pretraining")
         if len({a.resolution for a in avatars}) > 1:
             raise CheckpointError("pretraining needs avatars of one resolution; "
                                   + ", ".join(f"{a.name} is {a.resolution} px" for a in avatars))

@@ -98,7 +98,7 @@ def resolve_device(device: str) -> torch.device:
 
 class Trainer:
     def __init__(self, avatar: Avatar, config: TrainConfig, options: RunOptions) -> None:
-        avatar.require_frames("training")
+        avatar.require_video("training")
         self.avatar = avatar
         self._setup(config, options, avatar.files, f"checkpoints/{options.run}")
         self.data = AvatarFrames(avatar, load_face_model(), "train", options.progress and self.world.main, config.frames,

@@ -213,11 +213,13 @@ def test_a_still_image_is_named_as_such(tmp_path, capsys):
 
     from .conftest import SAMPLE_CLIP
 
-    still = tmp_path / "me.jpg"
-    cv2.imwrite(str(still), cv2.cvtColor(next(read_frames(SAMPLE_CLIP)), cv2.COLOR_RGB2BGR))
+    photo = tmp_path / "me.jpg"
+    cv2.imwrite(str(photo), cv2.cvtColor(next(read_frames(SAMPLE_CLIP)), cv2.COLOR_RGB2BGR))
+    still = tmp_path / "me.mp4"  # a photo under a video's name: the one-shot path needs its real extension
+    still.write_bytes(photo.read_bytes())
     assert main(["prepare", str(still), "--name", "me", "--library", str(tmp_path / "lib")]) == 1
     err = capsys.readouterr().err
-    assert "is a still image" in err and "video" in err
+    assert "is a still image" in err and ".jpg" in err and "video" in err
 
 
 def test_a_replace_killed_between_its_two_renames_is_restored(prepared, tmp_path):

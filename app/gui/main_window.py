@@ -35,6 +35,7 @@ from ..live import SAMPLE_CLIP
 from ..session import AvatarEntry, LiveSession, available_avatars, landmarks_overlay, load_avatar
 from ..sinks import OUTPUT_SIZES, VirtualCameraError
 from ..sources import CameraSource, VideoFileSource, list_cameras
+from .photo_avatar import PhotoAvatarMaker, photos_in
 
 log = logging.getLogger(__name__)
 PREVIEW = 256
@@ -81,6 +82,7 @@ class MainWindow(QMainWindow):
         self._start_pending = False
         self._restoring = False
         self.setWindowTitle("h2h live")
+        self.setAcceptDrops(True)
         self._build()
         self._restore_controls()
         self.refresh_avatars(select=str(settings.value("avatar", "")) or None)
@@ -118,6 +120,8 @@ class MainWindow(QMainWindow):
         self.banner = QLabel()
         self.banner.setWordWrap(True)
         self.banner.setStyleSheet("color: #8a4b00;")
+        self.photo_maker = PhotoAvatarMaker(self, lambda: self.library, lambda name: self.refresh_avatars(select=name), self.banner)
+        box.addWidget(self.photo_maker.button)
         box.addWidget(self.banner)
         self.export_button = QPushButton("Export to ONNX (faster)")
         self.export_button.clicked.connect(self.export_current)
@@ -252,12 +256,14 @@ class MainWindow(QMainWindow):
         self.avatar_list.blockSignals(True)
         self.avatar_list.clear()
         for entry in self.entries:
-            label = f"{entry.name}{'  (demo)' if entry.bundled else ''}\n{entry.frames} frames · {entry.engine}"
+            kind = "  (demo)" if entry.bundled else "  (one-shot)" if entry.oneshot else ""
+            made_from = f"{entry.frames} photo{'s' if entry.frames > 1 else ''}" if entry.oneshot else f"{entry.frames} frames"
+            label = f"{entry.name}{kind}\n{made_from} · {entry.engine}"
             item = QListWidgetItem(thumbnail_icon(entry.thumbnail), label)
             self.avatar_list.addItem(item)
         self.avatar_list.blockSignals(False)
         if not self.entries:
-            self.message.setText(f"No avatars in {self.library}. Make one with h2h prepare and h2h train, or choose another library folder.")
+            self.message.setText(f"No avatars in {self.library}. Drop a photo here, make one with h2h prepare and h2h train, or choose another library folder.")
             return
         names = [e.name for e in self.entries]
         row = names.index(select) if select in names else next((i for i, e in enumerate(self.entries) if e.bundled), 0)
@@ -594,11 +600,25 @@ class MainWindow(QMainWindow):
         parts.append(f"dropped {dropped} ({100 * dropped / max(dropped + shown, 1):.1f}%)")
         return "  ·  ".join(parts)
 
+    def dragEnterEvent(self, event) -> None:  # noqa: N802 (Qt's name)
+        if photos_in(dropped_paths(event)):
+            event.acceptProposedAction()
+
+    def dropEvent(self, event) -> None:  # noqa: N802 (Qt's name)
+        if self.photo_maker.make(dropped_paths(event)):
+            event.acceptProposedAction()
+
     def closeEvent(self, event) -> None:  # noqa: N802 (Qt's name)
         self.timer.stop()
         self.session.close()
         self.settings.sync()
         super().closeEvent(event)
+
+
+def dropped_paths(event) -> list[Path]:
+    """The local files of a drag-and-drop event."""
+    data = event.mimeData()
+    return [Path(url.toLocalFile()) for url in data.urls() if url.isLocalFile()] if data.hasUrls() else []
 
 
 def fix_qt_plugin_path() -> None:

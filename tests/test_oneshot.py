@@ -1,0 +1,223 @@
+"""The one-shot path (issue 15): the flow generator's N-shot blending, its training on
+self-reenactment pairs (resumable), a photo made into a live avatar with one command (engines
+included, packaged like any other, refused where a video is needed), bad photos refused,
+and its evaluation against the unchanged-photo and mesh-warp baselines."""
+import json
+
+import cv2
+import numpy as np
+import pytest
+import torch
+
+from h2h.app.cli import main
+from h2h.app.oneshot_eval import mesh_warp
+from h2h.engines import load as load_engine
+from h2h.engines.stepper import GeneratorStepper
+from h2h.models.avatar import Avatar
+from h2h.models.dataset import to_tensor
+from h2h.models.networks.oneshot import OneShotGenerator, oneshot_config
+from h2h.models.video import read_frames
+
+from .conftest import REPO, SAMPLE_CLIP
+
+SCREENSHOTS = REPO / "test-output"
+
+
+@pytest.fixture(scope="module")
+def oneshot_weights(prepared, tmp_path_factory):
+    """A tiny one-shot generator trained for a few steps on the sample avatar."""
+    library, _ = prepared
+    out = tmp_path_factory.mktemp("oneshot") / "tiny"
+    assert main(["train-oneshot", "--avatars", "sample", "--out", str(out), "--preset", "tiny", "--max-steps", "3",
+                 "--library", str(library)]) == 0
+    return out
+
+
+@pytest.fixture(scope="module")
+def photos(tmp_path_factory):
+    """Two real photos of a face (frames of the sample clip saved as JPEG) and one without."""
+    folder = tmp_path_factory.mktemp("photos")
+    frames = list(read_frames(SAMPLE_CLIP, 40))
+    paths = []
+    for name, frame in (("me.jpg", frames[0]), ("me2.png", frames[39])):
+        cv2.imwrite(str(folder / name), cv2.cvtColor(frame, cv2.COLOR_RGB2BGR))
+        paths.append(folder / name)
+    blank = folder / "wall.jpg"
+    cv2.imwrite(str(blank), np.full((300, 300, 3), 128, np.uint8))
+    return paths, blank
+
+
+def test_sources_are_blended_by_attention_and_repeating_a_photo_changes_nothing():
+    torch.manual_seed(0)
+    net = OneShotGenerator(oneshot_config("tiny")).eval()
+    for p in net.motion[-1].parameters():  # a trained flow head: the motion is not zero
+        torch.nn.init.normal_(p, std=0.5)
+    size = net.config.size
+    image, cond, driver = torch.rand(1, 3, size, size) * 2 - 1, torch.rand(1, 6, size, size) * 2 - 1, torch.rand(2, 6, size, size) * 2 - 1
+    with torch.no_grad():
+        one = net(net.encode(image, cond), driver)
+        three = net(net.encode(image.repeat(3, 1, 1, 1), cond.repeat(3, 1, 1, 1)), driver)
+        _, _, attention = net.motion_fields(net.encode(torch.cat([image, -image]), torch.cat([cond, cond])), net.driver(driver), driver, False)
+        bound = net.bind(image, cond)(torch.cat([torch.zeros(1, 12, size, size), driver[:1]], 1), torch.zeros(1, 6, size, size))
+    assert one.shape == (2, 4, size, size)
+    assert torch.allclose(one, three, atol=1e-5)  # the same photo three times is the one photo
+    assert attention.shape[:2] == (2, 2) and torch.allclose(attention.sum(1), torch.ones_like(attention[:, 0]))
+    assert torch.allclose(bound[0, :3], one[0, :3], atol=1e-5)  # folded sources: the same step
+    assert torch.allclose(bound[0, 3], torch.tanh(one[0, 3] * 0.5), atol=1e-5)  # mask in [-1, 1] like every generator
+
+
+def test_mesh_correspondence_prior_recovers_a_known_motion(prepared):
+    library, _ = prepared
+    avatar = Avatar.open(library, "sample")
+    nmfc, eyes = avatar.read_image("nmfc", 0), avatar.read_image("eyes", 0)
+    moved = np.roll(nmfc, (-8, 12), axis=(0, 1))  # the driver's face 12 px to the right and 8 px up
+    cond = lambda image: to_tensor(np.concatenate([image, eyes], -1))[None]
+    net = OneShotGenerator(oneshot_config("tiny")).eval()
+    with torch.no_grad():
+        sources = net.encode(to_tensor(avatar.read_image("frame", 0))[None], cond(nmfc))
+        prior = net.prior_flow(sources, cond(moved), paired=False)[0, 0]
+        compact = net.prior_flow(sources.face_keys_only(), cond(moved), paired=False)[0, 0]
+    face = prior[2] > 0
+    assert face.float().mean() > 0.1
+    pixels = prior[:2, face] * 128  # grid units -> pixels of the 256 px frame
+    assert abs(float(pixels[0].median()) + 12) < 1.0 and abs(float(pixels[1].median()) - 8) < 1.0
+    assert torch.allclose(prior, compact, atol=1e-5)  # the bound generator keeps only face keys
+
+
+def test_mesh_warp_baseline_follows_the_points():
+    rng = np.random.default_rng(0)
+    image = rng.integers(0, 255, (64, 64, 3), dtype=np.uint8)
+    points = rng.uniform(8, 56, (40, 2)).astype(np.float32)
+    assert np.array_equal(mesh_warp(image, points, points), image)
+    moved = mesh_warp(image, points, points + [3.0, 0.0])  # the driver's face is 3 px to the right
+    assert np.abs(moved[:, 13:50].astype(int) - image[:, 10:47]).mean() < 1.0
+
+
+def test_train_oneshot_resumes(prepared, oneshot_weights, tmp_path, capsys):
+    library, _ = prepared
+    assert {"oneshot.safetensors", "oneshot.json", "oneshot_state.pt", "samples.png"} <= {p.name for p in oneshot_weights.iterdir()}
+    out = tmp_path / "run"
+    args = ["train-oneshot", "--avatars", "sample", "--out", str(out), "--preset", "tiny", "--library", str(library)]
+    assert main([*args, "--max-steps", "2"]) == 0
+    assert main([*args, "--max-steps", "2"]) == 1
+    assert "--resume" in capsys.readouterr().err
+    assert main([*args, "--max-steps", "4", "--resume"]) == 0
+    meta = json.loads((out / "oneshot.json").read_text())
+    assert meta["step"] == 4 and meta["people"] == ["sample"]
+    gan = tmp_path / "gan"  # the GAN stage starts from that run and resumes with its discriminators
+    gan_args = ["train-oneshot", "--avatars", "sample", "--out", str(gan), "--preset", "tiny-gan", "--library", str(library)]
+    assert main([*gan_args, "--init", str(out), "--max-steps", "2"]) == 0
+    assert main([*gan_args, "--max-steps", "3", "--resume"]) == 0
+    assert json.loads((gan / "oneshot.json").read_text())["step"] == 3
+    assert main(["train-oneshot", "--avatars", "sample", "--out", str(tmp_path / "x"), "--preset", "gan", "--init", str(out),
+                 "--max-steps", "1", "--library", str(library)]) == 1
+    assert "tiny one-shot generator, not small" in capsys.readouterr().err
+
+
+def test_a_photo_becomes_a_live_avatar_with_one_command(prepared, oneshot_weights, photos, tmp_path, capsys):
+    library = tmp_path / "library"
+    library.mkdir()
+    paths, _ = photos
+    assert main(["prepare", str(paths[0]), "--name", "me", "--oneshot", str(oneshot_weights), "--library", str(library)]) == 0
+    assert "h2h live --avatar me" in capsys.readouterr().out
+    avatar = Avatar.open(library, "me")
+    assert avatar.oneshot and avatar.schema.counts.frames == 1
+    meta = json.loads((avatar.path / "engines" / "generator.onnx.json").read_text())
+    assert meta["sequential"] is False and meta["max_abs_error_vs_torch"] < 1e-3
+    engine = load_engine(avatar)
+    assert engine.precision == "int8" and not engine.sequential
+    stepper = GeneratorStepper(engine.run, avatar.resolution, engine.sequential)
+    frame = stepper(avatar.read_image("nmfc", 0), avatar.read_image("eyes", 0))
+    assert frame.shape == (256, 256, 3) and stepper.mask is not None
+    assert main(["train", "me", "--library", str(library)]) == 1
+    assert "made from a photo" in capsys.readouterr().err
+    assert main(["export", "me", "--trt", "--library", str(library)]) == 2  # no GPU here: said, ONNX kept
+    captured = capsys.readouterr()
+    assert "one-shot avatar" in captured.out and "TensorRT engine not built" in captured.err
+    out = tmp_path / "packages"
+    assert main(["package", "me", "--out", str(out), "--library", str(library)]) == 0
+    shared = Avatar.open_path(out / "me")
+    assert shared.live_only and shared.oneshot and load_engine(shared).precision == "int8"
+    assert main(["prepare", *map(str, paths), "--name", "me", "--overwrite", "--oneshot", str(oneshot_weights),
+                 "--library", str(library)]) == 0
+    assert Avatar.open(library, "me").schema.counts.frames == 2
+
+
+def test_bad_photos_are_refused_and_leave_nothing(prepared, oneshot_weights, photos, tmp_path, capsys, short_clip):
+    library = tmp_path / "library"
+    library.mkdir()
+    paths, blank = photos
+    base = ["--name", "x", "--oneshot", str(oneshot_weights), "--library", str(library)]
+    assert main(["prepare", str(blank), *base]) == 1
+    assert "wall.jpg: no face found" in capsys.readouterr().err
+    assert main(["prepare", str(paths[0]), str(short_clip), *base]) == 1
+    assert "not both" in capsys.readouterr().err
+    assert main(["prepare", str(tmp_path / "missing.jpg"), *base]) == 1
+    assert "no such file" in capsys.readouterr().err
+    assert list(library.iterdir()) == []  # no avatar, no partial folder
+
+
+def test_eval_oneshot_scores_generator_and_baselines(prepared, oneshot_weights, tmp_path):
+    library, _ = prepared
+    out = tmp_path / "report.json"
+    assert main(["eval-oneshot", "--avatars", "sample", "--oneshot", str(oneshot_weights), "--frames", "3", "--shots", "1", "2",
+                 "--json", str(out), "--sheet", str(tmp_path), "--library", str(library)]) == 0
+    report = json.loads(out.read_text())["sample"]
+    assert {"unchanged photo", "mesh warp", "tracked-points warp"} <= set(report)
+    shots = [k for k in report if "-shot" in k]
+    assert [k.split()[0] for k in shots] == ["1-shot", "2-shot"]
+    assert all(np.isfinite(report[k]["masked_apd"]) and report[k]["frames"] == 3 for k in report)
+    assert (tmp_path / "oneshot_sample.png").exists()
+
+
+def test_dropping_a_photo_on_the_window_makes_lists_and_loads_an_avatar(oneshot_weights, photos, tmp_path):
+    pytest.importorskip("PySide6")
+    from PySide6.QtCore import QMimeData, QPointF, QSettings, Qt, QUrl
+    from PySide6.QtGui import QDropEvent
+    from PySide6.QtWidgets import QApplication
+
+    from h2h.app.gui.main_window import MainWindow, fix_qt_plugin_path
+
+    from .test_gui import _wait
+
+    fix_qt_plugin_path()
+    app = QApplication.instance() or QApplication([])
+    library = tmp_path / "library"
+    library.mkdir()
+    window = MainWindow(QSettings(str(tmp_path / "settings.ini"), QSettings.Format.IniFormat), library)
+    window.show()
+    window.photo_maker.weights = oneshot_weights
+
+    held = []  # the event points at its QMimeData without owning it
+
+    def drop(path) -> QDropEvent:
+        held.append(QMimeData())
+        held[-1].setUrls([QUrl.fromLocalFile(str(path))])
+        return QDropEvent(QPointF(20, 20), Qt.DropAction.CopyAction, held[-1], Qt.MouseButton.LeftButton, Qt.KeyboardModifier.NoModifier)
+
+    try:
+        paths, blank = photos
+        window.dropEvent(drop(SAMPLE_CLIP))  # not a photo: said, nothing made
+        assert "Drop photos" in window.banner.text()
+        window.dropEvent(drop(paths[0]))
+        assert "Making avatar 'me'" in window.banner.text() and not window.photo_maker.button.isEnabled()
+        assert _wait(app, lambda: "made from 1 photo" in window.banner.text(), 90), window.banner.text()
+        item = window.avatar_list.currentItem().text()
+        assert item.startswith("me  (one-shot)\n1 photo · ONNX")
+        assert _wait(app, lambda: window.session.current is not None and window.session.current.avatar.name == "me", 60), window.message.text()
+        window.dropEvent(drop(blank))
+        assert _wait(app, lambda: "Could not make an avatar" in window.banner.text(), 90), window.banner.text()
+        assert "no face found" in window.banner.text() and window.photo_maker.button.isEnabled()
+        SCREENSHOTS.mkdir(exist_ok=True)
+        assert window.grab().save(str(SCREENSHOTS / "photo_avatar.png"))
+    finally:
+        window.close()
+
+
+def test_the_shipped_generator_loads_with_its_recipe():
+    from h2h.models.oneshot_model import load_oneshot
+
+    generator, meta = load_oneshot()
+    assert meta["people"] == ["d6", "d3", "d18", "d19"]  # d9 and d0 held out for the measurement
+    assert generator.config.preset == "small" and generator.config.keep_bias == 3.0
+    assert meta["started_from"]["step"] > 0  # its two stages, both recorded
