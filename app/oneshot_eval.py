@@ -8,6 +8,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 from pathlib import Path
 
+import cv2
 import numpy as np
 from scipy.interpolate import griddata
 
@@ -50,8 +51,6 @@ def generated(reference: BoundReference, avatar: Avatar, indices: np.ndarray) ->
 def mesh_warp(source: np.ndarray, source_points: np.ndarray, driver_points: np.ndarray) -> np.ndarray:
     """The source image moved by the tracked points' motion: a backward map interpolated
     linearly over the driver's points (nearest point's motion outside their hull)."""
-    import cv2
-
     size = source.shape[0]
     grid = np.stack(np.meshgrid(np.arange(size), np.arange(size)), -1).reshape(-1, 2).astype(np.float32)
     motion = source_points - driver_points

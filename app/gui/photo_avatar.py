@@ -20,9 +20,7 @@ PHOTO_FILTER = "Photos (*.jpg *.jpeg *.png *.bmp *.webp *.tif *.tiff)"
 
 def name_for(photo: Path, library: Path) -> str:
     """An unused avatar name from the photo's file name (letters, digits, '_', '-', '.')."""
-    stem = re.sub(r"[^A-Za-z0-9_.-]+", "-", photo.stem).strip("-._")[:56] or "photo"
-    if not stem[0].isalnum():
-        stem = f"p{stem}"
+    stem = re.sub(r"[^A-Za-z0-9_.-]+", "-", photo.stem).strip("-._")[:56] or "photo"  # starts with a letter or digit
     name, n = stem, 2
     while avatar_dir(library, name).exists():
         name, n = f"{stem}-{n}", n + 1
