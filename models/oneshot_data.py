@@ -1,7 +1,9 @@
 """Self-reenactment pairs for the one-shot generator: two frames of one person, the first the
 source (image and conditioning), the second the driver (conditioning) and the target (image
-and foreground mask). Each side has its own random affine, so the network learns to move the
-head, and both share a mirror flip and a colour change, so four people look like more.
+and foreground mask). Both sides share one random affine (zoom and shift), a mirror flip and
+a colour change, so four people look like more; the affine is shared because the clips'
+crops are fixed, like a photo's frame: between source and target only the head moves, and the
+network learns to keep the background where the photo has it.
 Sampling is a pure function of a numpy Generator."""
 from __future__ import annotations
 
@@ -66,10 +68,10 @@ class PairSamples:
     def frames(self) -> int:
         return sum(len(p) for p in self.people)
 
-    def side(self, frames: AvatarFrames, pos: int, rng: np.random.Generator, augment: PairAugment, flip: bool):
-        """(image, mask, NMFC + eyes, mouth centre) of one frame, warped by a fresh random affine."""
+    def side(self, frames: AvatarFrames, pos: int, rng: np.random.Generator, augment: PairAugment, flip: bool,
+             matrix: np.ndarray):
+        """(image, mask, NMFC + eyes, mouth centre) of one frame, warped by the pair's affine."""
         s = self.size
-        matrix = random_affine(rng, s, augment.scale, augment.shift)
         warp = lambda img, interp, border: cv2.warpAffine(img, matrix, (s, s), flags=interp, borderMode=border)
         nmfc, eyes = frames.nmfc[pos], frames.eyes(pos, rng, augment.eye_jitter)
         image, mask, mouth = frames.frames[pos], frames.masks[pos], frames.mouth[pos].copy()
@@ -86,8 +88,9 @@ class PairSamples:
         a, b = (int(i) for i in rng.integers(len(frames), size=2))
         flip = bool(rng.random() < augment.flip)
         gain = (1.0 + rng.uniform(-augment.gain, augment.gain, size=3)).astype(np.float32)
-        src, _, src_cond, _ = self.side(frames, a, rng, augment, flip)
-        tgt, mask, drv_cond, mouth = self.side(frames, b, rng, augment, flip)
+        matrix = random_affine(rng, self.size, augment.scale, augment.shift)
+        src, _, src_cond, _ = self.side(frames, a, rng, augment, flip, matrix)
+        tgt, mask, drv_cond, mouth = self.side(frames, b, rng, augment, flip, matrix)
         recolour = lambda img: np.clip(img.astype(np.float32) * gain, 0, 255).astype(np.uint8)
         return recolour(src), src_cond, drv_cond, recolour(tgt), mask, mouth
 

@@ -6,6 +6,7 @@ import json
 
 import cv2
 import numpy as np
+import onnx
 import pytest
 import torch
 
@@ -62,7 +63,7 @@ def test_sources_are_blended_by_attention_and_repeating_a_photo_changes_nothing(
     assert one.shape == (2, 4, size, size)
     assert torch.allclose(one, three, atol=1e-5)  # the same photo three times is the one photo
     assert attention.shape[:2] == (2, 2) and torch.allclose(attention.sum(1), torch.ones_like(attention[:, 0]))
-    assert torch.allclose(bound[0, :3], one[0, :3], atol=1e-5)  # folded sources: the same step
+    assert torch.allclose(bound[0, :3], one[0, :3], atol=1e-4)  # folded, rescaled for int8: the same step
     assert torch.allclose(bound[0, 3], torch.tanh(one[0, 3] * 0.5), atol=1e-5)  # mask in [-1, 1] like every generator
 
 
@@ -76,12 +77,10 @@ def test_mesh_correspondence_prior_recovers_a_known_motion(prepared):
     with torch.no_grad():
         sources = net.encode(to_tensor(avatar.read_image("frame", 0))[None], cond(nmfc))
         prior = net.prior_flow(sources, cond(moved), paired=False)[0, 0]
-        compact = net.prior_flow(sources.face_keys_only(), cond(moved), paired=False)[0, 0]
     face = prior[2] > 0
     assert face.float().mean() > 0.1
     pixels = prior[:2, face] * 128  # grid units -> pixels of the 256 px frame
-    assert abs(float(pixels[0].median()) + 12) < 1.0 and abs(float(pixels[1].median()) - 8) < 1.0
-    assert torch.allclose(prior, compact, atol=1e-5)  # the bound generator keeps only face keys
+    assert abs(float(pixels[0].median()) + 12) < 0.1 and abs(float(pixels[1].median()) - 8) < 0.1
 
 
 def test_mesh_warp_baseline_follows_the_points():
@@ -126,6 +125,7 @@ def test_a_photo_becomes_a_live_avatar_with_one_command(prepared, oneshot_weight
     assert meta["sequential"] is False and meta["max_abs_error_vs_torch"] < 1e-3
     engine = load_engine(avatar)
     assert engine.precision == "int8" and not engine.sequential
+    assert conditioning_stays_exact(avatar.path / "engines" / "generator.int8.onnx")
     stepper = GeneratorStepper(engine.run, avatar.resolution, engine.sequential)
     frame = stepper(avatar.read_image("nmfc", 0), avatar.read_image("eyes", 0))
     assert frame.shape == (256, 256, 3) and stepper.mask is not None
@@ -141,6 +141,20 @@ def test_a_photo_becomes_a_live_avatar_with_one_command(prepared, oneshot_weight
     assert main(["prepare", *map(str, paths), "--name", "me", "--overwrite", "--oneshot", str(oneshot_weights),
                  "--library", str(library)]) == 0
     assert Avatar.open(library, "me").schema.counts.frames == 2
+
+
+def conditioning_stays_exact(int8_model) -> bool:
+    """No quantise node reads the conditioning: the correspondence needs its exact colours."""
+    graph = onnx.load(str(int8_model)).graph
+    producer = {out: node for node in graph.node for out in node.output}
+    def from_cond(tensor: str) -> bool:
+        while tensor != "cond":
+            if tensor not in producer or producer[tensor].op_type not in ("Slice", "Reshape", "Identity"):
+                return False
+            tensor = producer[tensor].input[0]
+        return True
+    quantised = [node for node in graph.node if node.op_type == "QuantizeLinear"]
+    return bool(quantised) and not any(from_cond(node.input[0]) for node in quantised)
 
 
 def test_bad_photos_are_refused_and_leave_nothing(prepared, oneshot_weights, photos, tmp_path, capsys, short_clip):
@@ -220,4 +234,7 @@ def test_the_shipped_generator_loads_with_its_recipe():
     generator, meta = load_oneshot()
     assert meta["people"] == ["d6", "d3", "d18", "d19"]  # d9 and d0 held out for the measurement
     assert generator.config.preset == "small" and generator.config.keep_bias == 3.0
-    assert meta["started_from"]["step"] > 0  # its two stages, both recorded
+    stages, stage = 1, meta
+    while stage.get("started_from"):
+        stages, stage = stages + 1, stage["started_from"]
+    assert stages == 4  # two L1 and two GAN stages (scripts/make_oneshot.sh), each recorded

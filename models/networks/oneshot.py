@@ -6,14 +6,17 @@ sources by attention (paper eq. 5-6), feed a rendering decoder that fills what t
 cannot (mouth interior, disocclusions) and a blend map that keeps the warped photo's detail.
 
 The flow starts from the face model's own correspondence: an NMFC pixel's colour is the
-mean-face coordinate of the surface point it shows, so each driver face pixel is matched to
-the source pixels of the same colour (a softmax over colour distance, computed in the graph
-from the conditioning alone); the flow network sees that prior and adds a residual (hair,
-neck, background, what the mesh does not cover). Flows are in normalised grid units
-(grid_sample's [-1, 1]), so one flow serves every scale.
+mean-face coordinate of the centre of the triangle it shows (flat, 8-bit), so a colour names a
+triangle. The pixels of each colour are gathered (a scatter into a table with one cell per
+8-bit red-green pair, computed in the graph), and each driver face pixel moves by the offset
+between that triangle's centre in the source and in the driver: a per-triangle translation,
+as exact as the mesh (no softmax over nearby colours). The flow network sees that prior and
+adds a residual (hair, neck, background, what the mesh does not cover). Flows are in
+normalised grid units (grid_sample's [-1, 1]), so one flow serves every scale.
 """
 from __future__ import annotations
 
+from copy import deepcopy as copy_module
 from dataclasses import dataclass
 
 import torch
@@ -23,6 +26,10 @@ from torch import nn
 COND_CHANNELS = 6
 IMAGE_CHANNELS = 3
 OUT_CHANNELS = 4  # RGB and the foreground mask logit
+LEVELS = 256  # NMFC colours are 8-bit
+CELLS = LEVELS * LEVELS  # one colour-table cell per red-green pair
+FLOW_STRIDE = 4  # the flow is predicted at 1/4 resolution
+MAX_EQUALISE = 16.0  # the largest factor quantisable() gives a weak feature channel
 
 
 @dataclass(frozen=True)
@@ -38,9 +45,6 @@ class OneShotConfig:
     motion: int = 48
     blocks: int = 1
     flow_scale: float = 0.25  # largest residual flow (grid units) the tanh head can emit
-    key_stride: int = 8  # source NMFC pixels sampled every key_stride pixels as correspondence keys
-    query_stride: int = 4  # driver NMFC pixels matched: one per flow cell (1/4 resolution)
-    temperature: float = 0.02  # colour distance^2 (NMFC in [-1, 1]) over which a match fades
     extend: int = 17  # window (flow cells) over which the face's flow is carried past its edge
     keep_bias: float = 3.0  # added to the blend logit: the output starts as the warped photo (95%)
 
@@ -90,23 +94,12 @@ class Pyramid(nn.Module):
 @dataclass
 class Sources:
     """What is computed once per photo: the images (K, 3, S, S), their feature pyramids and
-    their correspondence keys: NMFC colours (K, N, 3), positions (K, N, 2) in grid units and a
-    bias (K, N) that is 0 on the face and -1e4 off it."""
+    their colour table (K, 3, CELLS): where each NMFC colour lies in the photo (see
+    position_table)."""
 
     images: torch.Tensor
     features: list[torch.Tensor]
-    keys: torch.Tensor
-    positions: torch.Tensor
-    bias: torch.Tensor
-
-    def face_keys_only(self) -> "Sources":
-        """The same sources with the off-face keys dropped (padded to the longest source): the
-        bound generator matches against a few hundred keys instead of every sampled pixel."""
-        on_face = self.bias > -1.0
-        count = max(int(on_face.sum(1).max()), 1)
-        order = torch.argsort((~on_face).float(), dim=1, stable=True)[:, :count]
-        pick = lambda t: torch.gather(t, 1, order[..., None].expand(-1, -1, t.shape[-1]))
-        return Sources(self.images, self.features, pick(self.keys), pick(self.positions), torch.gather(self.bias, 1, order))
+    table: torch.Tensor
 
 
 def masked_mean(x: torch.Tensor, mask: torch.Tensor, kernel: int) -> tuple[torch.Tensor, torch.Tensor]:
@@ -125,16 +118,35 @@ def extend_flow(flow: torch.Tensor, mask: torch.Tensor, kernel: int) -> torch.Te
     return mask * inside + (1 - mask) * outside * (share * 4).clamp(max=1.0)
 
 
-def nmfc_samples(nmfc: torch.Tensor, stride: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """NMFC colours (B, N, 3) at every stride-th pixel (nearest: flat colours stay exact), their
-    positions (N, 2) in grid units, and whether each is on the face (B, N)."""
-    start = stride // 2
-    colours = nmfc[:, :, start::stride, start::stride]
-    size = colours.shape[-1]
-    line = (torch.arange(size, device=nmfc.device, dtype=nmfc.dtype) * stride + start + 0.5) * (2.0 / nmfc.shape[-1]) - 1.0
-    ys, xs = torch.meshgrid(line, line, indexing="ij")
-    on_face = (colours > -0.99).any(1).flatten(1)
-    return colours.flatten(2).transpose(1, 2), torch.stack([xs, ys], -1).reshape(-1, 2), on_face
+def colour_cells(nmfc: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Each pixel's colour-table cell (B, S*S), from its 8-bit red and green levels (the
+    mean-face x and y of its triangle), and whether it is on the face (B, S*S)."""
+    levels = torch.round((nmfc[:, :2] + 1.0) * ((LEVELS - 1) / 2)).clamp(0, LEVELS - 1).long()
+    return (levels[:, 1] * LEVELS + levels[:, 0]).flatten(1), (nmfc > -0.99).any(1).flatten(1).to(nmfc.dtype)
+
+
+def position_table(nmfc: torch.Tensor) -> torch.Tensor:
+    """(B, 3, CELLS): the mean grid position (x, y) of the face pixels of each colour cell, and
+    1 where the cell has any (0 elsewhere: that triangle is not visible)."""
+    b, _, size, _ = nmfc.shape
+    cells, face = colour_cells(nmfc)
+    position = identity_grid(size, nmfc.device, nmfc.dtype).reshape(1, -1, 2).transpose(1, 2)
+    values = torch.cat([position.expand(b, -1, -1), torch.ones_like(face[:, None])], 1) * face[:, None]
+    sums = torch.zeros(b, 3, CELLS, device=nmfc.device, dtype=nmfc.dtype).scatter_add(2, cells[:, None].expand(-1, 3, -1), values)
+    count = sums[:, 2:]
+    return torch.cat([sums[:, :2] / count.clamp_min(1.0), (count > 0).to(nmfc.dtype)], 1)
+
+
+def equalising_scale(features: torch.Tensor) -> torch.Tensor:
+    """Per channel of (N, C, h, w), the factor that brings its peak to the strongest channel's
+    (at most MAX_EQUALISE)."""
+    peak = features.abs().amax((0, 2, 3)).clamp_min(1e-6)
+    return (peak.max() / peak).clamp(max=MAX_EQUALISE)
+
+
+def look_up(table: torch.Tensor, cells: torch.Tensor) -> torch.Tensor:
+    """The table's (N, 3, CELLS) entries at each pixel's cell (N, P): (N, 3, P)."""
+    return torch.gather(table, 2, cells[:, None].expand(-1, table.shape[1], -1))
 
 
 def identity_grid(size: int, device: torch.device, dtype: torch.dtype) -> torch.Tensor:
@@ -177,39 +189,33 @@ class OneShotGenerator(nn.Module):
         self.head = nn.Conv2d(c.widths[0], IMAGE_CHANNELS + 2, 3, 1, 1)
         nn.init.zeros_(self.motion[-1].weight)
         nn.init.zeros_(self.motion[-1].bias)
+        self.prior_gain = 1.0  # the prior flow's factor on its way into the flow network (see quantisable)
 
     def encode(self, images: torch.Tensor, conds: torch.Tensor) -> Sources:
-        keys, positions, on_face = nmfc_samples(conds[:, :3], self.config.key_stride)
-        bias = (on_face.to(keys.dtype) - 1.0) * 1e4
-        return Sources(images, self.source(torch.cat([images, conds], 1)), keys, positions.expand(len(keys), -1, -1), bias)
+        return Sources(images, self.source(torch.cat([images, conds], 1)), position_table(conds[:, :3]))
 
     def prior_flow(self, sources: Sources, cond: torch.Tensor, paired: bool) -> torch.Tensor:
-        """Per (driver, source) flow (B, K, 3, h, w): the mesh correspondence's flow on the
-        driver's face pixels, carried past the face's edge (extend_flow), and the driver's face
-        mask. NMFC colours are flat per triangle, so a colour names a triangle, not a point:
-        the flow is the offset between where that colour lies in the source and where it lies
-        in the driver (a per-triangle translation), not the source position itself."""
-        c = self.config
-        queries, _, on_face = nmfc_samples(cond[:, :3], c.query_stride)
-        own_keys, own_positions, own_face = nmfc_samples(cond[:, :3], c.key_stride)
-        keys, key_positions, bias = sources.keys, sources.positions, sources.bias
+        """Per (driver, source) flow and face mask (B, K, 3, h, w) at 1/4 resolution: each
+        driver face pixel moves by the offset between its triangle's centre in the source and
+        in the driver; averaged per flow cell, smoothed across triangles and carried past the
+        face's edge (extend_flow). Triangles the source does not show get no prior."""
+        b, size = cond.shape[0], cond.shape[-1]
+        cells, face = colour_cells(cond[:, :3])
+        in_driver = look_up(position_table(cond[:, :3]), cells)[:, None]  # (B, 1, 3, P)
         if paired:
-            keys, key_positions, bias = keys[:, None], key_positions[:, None], bias[:, None]
+            in_source = look_up(sources.table, cells)[:, None]
         else:
-            keys, key_positions, bias = keys[None], key_positions[None], bias[None]
-        q = queries[:, None]  # (B, 1, Q, 3)
-        in_source = self.matched_positions(q, keys, key_positions, bias)  # (B, K, Q, 2)
-        in_driver = self.matched_positions(q, own_keys[:, None], own_positions[None, None], (own_face.to(q.dtype)[:, None] - 1.0) * 1e4)
-        face = on_face.to(cond.dtype)[:, None, :, None]
-        size = cond.shape[-1] // c.query_stride
-        grid = lambda t: t.transpose(-1, -2).unflatten(-1, (size, size))  # (B, K, Q, C) -> (B, K, C, h, w)
-        flow, mask = grid(in_source - in_driver), grid(face.expand(-1, in_source.shape[1], -1, -1))
-        return torch.cat([extend_flow(flow.flatten(0, 1), mask.flatten(0, 1), c.extend).unflatten(0, flow.shape[:2]), mask], 2)
-
-    def matched_positions(self, queries: torch.Tensor, keys: torch.Tensor, positions: torch.Tensor, bias: torch.Tensor) -> torch.Tensor:
-        """Softmax-weighted positions of the keys whose colour matches each query's."""
-        distance = (queries * queries).sum(-1, keepdim=True) - 2 * queries @ keys.transpose(-1, -2) + (keys * keys).sum(-1)[:, :, None]
-        return torch.softmax(bias[:, :, None] - distance / self.config.temperature, dim=-1) @ positions
+            k = sources.table.shape[0]
+            table = sources.table[None].expand(b, -1, -1, -1).flatten(0, 1)
+            in_source = look_up(table, cells.repeat_interleave(k, 0)).unflatten(0, (b, k))
+        valid = in_source[:, :, 2:] * face[:, None, None]  # (B, K, 1, P)
+        flow = (in_source[:, :, :2] - in_driver[:, :, :2]) * valid
+        k = flow.shape[1]
+        grid = lambda t: F.avg_pool2d(t.flatten(0, 1).unflatten(-1, (size, size)), FLOW_STRIDE)
+        flow, share = grid(flow), grid(valid)
+        mask = (share > 0).to(cond.dtype)
+        flow = extend_flow(flow / share.clamp_min(1e-3), mask, self.config.extend)
+        return torch.cat([flow, mask], 1).unflatten(0, (b, k))
 
     def motion_fields(self, sources: Sources, drivers: list[torch.Tensor], cond: torch.Tensor, paired: bool):
         """Per (driver, source) flow (B, K, 2, h, w), occlusion (B, K, 1, h, w) in [0, 1]
@@ -218,10 +224,11 @@ class OneShotGenerator(nn.Module):
         drv = drivers[2]
         prior = self.prior_flow(sources, cond, paired)
         b, k = drv.shape[0], prior.shape[1]
+        prior_in = torch.cat([prior[:, :, :2] * self.prior_gain, prior[:, :, 2:]], 2)
         if paired:
-            pairs = torch.cat([src, drv, prior[:, 0]], 1)
+            pairs = torch.cat([src, drv, prior_in[:, 0]], 1)
         else:
-            pairs = torch.cat([src[None].expand(b, -1, -1, -1, -1), drv[:, None].expand(-1, k, -1, -1, -1), prior], 2).flatten(0, 1)
+            pairs = torch.cat([src[None].expand(b, -1, -1, -1, -1), drv[:, None].expand(-1, k, -1, -1, -1), prior_in], 2).flatten(0, 1)
         out = self.motion(pairs).unflatten(0, (b, k))
         flow = prior[:, :, :2] + torch.tanh(out[:, :, :2]) * self.config.flow_scale
         occlusion = torch.sigmoid(out[:, :, 2:3])
@@ -255,8 +262,28 @@ class OneShotGenerator(nn.Module):
 
     def bind(self, images: torch.Tensor, conds: torch.Tensor) -> "BoundOneShot":
         with torch.no_grad():
-            sources = self.encode(images, conds).face_keys_only()
-        return BoundOneShot(self, sources)
+            sources = self.encode(images, conds)
+        return BoundOneShot(*self.quantisable(sources))
+
+    def quantisable(self, sources: Sources, gain: float = 16.0) -> tuple["OneShotGenerator", Sources]:
+        """The same function with its int8-sensitive inputs brought to one range: int8 shares
+        one scale per tensor, and beside feature maps of a few units the prior flow (a few
+        hundredths of a grid unit) and the photo's weaker feature channels lost most of their
+        levels. The prior flow enters the flow network `gain` times larger and the photo's
+        1/4-resolution channels all reach the strongest one's peak; the convolutions that read
+        them take weights smaller by the same factors (both paths are linear in them)."""
+        copy = copy_module(self)
+        motion, fuse = copy.motion[0][0], copy.fuse_quarter[0][0]
+        quarter = sources.features[2]
+        with torch.no_grad():
+            scale = equalising_scale(quarter)
+            flow_channels = slice(motion.in_channels - 3, motion.in_channels - 1)
+            motion.weight[:, flow_channels] /= gain / self.prior_gain
+            for conv in (motion, fuse):
+                conv.weight[:, :len(scale)] /= scale[None, :, None, None]
+        copy.prior_gain = gain
+        features = [*sources.features[:2], quarter * scale[None, :, None, None]]
+        return copy, Sources(sources.images, features, sources.table)
 
 
 class BoundOneShot(nn.Module):
@@ -268,12 +295,12 @@ class BoundOneShot(nn.Module):
     def __init__(self, generator: OneShotGenerator, sources: Sources) -> None:
         super().__init__()
         self.generator = generator
-        for name in ("images", "keys", "positions", "bias"):
-            self.register_buffer(name, getattr(sources, name).detach().clone())
+        self.register_buffer("images", sources.images.detach().clone())
+        self.register_buffer("table", sources.table.detach().clone())
         for level, feats in enumerate(sources.features):
             self.register_buffer(f"features{level}", feats.detach().clone())
 
     def forward(self, cond: torch.Tensor, prev: torch.Tensor) -> torch.Tensor:
-        sources = Sources(self.images, [self.features0, self.features1, self.features2], self.keys, self.positions, self.bias)
+        sources = Sources(self.images, [self.features0, self.features1, self.features2], self.table)
         out = self.generator(sources, cond[:, -COND_CHANNELS:])
         return torch.cat([out[:, :3], torch.tanh(out[:, 3:4] * 0.5) + prev[:, :1] * 0.0], 1)
