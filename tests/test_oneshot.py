@@ -58,7 +58,7 @@ def test_sources_are_blended_by_attention_and_repeating_a_photo_changes_nothing(
     with torch.no_grad():
         one = net(net.encode(image, cond), driver)
         three = net(net.encode(image.repeat(3, 1, 1, 1), cond.repeat(3, 1, 1, 1)), driver)
-        _, _, attention = net.motion_fields(net.encode(torch.cat([image, -image]), torch.cat([cond, cond])), net.driver(driver), driver, False)
+        *_, attention = net.motion_fields(net.encode(torch.cat([image, -image]), torch.cat([cond, cond])), net.driver(driver), driver, False)
         bound = net.bind(image, cond)(torch.cat([torch.zeros(1, 12, size, size), driver[:1]], 1), torch.zeros(1, 6, size, size))
     assert one.shape == (2, 4, size, size)
     assert torch.allclose(one, three, atol=1e-5)  # the same photo three times is the one photo
@@ -76,11 +76,13 @@ def test_mesh_correspondence_prior_recovers_a_known_motion(prepared):
     net = OneShotGenerator(oneshot_config("tiny")).eval()
     with torch.no_grad():
         sources = net.encode(to_tensor(avatar.read_image("frame", 0))[None], cond(nmfc))
-        prior = net.prior_flow(sources, cond(moved), paired=False)[0, 0]
-    face = prior[2] > 0
+        quarter, full = (flow[0, 0] for flow in net.prior_flow(sources, cond(moved), paired=False))
+    face = quarter[2] > 0
     assert face.float().mean() > 0.1
-    pixels = prior[:2, face] * 128  # grid units -> pixels of the 256 px frame
+    pixels = quarter[:2, face] * 128  # grid units -> pixels of the 256 px frame
     assert abs(float(pixels[0].median()) + 12) < 0.1 and abs(float(pixels[1].median()) - 8) < 0.1
+    on_face = torch.from_numpy(moved.any(-1))
+    assert torch.allclose(full[:, on_face] * 128, torch.tensor([[-12.0], [8.0]]), atol=1e-3)  # every face pixel, exactly
 
 
 def test_mesh_warp_baseline_follows_the_points():

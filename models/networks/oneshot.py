@@ -10,8 +10,9 @@ mean-face coordinate of the centre of the triangle it shows (flat, 8-bit), so a 
 triangle. The pixels of each colour are gathered (a scatter into a table with one cell per
 8-bit red-green pair, computed in the graph), and each driver face pixel moves by the offset
 between that triangle's centre in the source and in the driver: a per-triangle translation,
-as exact as the mesh (no softmax over nearby colours). The flow network sees that prior and
-adds a residual (hair, neck, background, what the mesh does not cover). Flows are in
+as exact as the mesh (no softmax over nearby colours). The photo is warped by that offset per
+pixel (lightly smoothed), its features by the per-cell average; the flow network sees the
+prior and adds a residual (hair, neck, background, what the mesh does not cover). Flows are in
 normalised grid units (grid_sample's [-1, 1]), so one flow serves every scale.
 """
 from __future__ import annotations
@@ -29,6 +30,7 @@ OUT_CHANNELS = 4  # RGB and the foreground mask logit
 LEVELS = 256  # NMFC colours are 8-bit
 CELLS = LEVELS * LEVELS  # one colour-table cell per red-green pair
 FLOW_STRIDE = 4  # the flow is predicted at 1/4 resolution
+SEAM_KERNEL = 5  # full-resolution window (pixels) that smooths the per-triangle prior's seams
 MAX_EQUALISE = 16.0  # the largest factor quantisable() gives a weak feature channel
 
 
@@ -194,11 +196,14 @@ class OneShotGenerator(nn.Module):
     def encode(self, images: torch.Tensor, conds: torch.Tensor) -> Sources:
         return Sources(images, self.source(torch.cat([images, conds], 1)), position_table(conds[:, :3]))
 
-    def prior_flow(self, sources: Sources, cond: torch.Tensor, paired: bool) -> torch.Tensor:
-        """Per (driver, source) flow and face mask (B, K, 3, h, w) at 1/4 resolution: each
-        driver face pixel moves by the offset between its triangle's centre in the source and
-        in the driver; averaged per flow cell, smoothed across triangles and carried past the
-        face's edge (extend_flow). Triangles the source does not show get no prior."""
+    def prior_flow(self, sources: Sources, cond: torch.Tensor, paired: bool) -> tuple[torch.Tensor, torch.Tensor]:
+        """Per (driver, source): the flow and face mask (B, K, 3, h, w) at 1/4 resolution, and
+        the flow (B, K, 2, S, S) at full resolution. Each driver face pixel moves by the offset
+        between its triangle's centre in the source and in the driver. At 1/4 (what the flow
+        network sees) that is averaged per flow cell, smoothed across triangles and carried past
+        the face's edge (extend_flow); at full resolution (what warps the photo) the face
+        keeps each pixel's own offset and the rest takes the 1/4 flow. Triangles the source
+        does not show get no prior."""
         b, size = cond.shape[0], cond.shape[-1]
         cells, face = colour_cells(cond[:, :3])
         in_driver = look_up(position_table(cond[:, :3]), cells)[:, None]  # (B, 1, 3, P)
@@ -209,31 +214,38 @@ class OneShotGenerator(nn.Module):
             table = sources.table[None].expand(b, -1, -1, -1).flatten(0, 1)
             in_source = look_up(table, cells.repeat_interleave(k, 0)).unflatten(0, (b, k))
         valid = in_source[:, :, 2:] * face[:, None, None]  # (B, K, 1, P)
-        flow = (in_source[:, :, :2] - in_driver[:, :, :2]) * valid
-        k = flow.shape[1]
-        grid = lambda t: F.avg_pool2d(t.flatten(0, 1).unflatten(-1, (size, size)), FLOW_STRIDE)
-        flow, share = grid(flow), grid(valid)
+        k = valid.shape[1]
+        image = lambda t: t.flatten(0, 1).unflatten(-1, (size, size))
+        flow, valid = image((in_source[:, :, :2] - in_driver[:, :, :2]) * valid), image(valid)
+        cell_flow, share = F.avg_pool2d(flow, FLOW_STRIDE), F.avg_pool2d(valid, FLOW_STRIDE)
         mask = (share > 0).to(cond.dtype)
-        flow = extend_flow(flow / share.clamp_min(1e-3), mask, self.config.extend)
-        return torch.cat([flow, mask], 1).unflatten(0, (b, k))
+        quarter = extend_flow(cell_flow / share.clamp_min(1e-3), mask, self.config.extend)
+        flow, covered = masked_mean(flow, valid, SEAM_KERNEL)
+        covered = (covered > 0).to(cond.dtype)
+        full = covered * flow + (1 - covered) * resize(quarter, size)
+        return torch.cat([quarter, mask], 1).unflatten(0, (b, k)), full.unflatten(0, (b, k))
 
     def motion_fields(self, sources: Sources, drivers: list[torch.Tensor], cond: torch.Tensor, paired: bool):
-        """Per (driver, source) flow (B, K, 2, h, w), occlusion (B, K, 1, h, w) in [0, 1]
-        and attention (B, K, 1, h, w) summing to 1 over K, at 1/4 resolution."""
+        """Per (driver, source) flow (B, K, 2, h, w) at 1/4 resolution and (B, K, 2, S, S) at
+        full resolution, occlusion (B, K, 1, h, w) in [0, 1] and attention (B, K, 1, h, w)
+        summing to 1 over K."""
         src = sources.features[2]
         drv = drivers[2]
-        prior = self.prior_flow(sources, cond, paired)
+        prior, full_prior = self.prior_flow(sources, cond, paired)
         b, k = drv.shape[0], prior.shape[1]
         prior_in = torch.cat([prior[:, :, :2] * self.prior_gain, prior[:, :, 2:]], 2)
         if paired:
             pairs = torch.cat([src, drv, prior_in[:, 0]], 1)
         else:
             pairs = torch.cat([src[None].expand(b, -1, -1, -1, -1), drv[:, None].expand(-1, k, -1, -1, -1), prior_in], 2).flatten(0, 1)
-        out = self.motion(pairs).unflatten(0, (b, k))
-        flow = prior[:, :, :2] + torch.tanh(out[:, :, :2]) * self.config.flow_scale
+        out = self.motion(pairs)
+        residual = torch.tanh(out[:, :2]) * self.config.flow_scale
+        flow = prior[:, :, :2] + residual.unflatten(0, (b, k))
+        full_flow = full_prior + resize(residual, cond.shape[-1]).unflatten(0, (b, k))
+        out = out.unflatten(0, (b, k))
         occlusion = torch.sigmoid(out[:, :, 2:3])
         attention = torch.softmax(out[:, :, 3:4], dim=1)
-        return flow, occlusion, attention
+        return flow, full_flow, occlusion, attention
 
     def blend_warped(self, features: torch.Tensor, flow, weight, paired: bool) -> torch.Tensor:
         """Sum over sources of weight * warp(features): (B, C, h, w)."""
@@ -245,9 +257,9 @@ class OneShotGenerator(nn.Module):
 
     def forward(self, sources: Sources, cond: torch.Tensor, paired: bool = False, extras: bool = False):
         drivers = self.driver(cond)
-        flow, occlusion, attention = self.motion_fields(sources, drivers, cond, paired)
+        flow, full_flow, occlusion, attention = self.motion_fields(sources, drivers, cond, paired)
         quarter = sources.features[2]
-        warped_image = self.blend_warped(sources.images, flow, attention, paired)
+        warped_image = self.blend_warped(sources.images, full_flow, attention, paired)
         x = self.fuse_quarter(torch.cat([self.blend_warped(quarter, flow, occlusion * attention, paired), drivers[2]], 1))
         half = drivers[1].shape[-1]
         x = self.fuse_half(torch.cat([resize(x, half), resize(warped_image, half), drivers[1]], 1))
