@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import argparse
 import json
+from dataclasses import replace
 from pathlib import Path
 
 from ..models.avatar import Avatar
@@ -19,6 +20,8 @@ from .timed_commands import add_timed_training_arguments, run_folder
 def add_train_arguments(p: argparse.ArgumentParser) -> None:
     add_timed_training_arguments(p, ONESHOT_TRAIN_PRESETS, 90.0, "frames")
     p.add_argument("--init", metavar="DIR", help="start from the generator of another run (e.g. --preset gan after an L1 run)")
+    p.add_argument("--sources", type=int, choices=range(1, 5), metavar="K",
+                   help="source frames per training pair (1-4; more than 1 trains the N-shot attention; default: the preset's)")
 
 
 def cmd_train_oneshot(args: argparse.Namespace) -> int:
@@ -29,7 +32,10 @@ def cmd_train_oneshot(args: argparse.Namespace) -> int:
         avatar.require_video("one-shot training")
     samples = PairSamples(avatars)
     init = Path(args.init) if args.init else None
-    trainer = OneShotTrainer(samples, out, ONESHOT_TRAIN_PRESETS[args.preset], args.minutes, args.resume, init=init)
+    config = ONESHOT_TRAIN_PRESETS[args.preset]
+    if args.sources is not None:
+        config = replace(config, sources=args.sources)
+    trainer = OneShotTrainer(samples, out, config, args.minutes, args.resume, init=init)
     result = trainer.run(max_steps=args.max_steps)
     print(f"trained the one-shot generator on {samples.frames()} frames of {len(avatars)} people: "
           f"{result['step']} steps in {result['minutes']:.1f} min -> {out} (samples: {out / 'samples.png'})")

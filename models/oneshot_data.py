@@ -33,8 +33,8 @@ class PairAugment:
 
 @dataclass
 class PairBatch:
-    source: torch.Tensor  # (B, 3, S, S) in [-1, 1]
-    source_cond: torch.Tensor  # (B, 6, S, S)
+    source: torch.Tensor  # (B * K, 3, S, S) in [-1, 1], K sources per driver, driver by driver
+    source_cond: torch.Tensor  # (B * K, 6, S, S)
     driver_cond: torch.Tensor  # (B, 6, S, S)
     target: torch.Tensor  # (B, 3, S, S)
     mask: torch.Tensor  # (B, 1, S, S) in [0, 1]
@@ -83,21 +83,25 @@ class PairSamples:
         return (warp(np.ascontiguousarray(image), cv2.INTER_LINEAR, cv2.BORDER_REPLICATE),
                 warp(np.ascontiguousarray(mask), cv2.INTER_LINEAR, cv2.BORDER_REPLICATE), cond, matrix[:, :2] @ mouth + matrix[:, 2])
 
-    def example(self, rng: np.random.Generator, augment: PairAugment):
+    def example(self, rng: np.random.Generator, augment: PairAugment, sources: int = 1):
+        """(source images (K, ...), their conditioning (K, ...), the driver's conditioning, the
+        target, its mask and mouth centre): K source frames and a target of one person."""
         frames = self.people[int(rng.integers(len(self.people)))]
-        a, b = (int(i) for i in rng.integers(len(frames), size=2))
+        picks = [int(i) for i in rng.integers(len(frames), size=sources + 1)]
         flip = bool(rng.random() < augment.flip)
         gain = (1.0 + rng.uniform(-augment.gain, augment.gain, size=3)).astype(np.float32)
         matrix = random_affine(rng, self.size, augment.scale, augment.shift)
-        src, _, src_cond, _ = self.side(frames, a, rng, augment, flip, matrix)
-        tgt, mask, drv_cond, mouth = self.side(frames, b, rng, augment, flip, matrix)
         recolour = lambda img: np.clip(img.astype(np.float32) * gain, 0, 255).astype(np.uint8)
-        return recolour(src), src_cond, drv_cond, recolour(tgt), mask, mouth
+        srcs = [self.side(frames, a, rng, augment, flip, matrix) for a in picks[:-1]]
+        tgt, mask, drv_cond, mouth = self.side(frames, picks[-1], rng, augment, flip, matrix)
+        return (np.stack([recolour(s[0]) for s in srcs]), np.stack([s[2] for s in srcs]), drv_cond, recolour(tgt), mask, mouth)
 
-    def batch(self, rng: np.random.Generator, count: int, augment: PairAugment) -> PairBatch:
-        items = [self.example(rng, augment) for _ in range(count)]
+    def batch(self, rng: np.random.Generator, count: int, augment: PairAugment, sources: int = 1) -> PairBatch:
+        """`count` examples; their sources are flattened driver by driver (count * sources)."""
+        items = [self.example(rng, augment, sources) for _ in range(count)]
         stack = lambda k: np.stack([it[k] for it in items])
+        grouped = lambda k: np.concatenate([it[k] for it in items])
         return PairBatch(
-            to_tensor(stack(0)), to_tensor(stack(1)), to_tensor(stack(2)), to_tensor(stack(3)),
+            to_tensor(grouped(0)), to_tensor(grouped(1)), to_tensor(stack(2)), to_tensor(stack(3)),
             torch.from_numpy(stack(4)).float().div_(255.0)[:, None], torch.from_numpy(stack(5).astype(np.float32)),
         )

@@ -41,6 +41,7 @@ class OneShotTrainConfig:
     gan: float = 0.0  # weight of the image and mouth discriminators' terms; 0: no GAN
     feature_matching: float = 2.0
     ndf: int = 32  # discriminator width
+    sources: int = 1  # source frames per training pair; more than 1 trains the attention over sources (N-shot)
     seed: int = 0
 
 
@@ -138,7 +139,7 @@ class OneShotTrainer(TimedTrainer):
     def train_step(self) -> dict[str, float]:
         self.cosine_lr(self.config.lr)
         rng = np.random.default_rng([self.config.seed, self.step])  # a resumed run draws the same pairs
-        batch = self.samples.batch(rng, self.config.batch, self.augment)
+        batch = self.samples.batch(rng, self.config.batch, self.augment, self.config.sources)
         terms, rgb = self.losses(batch)
         c = self.config
         if self.critic is not None:
@@ -177,7 +178,8 @@ class OneShotTrainer(TimedTrainer):
     @torch.no_grad()
     def sample_sheet(self, count: int = 4) -> np.ndarray:
         """Rows of source | driver conditioning | warped source | generated | target (BGR)."""
-        batch = self.samples.batch(np.random.default_rng(1), count, PairAugment(flip=0.0, gain=0.0, eye_jitter=0.0))
+        k = self.config.sources
+        batch = self.samples.batch(np.random.default_rng(1), count, PairAugment(flip=0.0, gain=0.0, eye_jitter=0.0), k)
         was_training = self.net.training
         self.net.eval()
         frame, extras = self.net(self.net.encode(batch.source, batch.source_cond), batch.driver_cond, paired=True, extras=True)
@@ -186,6 +188,6 @@ class OneShotTrainer(TimedTrainer):
         for i in range(count):
             cond = np.where(to_image(batch.driver_cond[i, 3:]).any(-1, keepdims=True), to_image(batch.driver_cond[i, 3:]),
                             to_image(batch.driver_cond[i, :3]))
-            tiles = [to_image(batch.source[i]), cond, to_image(extras["warped"][i]), to_image(frame[i, :3]), to_image(batch.target[i])]
+            tiles = [to_image(batch.source[i * k]), cond, to_image(extras["warped"][i]), to_image(frame[i, :3]), to_image(batch.target[i])]
             rows.append(np.concatenate(tiles, 1))
         return cv2.cvtColor(np.concatenate(rows, 0), cv2.COLOR_RGB2BGR)

@@ -115,6 +115,19 @@ def test_train_oneshot_resumes(prepared, oneshot_weights, tmp_path, capsys):
     assert "tiny one-shot generator, not small" in capsys.readouterr().err
 
 
+def test_several_sources_per_pair_train_the_attention_over_sources(prepared, tmp_path):
+    from safetensors.torch import load_file
+
+    library, _ = prepared
+    attention = lambda run: load_file(str(run / "oneshot.safetensors"))["motion.2.weight"][3].abs().max()
+    for sources in (1, 2):
+        out = tmp_path / f"k{sources}"
+        assert main(["train-oneshot", "--avatars", "sample", "--out", str(out), "--preset", "tiny", "--max-steps", "2",
+                     "--sources", str(sources), "--library", str(library)]) == 0
+        learned = float(attention(out))
+        assert (learned > 0) == (sources > 1)  # one source per pair: the softmax over sources is 1, its logit learns nothing
+
+
 def test_a_photo_becomes_a_live_avatar_with_one_command(prepared, oneshot_weights, photos, tmp_path, capsys):
     library = tmp_path / "library"
     library.mkdir()

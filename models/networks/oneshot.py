@@ -146,6 +146,12 @@ def equalising_scale(features: torch.Tensor) -> torch.Tensor:
     return (peak.max() / peak).clamp(max=MAX_EQUALISE)
 
 
+def per_driver(t: torch.Tensor, drivers: int, paired: bool) -> torch.Tensor:
+    """Source tensors (N, ...) as (B, K, ...): paired, the sources are B groups of K (one group
+    per driver, in order); otherwise all N sources serve every driver."""
+    return t.unflatten(0, (drivers, -1)) if paired else t[None].expand(drivers, *t.shape)
+
+
 def look_up(table: torch.Tensor, cells: torch.Tensor) -> torch.Tensor:
     """The table's (N, 3, CELLS) entries at each pixel's cell (N, P): (N, 3, P)."""
     return torch.gather(table, 2, cells[:, None].expand(-1, table.shape[1], -1))
@@ -174,7 +180,8 @@ def resize(x: torch.Tensor, size: int) -> torch.Tensor:
 class OneShotGenerator(nn.Module):
     """encode(images (K, 3, S, S), conds (K, 6, S, S)) -> Sources, once per photo set;
     forward(sources, driver cond (B, 6, S, S)) -> (B, 4, S, S): RGB in [-1, 1], mask logit.
-    A batch of B drivers shares the K sources; training passes K = B with `paired=True`."""
+    A batch of B drivers shares the K sources; training passes B groups of K sources, one group
+    per driver, with `paired=True` (K > 1 trains the attention over sources)."""
 
     def __init__(self, config: OneShotConfig | None = None) -> None:
         super().__init__()
@@ -207,14 +214,10 @@ class OneShotGenerator(nn.Module):
         b, size = cond.shape[0], cond.shape[-1]
         cells, face = colour_cells(cond[:, :3])
         in_driver = look_up(position_table(cond[:, :3]), cells)[:, None]  # (B, 1, 3, P)
-        if paired:
-            in_source = look_up(sources.table, cells)[:, None]
-        else:
-            k = sources.table.shape[0]
-            table = sources.table[None].expand(b, -1, -1, -1).flatten(0, 1)
-            in_source = look_up(table, cells.repeat_interleave(k, 0)).unflatten(0, (b, k))
+        table = per_driver(sources.table, b, paired)
+        k = table.shape[1]
+        in_source = look_up(table.flatten(0, 1), cells.repeat_interleave(k, 0)).unflatten(0, (b, k))
         valid = in_source[:, :, 2:] * face[:, None, None]  # (B, K, 1, P)
-        k = valid.shape[1]
         image = lambda t: t.flatten(0, 1).unflatten(-1, (size, size))
         flow, valid = image((in_source[:, :, :2] - in_driver[:, :, :2]) * valid), image(valid)
         cell_flow, share = F.avg_pool2d(flow, FLOW_STRIDE), F.avg_pool2d(valid, FLOW_STRIDE)
@@ -234,10 +237,7 @@ class OneShotGenerator(nn.Module):
         prior, full_prior = self.prior_flow(sources, cond, paired)
         b, k = drv.shape[0], prior.shape[1]
         prior_in = torch.cat([prior[:, :, :2] * self.prior_gain, prior[:, :, 2:]], 2)
-        if paired:
-            pairs = torch.cat([src, drv, prior_in[:, 0]], 1)
-        else:
-            pairs = torch.cat([src[None].expand(b, -1, -1, -1, -1), drv[:, None].expand(-1, k, -1, -1, -1), prior_in], 2).flatten(0, 1)
+        pairs = torch.cat([per_driver(src, b, paired), drv[:, None].expand(-1, k, -1, -1, -1), prior_in], 2).flatten(0, 1)
         out = self.motion(pairs)
         residual = torch.tanh(out[:, :2]) * self.config.flow_scale
         flow = prior[:, :, :2] + residual.unflatten(0, (b, k))
@@ -250,7 +250,7 @@ class OneShotGenerator(nn.Module):
     def blend_warped(self, features: torch.Tensor, flow, weight, paired: bool) -> torch.Tensor:
         """Sum over sources of weight * warp(features): (B, C, h, w)."""
         b, k = flow.shape[:2]
-        feats = features[:, None] if paired else features[None].expand(b, -1, -1, -1, -1)
+        feats = per_driver(features, b, paired)
         warped = warp(feats.flatten(0, 1), flow.flatten(0, 1)).unflatten(0, (b, k))
         size = features.shape[-1]
         return (warped * resize(weight.flatten(0, 1), size).unflatten(0, (b, k))).sum(1)
