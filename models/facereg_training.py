@@ -14,14 +14,12 @@ import torch
 from .checkpoint import load_state, save_network, save_state
 from .facereg_data import Augment, FaceSamples, mirror_permutation, point_weights
 from .geometry.face_model import load_face_model
-from .io_utils import atomic_write_bytes
 from .networks.facereg import DenseFaceReg, facereg_config
 from .timed_training import TimedTrainer
 
 FACEREG_STATE = "facereg_state.pt"
 FACEREG_FILE = "facereg.safetensors"
 FACEREG_META = "facereg.json"
-SAMPLE_FILE = "samples.png"
 
 
 @dataclass(frozen=True)
@@ -94,7 +92,7 @@ class FaceRegTrainer(TimedTrainer):
             "preset": self.config.preset, "step": self.step, "train_minutes": round(self.elapsed / 60, 2),
             "people": self.people, "frames": len(self.samples.images),
         })
-        atomic_write_bytes(self.folder / SAMPLE_FILE, cv2.imencode(".png", self._sample_sheet())[1].tobytes())
+        self.write_samples(self._sample_sheet())
 
     @torch.no_grad()
     def _sample_sheet(self, count: int = 6) -> np.ndarray:

@@ -18,7 +18,6 @@ from torch import nn
 
 from .checkpoint import CheckpointError, load_state, save_network, save_state
 from .dataset import to_image
-from .io_utils import atomic_write_bytes
 from .losses import feature_matching_loss, gan_loss, laplacian_pyramid_l1
 from .networks.discriminators import crop_mouths, image_discriminator, mouth_discriminator
 from .networks.oneshot import COND_CHANNELS, OneShotGenerator, oneshot_config
@@ -27,7 +26,6 @@ from .oneshot_model import ONESHOT_FILE, ONESHOT_META, load_oneshot
 from .timed_training import TimedTrainer
 
 ONESHOT_STATE = "oneshot_state.pt"
-SAMPLE_FILE = "samples.png"
 
 
 @dataclass(frozen=True)
@@ -173,7 +171,7 @@ class OneShotTrainer(TimedTrainer):
             "people": self.samples.names, "frames": self.samples.frames(),
             **({"started_from": self.lineage} if self.lineage else {}),
         })
-        atomic_write_bytes(self.folder / SAMPLE_FILE, cv2.imencode(".png", self.sample_sheet())[1].tobytes())
+        self.write_samples(self.sample_sheet())
 
     @torch.no_grad()
     def sample_sheet(self, count: int = 4) -> np.ndarray:

@@ -9,13 +9,19 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
+import cv2
+import numpy as np
 import torch
 from tqdm import tqdm
 
 from .checkpoint import CheckpointError
 from .interrupts import Interrupted, deferred_signals
+from .io_utils import atomic_write_bytes
 
 log = logging.getLogger(__name__)
+
+
+SAMPLE_FILE = "samples.png"
 
 
 class TimedTrainer:
@@ -31,6 +37,10 @@ class TimedTrainer:
     progress: bool
     step: int
     elapsed: float
+
+    def write_samples(self, sheet: np.ndarray) -> None:
+        """folder/samples.png (atomically): a BGR sheet for looking at the run."""
+        atomic_write_bytes(self.folder / SAMPLE_FILE, cv2.imencode(".png", sheet)[1].tobytes())
 
     def train_step(self) -> dict[str, float]:
         raise NotImplementedError
