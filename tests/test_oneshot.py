@@ -58,7 +58,7 @@ def test_sources_are_blended_by_attention_and_repeating_a_photo_changes_nothing(
     with torch.no_grad():
         one = net(net.encode(image, cond), driver)
         three = net(net.encode(image.repeat(3, 1, 1, 1), cond.repeat(3, 1, 1, 1)), driver)
-        *_, attention = net.motion_fields(net.encode(torch.cat([image, -image]), torch.cat([cond, cond])), net.driver(driver), driver, False)
+        attention = net.motion_fields(net.encode(torch.cat([image, -image]), torch.cat([cond, cond])), net.driver(driver), driver, False)[3]
         bound = net.bind(image, cond)(torch.cat([torch.zeros(1, 12, size, size), driver[:1]], 1), torch.zeros(1, 6, size, size))
     assert one.shape == (2, 4, size, size)
     assert torch.allclose(one, three, atol=1e-5)  # the same photo three times is the one photo
@@ -76,13 +76,33 @@ def test_mesh_correspondence_prior_recovers_a_known_motion(prepared):
     net = OneShotGenerator(oneshot_config("tiny")).eval()
     with torch.no_grad():
         sources = net.encode(to_tensor(avatar.read_image("frame", 0))[None], cond(nmfc))
-        quarter, full = (flow[0, 0] for flow in net.prior_flow(sources, cond(moved), paired=False))
+        prior = net.prior_flow(sources, cond(moved), paired=False)
+    quarter, full = prior.quarter[0, 0], prior.full[0, 0]
     face = quarter[2] > 0
     assert face.float().mean() > 0.1
     pixels = quarter[:2, face] * 128  # grid units -> pixels of the 256 px frame
     assert abs(float(pixels[0].median()) + 12) < 0.1 and abs(float(pixels[1].median()) - 8) < 0.1
     on_face = torch.from_numpy(moved.any(-1))
     assert torch.allclose(full[:, on_face] * 128, torch.tensor([[-12.0], [8.0]]), atol=1e-3)  # every face pixel, exactly
+    off_mesh = torch.from_numpy(~moved.any(-1)) & (prior.known[0, 0, 0] > 0)
+    assert off_mesh.sum() > 20  # the mesh's holes (eyes) and its rim take the nearby face's motion
+    assert torch.allclose(full[:, off_mesh] * 128, torch.tensor([[-12.0], [8.0]]), atol=1e-3)
+    assert float(prior.fit[0, 0].abs().max()) < 1e-6  # same-size triangles: a perfect area fit
+
+
+def test_n_shot_attention_prefers_the_source_that_shows_the_face_like_the_driver(prepared):
+    library, _ = prepared
+    avatar = Avatar.open(library, "sample")
+    nmfc, eyes, frame = avatar.read_image("nmfc", 0), avatar.read_image("eyes", 0), avatar.read_image("frame", 0)
+    size = nmfc.shape[0]
+    closer = cv2.resize(nmfc, None, fx=1.4, fy=1.4, interpolation=cv2.INTER_NEAREST)[:size, :size]  # a face seen 1.4x larger
+    cond = lambda image: to_tensor(np.concatenate([image, eyes], -1))[None]
+    net = OneShotGenerator(oneshot_config("tiny")).eval()  # untrained: its learned attention term is zero
+    with torch.no_grad():
+        sources = net.encode(to_tensor(np.stack([frame, frame])), torch.cat([cond(closer), cond(nmfc)]))
+        attention = net.motion_fields(sources, net.driver(cond(nmfc)), cond(nmfc), False)[3]
+    face = torch.from_numpy(cv2.resize(nmfc.any(-1).astype(np.uint8), (size // 4, size // 4)) > 0)
+    assert float(attention[0, 1, 0][face].min()) > 0.95  # the same-size source wins everywhere on the face
 
 
 def test_mesh_warp_baseline_follows_the_points():

@@ -12,8 +12,15 @@ triangle. The pixels of each colour are gathered (a scatter into a table with on
 between that triangle's centre in the source and in the driver: a per-triangle translation,
 as exact as the mesh (no softmax over nearby colours). The photo is warped by that offset per
 pixel (lightly smoothed), its features by the per-cell average; the flow network sees the
-prior and adds a residual (hair, neck, background, what the mesh does not cover). Flows are in
-normalised grid units (grid_sample's [-1, 1]), so one flow serves every scale.
+prior and adds a residual only where the mesh says nothing (hair, neck, background): on the
+face and in the eye holes the mesh is exact for any person, and a residual learned from a few
+people made held-out faces worse. Flows are in normalised grid units (grid_sample's [-1, 1]),
+so one flow serves every scale.
+
+N-shot attention starts from the same correspondence: a source whose triangle covers about as
+many pixels as the driver's shows that part of the face in a similar pose and expression, so
+each source's attention logit gets the (negative) log area ratio, nearby and over the whole
+face, before the learned term (without it the sources were averaged: ghosted eyes).
 """
 from __future__ import annotations
 
@@ -31,6 +38,7 @@ LEVELS = 256  # NMFC colours are 8-bit
 CELLS = LEVELS * LEVELS  # one colour-table cell per red-green pair
 FLOW_STRIDE = 4  # the flow is predicted at 1/4 resolution
 SEAM_KERNEL = 5  # full-resolution window (pixels) that smooths the per-triangle prior's seams
+ATTEND_KERNEL = 5  # window (flow cells) of the local area-ratio attention term
 MAX_EQUALISE = 16.0  # the largest factor quantisable() gives a weak feature channel
 
 
@@ -47,6 +55,9 @@ class OneShotConfig:
     motion: int = 48
     blocks: int = 1
     flow_scale: float = 0.25  # largest residual flow (grid units) the tanh head can emit
+    fill: int = 9  # window (pixels) from which the prior fills the mesh's holes (eyes) at full resolution
+    attend_local: float = 10.0  # weight of a source's nearby area fit in its attention logit
+    attend_global: float = 30.0  # weight of its whole-face area fit
     extend: int = 17  # window (flow cells) over which the face's flow is carried past its edge
     keep_bias: float = 3.0  # added to the blend logit: the output starts as the warped photo (95%)
 
@@ -94,6 +105,19 @@ class Pyramid(nn.Module):
 
 
 @dataclass
+class Prior:
+    """The mesh correspondence per (driver, source): quarter (B, K, 3, h, w) the flow at 1/4
+    resolution and where it holds; full (B, K, 2, S, S) the flow that warps the photo; known
+    (B, K, 1, S, S) 1 where full comes from the mesh (face and its holes); fit (B, K, 1, h, w)
+    minus the log ratio of a triangle's pixel counts in source and driver (0: same size)."""
+
+    quarter: torch.Tensor
+    full: torch.Tensor
+    known: torch.Tensor
+    fit: torch.Tensor
+
+
+@dataclass
 class Sources:
     """What is computed once per photo: the images (K, 3, S, S), their feature pyramids and
     their colour table (K, 3, CELLS): where each NMFC colour lies in the photo (see
@@ -105,8 +129,10 @@ class Sources:
 
 
 def masked_mean(x: torch.Tensor, mask: torch.Tensor, kernel: int) -> tuple[torch.Tensor, torch.Tensor]:
-    """The mean of x over the masked cells of each kernel x kernel window, and the masked share."""
-    pool = lambda t: F.avg_pool2d(t, kernel, 1, kernel // 2, count_include_pad=False)
+    """The mean of x over the masked cells of each kernel x kernel window, and the masked share
+    (pooled a row then a column at a time: a window's sum is separable)."""
+    row = lambda t: F.avg_pool2d(t, (1, kernel), 1, (0, kernel // 2), count_include_pad=False)
+    pool = lambda t: F.avg_pool2d(row(t), (kernel, 1), 1, (kernel // 2, 0), count_include_pad=False)
     share = pool(mask)
     return pool(x * mask) / share.clamp_min(1e-3), share
 
@@ -129,14 +155,14 @@ def colour_cells(nmfc: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
 
 def position_table(nmfc: torch.Tensor) -> torch.Tensor:
     """(B, 3, CELLS): the mean grid position (x, y) of the face pixels of each colour cell, and
-    1 where the cell has any (0 elsewhere: that triangle is not visible)."""
+    how many pixels it has (0: that triangle is not visible)."""
     b, _, size, _ = nmfc.shape
     cells, face = colour_cells(nmfc)
     position = identity_grid(size, nmfc.device, nmfc.dtype).reshape(1, -1, 2).transpose(1, 2)
     values = torch.cat([position.expand(b, -1, -1), torch.ones_like(face[:, None])], 1) * face[:, None]
     sums = torch.zeros(b, 3, CELLS, device=nmfc.device, dtype=nmfc.dtype).scatter_add(2, cells[:, None].expand(-1, 3, -1), values)
     count = sums[:, 2:]
-    return torch.cat([sums[:, :2] / count.clamp_min(1.0), (count > 0).to(nmfc.dtype)], 1)
+    return torch.cat([sums[:, :2] / count.clamp_min(1.0), count], 1)
 
 
 def equalising_scale(features: torch.Tensor) -> torch.Tensor:
@@ -203,30 +229,43 @@ class OneShotGenerator(nn.Module):
     def encode(self, images: torch.Tensor, conds: torch.Tensor) -> Sources:
         return Sources(images, self.source(torch.cat([images, conds], 1)), position_table(conds[:, :3]))
 
-    def prior_flow(self, sources: Sources, cond: torch.Tensor, paired: bool) -> tuple[torch.Tensor, torch.Tensor]:
-        """Per (driver, source): the flow and face mask (B, K, 3, h, w) at 1/4 resolution, and
-        the flow (B, K, 2, S, S) at full resolution. Each driver face pixel moves by the offset
+    def prior_flow(self, sources: Sources, cond: torch.Tensor, paired: bool) -> Prior:
+        """The mesh correspondence (see Prior). Each driver face pixel moves by the offset
         between its triangle's centre in the source and in the driver. At 1/4 (what the flow
         network sees) that is averaged per flow cell, smoothed across triangles and carried past
         the face's edge (extend_flow); at full resolution (what warps the photo) the face
-        keeps each pixel's own offset and the rest takes the 1/4 flow. Triangles the source
-        does not show get no prior."""
+        keeps each pixel's own offset (lightly smoothed), the holes inside it (eyes) take the
+        nearby face's mean and the rest the 1/4 flow. Triangles the source does not show get
+        no prior."""
         b, size = cond.shape[0], cond.shape[-1]
         cells, face = colour_cells(cond[:, :3])
         in_driver = look_up(position_table(cond[:, :3]), cells)[:, None]  # (B, 1, 3, P)
         table = per_driver(sources.table, b, paired)
         k = table.shape[1]
         in_source = look_up(table.flatten(0, 1), cells.repeat_interleave(k, 0)).unflatten(0, (b, k))
-        valid = in_source[:, :, 2:] * face[:, None, None]  # (B, K, 1, P)
+        valid = (in_source[:, :, 2:] > 0).to(cond.dtype) * face[:, None, None]  # (B, K, 1, P)
+        ratio = torch.log(in_source[:, :, 2:].clamp_min(1.0) / in_driver[:, :, 2:].clamp_min(1.0))
         image = lambda t: t.flatten(0, 1).unflatten(-1, (size, size))
-        flow, valid = image((in_source[:, :, :2] - in_driver[:, :, :2]) * valid), image(valid)
+        flow, valid, fit = image((in_source[:, :, :2] - in_driver[:, :, :2]) * valid), image(valid), image(-ratio.abs() * valid)
         cell_flow, share = F.avg_pool2d(flow, FLOW_STRIDE), F.avg_pool2d(valid, FLOW_STRIDE)
         mask = (share > 0).to(cond.dtype)
         quarter = extend_flow(cell_flow / share.clamp_min(1e-3), mask, self.config.extend)
-        flow, covered = masked_mean(flow, valid, SEAM_KERNEL)
+        smooth, covered = masked_mean(flow, valid, SEAM_KERNEL)
         covered = (covered > 0).to(cond.dtype)
-        full = covered * flow + (1 - covered) * resize(quarter, size)
-        return torch.cat([quarter, mask], 1).unflatten(0, (b, k)), full.unflatten(0, (b, k))
+        hole, near = masked_mean(flow, valid, self.config.fill)
+        near = (near > 0).to(cond.dtype) * (1 - covered)
+        full = covered * smooth + near * hole + (1 - covered - near) * resize(quarter, size)
+        per_pair = lambda t: t.unflatten(0, (b, k))
+        fit = F.avg_pool2d(fit, FLOW_STRIDE) / share.clamp_min(1e-3)
+        return Prior(per_pair(torch.cat([quarter, mask], 1)), per_pair(full), per_pair(covered + near), per_pair(fit))
+
+    def attention_prior(self, prior: Prior) -> torch.Tensor:
+        """(B, K, 1, h, w): each source's area fit to the driver, nearby and over the whole face,
+        weighted into an attention logit."""
+        mask = prior.quarter[:, :, 2:]
+        local, _ = masked_mean(prior.fit.flatten(0, 1), mask.flatten(0, 1), ATTEND_KERNEL)
+        whole = (prior.fit * mask).sum((2, 3, 4), keepdim=True) / mask.sum((2, 3, 4), keepdim=True).clamp_min(1.0)
+        return self.config.attend_local * local.unflatten(0, mask.shape[:2]) + self.config.attend_global * whole
 
     def motion_fields(self, sources: Sources, drivers: list[torch.Tensor], cond: torch.Tensor, paired: bool):
         """Per (driver, source) flow (B, K, 2, h, w) at 1/4 resolution and (B, K, 2, S, S) at
@@ -234,17 +273,19 @@ class OneShotGenerator(nn.Module):
         summing to 1 over K."""
         src = sources.features[2]
         drv = drivers[2]
-        prior, full_prior = self.prior_flow(sources, cond, paired)
+        found = self.prior_flow(sources, cond, paired)
+        prior = found.quarter
         b, k = drv.shape[0], prior.shape[1]
         prior_in = torch.cat([prior[:, :, :2] * self.prior_gain, prior[:, :, 2:]], 2)
         pairs = torch.cat([per_driver(src, b, paired), drv[:, None].expand(-1, k, -1, -1, -1), prior_in], 2).flatten(0, 1)
         out = self.motion(pairs)
         residual = torch.tanh(out[:, :2]) * self.config.flow_scale
         flow = prior[:, :, :2] + residual.unflatten(0, (b, k))
-        full_flow = full_prior + resize(residual, cond.shape[-1]).unflatten(0, (b, k))
+        full_flow = found.full + resize(residual, cond.shape[-1]).unflatten(0, (b, k)) * (1 - found.known)
         out = out.unflatten(0, (b, k))
         occlusion = torch.sigmoid(out[:, :, 2:3])
-        attention = torch.softmax(out[:, :, 3:4], dim=1)
+        logits = out[:, :, 3:4] + self.attention_prior(found) if k > 1 else out[:, :, 3:4]  # one source: no choice
+        attention = torch.softmax(logits, dim=1)
         return flow, full_flow, occlusion, attention
 
     def blend_warped(self, features: torch.Tensor, flow, weight, paired: bool) -> torch.Tensor:
