@@ -14,7 +14,7 @@ from scipy.interpolate import griddata
 
 from ..export.oneshot_export import BoundReference
 from ..models.avatar import Avatar
-from ..models.dataset import model_mesh, to_tensor
+from ..models.dataset import model_mesh, to_tensor, unit_masks
 from ..models.geometry.face_model import load_face_model
 from ..models.networks.oneshot import OneShotGenerator
 from ..models.oneshot_model import load_oneshot
@@ -35,7 +35,8 @@ def source_indices(avatar: Avatar, shots: int) -> np.ndarray:
 def bound_to(generator: OneShotGenerator, avatar: Avatar, indices: np.ndarray) -> BoundReference:
     images = np.stack([avatar.read_image("frame", int(i)) for i in indices])
     conds = np.stack([np.concatenate([avatar.read_image("nmfc", int(i)), avatar.read_image("eyes", int(i))], -1) for i in indices])
-    return BoundReference(generator.bind(to_tensor(images), to_tensor(conds)))
+    masks = np.stack([avatar.read_mask(int(i)) for i in indices])
+    return BoundReference(generator.bind(to_tensor(images), to_tensor(conds), unit_masks(masks)))
 
 
 def generated(reference: BoundReference, avatar: Avatar, indices: np.ndarray) -> Iterator[tuple[np.ndarray, np.ndarray]]:

@@ -17,7 +17,7 @@ from ..engines.cache import bytes_sha256
 from ..engines.onnx_engine import OnnxEngine
 from ..engines.select import ONNX_FILE, ONNX_META
 from ..models.avatar import Avatar
-from ..models.dataset import to_tensor
+from ..models.dataset import to_tensor, unit_masks
 from ..models.geometry.conditioning import ConditioningRenderer
 from ..models.geometry.face_model import load_face_model
 from ..models.geometry.fitting import Pose
@@ -56,9 +56,9 @@ class BoundReference:
 
 
 def bind(generator: OneShotGenerator, sources: PhotoSources) -> BoundOneShot:
-    """The generator with the photos' features computed once and folded in."""
+    """The generator with the photos' features (and masks) computed once and folded in."""
     conds = np.concatenate([sources.nmfc, sources.eyes], -1)
-    return generator.bind(to_tensor(sources.images), to_tensor(conds))
+    return generator.bind(to_tensor(sources.images), to_tensor(conds), unit_masks(sources.masks))
 
 
 def driven_conditioning(subject: Subject, count: int, size: int, seed: int = 0) -> list[tuple[np.ndarray, np.ndarray]]:

@@ -82,6 +82,11 @@ def to_tensor(images: np.ndarray) -> torch.Tensor:
     return t.movedim(-1, -3)
 
 
+def unit_masks(masks: np.ndarray) -> torch.Tensor:
+    """uint8 masks (N, H, W), 255 = person -> float (N, 1, H, W) in [0, 1]."""
+    return torch.from_numpy(np.ascontiguousarray(masks)).float().div_(255.0)[:, None]
+
+
 def to_image(tensor: torch.Tensor) -> np.ndarray:
     """float (3, H, W) in [-1, 1] -> uint8 (H, W, 3)."""
     return ((tensor.detach().clamp(-1, 1) + 1) * 127.5).round().byte().movedim(0, -1).cpu().numpy()

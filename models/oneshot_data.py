@@ -14,7 +14,7 @@ import numpy as np
 import torch
 
 from .avatar import Avatar
-from .dataset import AvatarFrames, to_tensor
+from .dataset import AvatarFrames, to_tensor, unit_masks
 from .geometry.face_model import load_face_model
 
 
@@ -35,6 +35,7 @@ class PairAugment:
 class PairBatch:
     source: torch.Tensor  # (B * K, 3, S, S) in [-1, 1], K sources per driver, driver by driver
     source_cond: torch.Tensor  # (B * K, 6, S, S)
+    source_mask: torch.Tensor  # (B * K, 1, S, S) in [0, 1]
     driver_cond: torch.Tensor  # (B, 6, S, S)
     target: torch.Tensor  # (B, 3, S, S)
     mask: torch.Tensor  # (B, 1, S, S) in [0, 1]
@@ -85,7 +86,8 @@ class PairSamples:
 
     def example(self, rng: np.random.Generator, augment: PairAugment, sources: int = 1):
         """(source images (K, ...), their conditioning (K, ...), the driver's conditioning, the
-        target, its mask and mouth centre): K source frames and a target of one person."""
+        target, its mask and mouth centre, the sources' masks): K source frames and a target of
+        one person."""
         frames = self.people[int(rng.integers(len(self.people)))]
         picks = [int(i) for i in rng.integers(len(frames), size=sources + 1)]
         flip = bool(rng.random() < augment.flip)
@@ -94,7 +96,8 @@ class PairSamples:
         recolour = lambda img: np.clip(img.astype(np.float32) * gain, 0, 255).astype(np.uint8)
         srcs = [self.side(frames, a, rng, augment, flip, matrix) for a in picks[:-1]]
         tgt, mask, drv_cond, mouth = self.side(frames, picks[-1], rng, augment, flip, matrix)
-        return (np.stack([recolour(s[0]) for s in srcs]), np.stack([s[2] for s in srcs]), drv_cond, recolour(tgt), mask, mouth)
+        return (np.stack([recolour(s[0]) for s in srcs]), np.stack([s[2] for s in srcs]), drv_cond, recolour(tgt), mask, mouth,
+                np.stack([s[1] for s in srcs]))
 
     def batch(self, rng: np.random.Generator, count: int, augment: PairAugment, sources: int = 1) -> PairBatch:
         """`count` examples; their sources are flattened driver by driver (count * sources)."""
@@ -102,6 +105,6 @@ class PairSamples:
         stack = lambda k: np.stack([it[k] for it in items])
         grouped = lambda k: np.concatenate([it[k] for it in items])
         return PairBatch(
-            to_tensor(grouped(0)), to_tensor(grouped(1)), to_tensor(stack(2)), to_tensor(stack(3)),
-            torch.from_numpy(stack(4)).float().div_(255.0)[:, None], torch.from_numpy(stack(5).astype(np.float32)),
+            to_tensor(grouped(0)), to_tensor(grouped(1)), unit_masks(grouped(6)), to_tensor(stack(2)), to_tensor(stack(3)),
+            unit_masks(stack(4)), torch.from_numpy(stack(5).astype(np.float32)),
         )

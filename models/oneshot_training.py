@@ -100,7 +100,7 @@ class OneShotTrainer(TimedTrainer):
 
     def losses(self, batch: PairBatch) -> tuple[dict[str, torch.Tensor], torch.Tensor]:
         """The generator's loss terms and its RGB output."""
-        frame, extras = self.net(self.net.encode(batch.source, batch.source_cond), batch.driver_cond, paired=True, extras=True)
+        frame, extras = self.net(self.net.encode(batch.source, batch.source_cond, batch.source_mask), batch.driver_cond, paired=True, extras=True)
         rgb = frame[:, :3]
         return {
             "l1": F.l1_loss(rgb, batch.target),
@@ -180,7 +180,7 @@ class OneShotTrainer(TimedTrainer):
         batch = self.samples.batch(np.random.default_rng(1), count, PairAugment(flip=0.0, gain=0.0, eye_jitter=0.0), k)
         was_training = self.net.training
         self.net.eval()
-        frame, extras = self.net(self.net.encode(batch.source, batch.source_cond), batch.driver_cond, paired=True, extras=True)
+        frame, extras = self.net(self.net.encode(batch.source, batch.source_cond, batch.source_mask), batch.driver_cond, paired=True, extras=True)
         self.net.train(was_training)
         rows = []
         for i in range(count):

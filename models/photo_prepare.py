@@ -40,12 +40,14 @@ PHOTO_TRANSLATION_STD = (6.0, 6.0, 1.0)  # a photo has no head motion of its own
 
 @dataclass
 class PhotoSources:
-    """What the one-shot generator is bound to: the crops and their conditioning (K, S, S, 3)."""
+    """What the one-shot generator is bound to: the crops and their conditioning (K, S, S, 3),
+    their foreground masks (K, S, S) uint8."""
 
     images: np.ndarray
     nmfc: np.ndarray
     eyes: np.ndarray
     subject: Subject
+    masks: np.ndarray
 
 
 def is_photo(path: str | Path) -> bool:
@@ -99,8 +101,8 @@ def photo_subject(model: FaceModel, landmarks: np.ndarray) -> Subject:
 
 
 def track_photos(photos: list[Path], model: FaceModel, folder: Path):
-    """Crops (saved with their masks), landmarks, pupils and crop boxes of every photo."""
-    crops, landmarks, pupils, boxes = [], [], [], []
+    """Crops and their foreground masks (both saved), landmarks, pupils and crop boxes of every photo."""
+    crops, masks, landmarks, pupils, boxes = [], [], [], [], []
     with MediaPipeTracker(video_mode=False) as tracker, ForegroundSegmenter() as segmenter:
         for i, path in enumerate(photos):
             rgb = read_photo(path)
@@ -112,12 +114,13 @@ def track_photos(photos: list[Path], model: FaceModel, folder: Path):
             if face is None:
                 raise AvatarError(f"{path.name}: the face is too small or too turned to track; use a photo where it is larger and frontal")
             cv2.imwrite(str(folder / "frames" / FRAME_NAME.format(i)), cv2.cvtColor(crop, cv2.COLOR_RGB2BGR))
-            cv2.imwrite(str(folder / "masks" / FRAME_NAME.format(i)), segmenter.mask(crop))
+            masks.append(segmenter.mask(crop))
+            cv2.imwrite(str(folder / "masks" / FRAME_NAME.format(i)), masks[-1])
             crops.append(crop)
             landmarks.append(face.landmarks)
             pupils.append(face.pupils)
             boxes.append(box)
-    return np.stack(crops), np.stack(landmarks), np.stack(pupils), boxes
+    return np.stack(crops), np.stack(masks), np.stack(landmarks), np.stack(pupils), boxes
 
 
 def read_back(folder: Path, kind: str, count: int) -> np.ndarray:
@@ -138,7 +141,7 @@ def prepare_photos(
     writer = AvatarWriter(library, name, overwrite, discard_training=True)
     try:
         model = load_face_model()
-        crops, landmarks, pupils, boxes = track_photos(paths, model, writer.tmp)
+        crops, masks, landmarks, pupils, boxes = track_photos(paths, model, writer.tmp)
         k = len(paths)
         subject = photo_subject(model, landmarks)
         valid = np.ones(k, bool)
@@ -163,7 +166,7 @@ def prepare_photos(
             "conditioning": CONDITIONING_VERSION,
             "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
         })
-        finish(writer.tmp, PhotoSources(crops, read_back(writer.tmp, "nmfc", k), read_back(writer.tmp, "eyes", k), subject))
+        finish(writer.tmp, PhotoSources(crops, read_back(writer.tmp, "nmfc", k), read_back(writer.tmp, "eyes", k), subject, masks))
         path, _ = writer.commit()
     except BaseException:
         writer.abort()

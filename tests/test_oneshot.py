@@ -15,7 +15,7 @@ from h2h.app.oneshot_eval import mesh_warp
 from h2h.engines import load as load_engine
 from h2h.engines.stepper import GeneratorStepper
 from h2h.models.avatar import Avatar
-from h2h.models.dataset import to_tensor
+from h2h.models.dataset import to_tensor, unit_masks
 from h2h.models.networks.oneshot import OneShotGenerator, oneshot_config
 from h2h.models.video import read_frames
 
@@ -103,6 +103,22 @@ def test_n_shot_attention_prefers_the_source_that_shows_the_face_like_the_driver
         attention = net.motion_fields(sources, net.driver(cond(nmfc)), cond(nmfc), False)[3]
     face = torch.from_numpy(cv2.resize(nmfc.any(-1).astype(np.uint8), (size // 4, size // 4)) > 0)
     assert float(attention[0, 1, 0][face].min()) > 0.95  # the same-size source wins everywhere on the face
+
+
+def test_the_mask_is_the_photos_own_segmentation_moved_with_it(prepared):
+    library, _ = prepared
+    avatar = Avatar.open(library, "sample")
+    frame, mask = avatar.read_image("frame", 0), avatar.read_mask(0)
+    cond = to_tensor(np.concatenate([avatar.read_image("nmfc", 0), avatar.read_image("eyes", 0)], -1))[None]
+    torch.manual_seed(0)
+    net = OneShotGenerator(oneshot_config("tiny")).eval()  # an untrained mask head: only the photo's mask knows the person
+    driver = torch.cat([torch.zeros(1, 12, *cond.shape[-2:]), cond], 1)
+    with torch.no_grad():
+        bound = net.bind(to_tensor(frame)[None], cond, unit_masks(mask[None]))(driver, torch.zeros(1, 6, *cond.shape[-2:]))
+        unbound = net.bind(to_tensor(frame)[None], cond)(driver, torch.zeros(1, 6, *cond.shape[-2:]))
+    person = mask > 127
+    iou = lambda out: float(((out[0, 3] > 0).numpy() & person).sum() / ((out[0, 3] > 0).numpy() | person).sum())
+    assert iou(bound) > 0.97 and iou(unbound) < 0.9
 
 
 def test_mesh_warp_baseline_follows_the_points():
@@ -272,4 +288,4 @@ def test_the_shipped_generator_loads_with_its_recipe():
     stages, stage = 1, meta
     while stage.get("started_from"):
         stages, stage = stages + 1, stage["started_from"]
-    assert stages == 4  # two L1 and two GAN stages (scripts/make_oneshot.sh), each recorded
+    assert stages == 5  # two L1, two GAN and one N-shot GAN stage (scripts/make_oneshot.sh), each recorded

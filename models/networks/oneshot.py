@@ -40,6 +40,7 @@ FLOW_STRIDE = 4  # the flow is predicted at 1/4 resolution
 SEAM_KERNEL = 5  # full-resolution window (pixels) that smooths the per-triangle prior's seams
 ATTEND_KERNEL = 5  # window (flow cells) of the local area-ratio attention term
 MAX_EQUALISE = 16.0  # the largest factor quantisable() gives a weak feature channel
+MASK_GAIN = 6.0  # logit the warped photo's own segmentation adds to the predicted mask
 
 
 @dataclass(frozen=True)
@@ -119,13 +120,14 @@ class Prior:
 
 @dataclass
 class Sources:
-    """What is computed once per photo: the images (K, 3, S, S), their feature pyramids and
-    their colour table (K, 3, CELLS): where each NMFC colour lies in the photo (see
-    position_table)."""
+    """What is computed once per photo: the images (K, 3, S, S), their feature pyramids, their
+    colour table (K, 3, CELLS): where each NMFC colour lies in the photo (see position_table),
+    and their foreground masks (K, 1, S, S) in [0, 1] when known."""
 
     images: torch.Tensor
     features: list[torch.Tensor]
     table: torch.Tensor
+    masks: torch.Tensor | None = None
 
 
 def masked_mean(x: torch.Tensor, mask: torch.Tensor, kernel: int) -> tuple[torch.Tensor, torch.Tensor]:
@@ -226,8 +228,8 @@ class OneShotGenerator(nn.Module):
         nn.init.zeros_(self.motion[-1].bias)
         self.prior_gain = 1.0  # the prior flow's factor on its way into the flow network (see quantisable)
 
-    def encode(self, images: torch.Tensor, conds: torch.Tensor) -> Sources:
-        return Sources(images, self.source(torch.cat([images, conds], 1)), position_table(conds[:, :3]))
+    def encode(self, images: torch.Tensor, conds: torch.Tensor, masks: torch.Tensor | None = None) -> Sources:
+        return Sources(images, self.source(torch.cat([images, conds], 1)), position_table(conds[:, :3]), masks)
 
     def prior_flow(self, sources: Sources, cond: torch.Tensor, paired: bool) -> Prior:
         """The mesh correspondence (see Prior). Each driver face pixel moves by the offset
@@ -308,14 +310,17 @@ class OneShotGenerator(nn.Module):
         out = self.head(x)
         keep = torch.sigmoid(out[:, 3:4] + self.config.keep_bias)
         rgb = keep * warped_image + (1 - keep) * torch.tanh(out[:, :3])
-        frame = torch.cat([rgb, out[:, 4:5]], 1)
+        mask = out[:, 4:5]
+        if sources.masks is not None:  # the photo's own segmentation, moved like the photo: sharp and person-true
+            mask = mask + MASK_GAIN * (2 * self.blend_warped(sources.masks, full_flow, attention, paired) - 1)
+        frame = torch.cat([rgb, mask], 1)
         if extras:
             return frame, {"warped": warped_image, "flow": flow, "occlusion": occlusion, "keep": keep, "attention": attention}
         return frame
 
-    def bind(self, images: torch.Tensor, conds: torch.Tensor) -> "BoundOneShot":
+    def bind(self, images: torch.Tensor, conds: torch.Tensor, masks: torch.Tensor | None = None) -> "BoundOneShot":
         with torch.no_grad():
-            sources = self.encode(images, conds)
+            sources = self.encode(images, conds, masks)
         return BoundOneShot(*self.quantisable(sources))
 
     def quantisable(self, sources: Sources, gain: float = 16.0) -> tuple["OneShotGenerator", Sources]:
@@ -336,7 +341,7 @@ class OneShotGenerator(nn.Module):
                 conv.weight[:, :len(scale)] /= scale[None, :, None, None]
         copy.prior_gain = gain
         features = [*sources.features[:2], quarter * scale[None, :, None, None]]
-        return copy, Sources(sources.images, features, sources.table)
+        return copy, Sources(sources.images, features, sources.table, sources.masks)
 
 
 class BoundOneShot(nn.Module):
@@ -350,10 +355,11 @@ class BoundOneShot(nn.Module):
         self.generator = generator
         self.register_buffer("images", sources.images.detach().clone())
         self.register_buffer("table", sources.table.detach().clone())
+        self.register_buffer("masks", None if sources.masks is None else sources.masks.detach().clone())
         for level, feats in enumerate(sources.features):
             self.register_buffer(f"features{level}", feats.detach().clone())
 
     def forward(self, cond: torch.Tensor, prev: torch.Tensor) -> torch.Tensor:
-        sources = Sources(self.images, [self.features0, self.features1, self.features2], self.table)
+        sources = Sources(self.images, [self.features0, self.features1, self.features2], self.table, self.masks)
         out = self.generator(sources, cond[:, -COND_CHANNELS:])
         return torch.cat([out[:, :3], torch.tanh(out[:, 3:4] * 0.5) + prev[:, :1] * 0.0], 1)
