@@ -290,11 +290,13 @@ class OneShotGenerator(nn.Module):
         attention = torch.softmax(logits, dim=1)
         return flow, full_flow, occlusion, attention
 
-    def blend_warped(self, features: torch.Tensor, flow, weight, paired: bool) -> torch.Tensor:
-        """Sum over sources of weight * warp(features): (B, C, h, w)."""
+    def blend_warped(self, features: torch.Tensor, flow, weight: torch.Tensor | None, paired: bool) -> torch.Tensor:
+        """Sum over sources of weight * warp(features): (B, C, h, w); no weight: a plain sum."""
         b, k = flow.shape[:2]
         feats = per_driver(features, b, paired)
         warped = warp(feats.flatten(0, 1), flow.flatten(0, 1)).unflatten(0, (b, k))
+        if weight is None:
+            return warped.sum(1)
         size = features.shape[-1]
         return (warped * resize(weight.flatten(0, 1), size).unflatten(0, (b, k))).sum(1)
 
@@ -302,7 +304,9 @@ class OneShotGenerator(nn.Module):
         drivers = self.driver(cond)
         flow, full_flow, occlusion, attention = self.motion_fields(sources, drivers, cond, paired)
         quarter = sources.features[2]
-        warped_image = self.blend_warped(sources.images, full_flow, attention, paired)
+        photo = sources.images if sources.masks is None else torch.cat([sources.images, sources.masks], 1)
+        warped_photo = self.blend_warped(photo, full_flow, attention if attention.shape[1] > 1 else None, paired)  # one source: weight 1
+        warped_image = warped_photo[:, :3]
         x = self.fuse_quarter(torch.cat([self.blend_warped(quarter, flow, occlusion * attention, paired), drivers[2]], 1))
         half = drivers[1].shape[-1]
         x = self.fuse_half(torch.cat([resize(x, half), resize(warped_image, half), drivers[1]], 1))
@@ -312,7 +316,7 @@ class OneShotGenerator(nn.Module):
         rgb = keep * warped_image + (1 - keep) * torch.tanh(out[:, :3])
         mask = out[:, 4:5]
         if sources.masks is not None:  # the photo's own segmentation, moved like the photo: sharp and person-true
-            mask = mask + MASK_GAIN * (2 * self.blend_warped(sources.masks, full_flow, attention, paired) - 1)
+            mask = mask + MASK_GAIN * (2 * warped_photo[:, 3:] - 1)
         frame = torch.cat([rgb, mask], 1)
         if extras:
             return frame, {"warped": warped_image, "flow": flow, "occlusion": occlusion, "keep": keep, "attention": attention}
