@@ -108,17 +108,59 @@ def test_n_shot_attention_prefers_the_source_that_shows_the_face_like_the_driver
 def test_the_mask_is_the_photos_own_segmentation_moved_with_it(prepared):
     library, _ = prepared
     avatar = Avatar.open(library, "sample")
-    frame, mask = avatar.read_image("frame", 0), avatar.read_mask(0)
-    cond = to_tensor(np.concatenate([avatar.read_image("nmfc", 0), avatar.read_image("eyes", 0)], -1))[None]
+    frame, mask, nmfc, eyes = (avatar.read_image("frame", 0), avatar.read_mask(0), avatar.read_image("nmfc", 0),
+                               avatar.read_image("eyes", 0))
+    cond = lambda image: to_tensor(np.concatenate([image, eyes], -1))[None]
+    driver = torch.cat([torch.zeros(1, 12, *nmfc.shape[:2]), cond(np.roll(nmfc, (-8, 12), axis=(0, 1)))], 1)  # 12 px right, 8 up
     torch.manual_seed(0)
     net = OneShotGenerator(oneshot_config("tiny")).eval()  # an untrained mask head: only the photo's mask knows the person
-    driver = torch.cat([torch.zeros(1, 12, *cond.shape[-2:]), cond], 1)
     with torch.no_grad():
-        bound = net.bind(to_tensor(frame)[None], cond, unit_masks(mask[None]))(driver, torch.zeros(1, 6, *cond.shape[-2:]))
-        unbound = net.bind(to_tensor(frame)[None], cond)(driver, torch.zeros(1, 6, *cond.shape[-2:]))
-    person = mask > 127
-    iou = lambda out: float(((out[0, 3] > 0).numpy() & person).sum() / ((out[0, 3] > 0).numpy() | person).sum())
-    assert iou(bound) > 0.97 and iou(unbound) < 0.9
+        bound = net.bind(to_tensor(frame)[None], cond(nmfc), unit_masks(mask[None]))(driver, torch.zeros(1, 6, *nmfc.shape[:2]))
+        unbound = net.bind(to_tensor(frame)[None], cond(nmfc))(driver, torch.zeros(1, 6, *nmfc.shape[:2]))
+    head = np.roll(mask > 127, (-8, 12), axis=(0, 1)) & np.roll(nmfc.any(-1), (-8, 12), axis=(0, 1))  # the moved face
+    found = lambda out: (out[0, 3] > 0).numpy()
+    assert found(bound)[head].mean() > 0.99 and found(unbound)[head].mean() < 0.9
+    background = (mask < 64) & (np.roll(mask, (-8, 12), axis=(0, 1)) < 64)  # background before and after the move
+    assert found(bound)[background].mean() < 0.01
+
+
+def test_the_learned_flow_moves_the_photo_only_off_the_mesh(prepared):
+    library, _ = prepared
+    avatar = Avatar.open(library, "sample")
+    nmfc, eyes = avatar.read_image("nmfc", 0), avatar.read_image("eyes", 0)
+    cond = lambda image: to_tensor(np.concatenate([image, eyes], -1))[None]
+    net = OneShotGenerator(oneshot_config("tiny")).eval()
+    with torch.no_grad():
+        net.motion[-1].bias[:2] = 1.0  # a residual of tanh(1) / 4 grid units everywhere
+        sources = net.encode(to_tensor(avatar.read_image("frame", 0))[None], cond(nmfc))
+        driver = cond(np.roll(nmfc, (-8, 12), axis=(0, 1)))
+        prior = net.prior_flow(sources, driver, paired=False)
+        _, full_flow, _, _ = net.motion_fields(sources, net.driver(driver), driver, False)
+    known = prior.known[0, 0, 0].numpy() > 0
+    inside = cv2.erode(known.astype(np.uint8), np.ones((9, 9), np.uint8)) > 0
+    residual = (full_flow - prior.full)[0, 0].numpy()
+    assert inside.sum() > 1000 and np.abs(residual[:, inside]).max() < 1e-6  # the face moves by the mesh alone
+    far = cv2.dilate(known.astype(np.uint8), np.ones((9, 9), np.uint8)) == 0
+    assert np.allclose(residual[:, far], np.tanh(1.0) * net.config.flow_scale, atol=1e-4)  # hair and background take the residual
+
+
+def test_a_source_that_does_not_show_part_of_the_face_is_not_chosen_there(prepared):
+    library, _ = prepared
+    avatar = Avatar.open(library, "sample")
+    nmfc, eyes, frame = avatar.read_image("nmfc", 0), avatar.read_image("eyes", 0), avatar.read_image("frame", 0)
+    size = nmfc.shape[0]
+    cut = nmfc.copy()
+    cut[:, : size // 2] = 0  # this photo shows only the right half of the face
+    smaller = cv2.warpAffine(nmfc, cv2.getRotationMatrix2D((size / 2, size / 2), 0, 0.87), (size, size), flags=cv2.INTER_NEAREST)  # the whole face, smaller
+    cond = lambda image: to_tensor(np.concatenate([image, eyes], -1))[None]
+    net = OneShotGenerator(oneshot_config("tiny")).eval()
+    with torch.no_grad():
+        sources = net.encode(to_tensor(np.stack([frame, frame])), torch.cat([cond(cut), cond(smaller)]))
+        attention = net.motion_fields(sources, net.driver(cond(nmfc)), cond(nmfc), False)[3]
+    face = torch.from_numpy(cv2.resize(nmfc.any(-1).astype(np.uint8), (size // 4, size // 4)) > 0)
+    left = face.clone()
+    left[:, size // 8 - 2:] = False  # clear of the cut: triangles across it are in both photos
+    assert left.sum() > 50 and float(attention[0, 1, 0][left].min()) > 0.9  # where the cut photo shows nothing, the other wins
 
 
 def test_mesh_warp_baseline_follows_the_points():

@@ -12,15 +12,17 @@ triangle. The pixels of each colour are gathered (a scatter into a table with on
 between that triangle's centre in the source and in the driver: a per-triangle translation,
 as exact as the mesh (no softmax over nearby colours). The photo is warped by that offset per
 pixel (lightly smoothed), its features by the per-cell average; the flow network sees the
-prior and adds a residual only where the mesh says nothing (hair, neck, background): on the
-face and in the eye holes the mesh is exact for any person, and a residual learned from a few
-people made held-out faces worse. Flows are in normalised grid units (grid_sample's [-1, 1]),
-so one flow serves every scale.
+prior and adds a residual, which moves the photo only where the mesh says nothing (hair, neck,
+background; faded in over a few pixels past the face): on the face and in its holes (eyes) the
+mesh is exact for any person, and a residual learned from a few people made held-out faces
+worse. (The 1/4-resolution flow that warps the source features keeps the residual everywhere.)
+Flows are in normalised grid units (grid_sample's [-1, 1]), so one flow serves every scale.
 
 N-shot attention starts from the same correspondence: a source whose triangle covers about as
 many pixels as the driver's shows that part of the face in a similar pose and expression, so
-each source's attention logit gets the (negative) log area ratio, nearby and over the whole
-face, before the learned term (without it the sources were averaged: ghosted eyes).
+each source's attention logit gets minus the absolute log ratio of the two pixel counts (a
+fixed penalty where the source does not show the triangle), nearby and over the whole face,
+before the learned term (without it the sources were averaged: ghosted eyes).
 """
 from __future__ import annotations
 
@@ -41,6 +43,7 @@ SEAM_KERNEL = 5  # full-resolution window (pixels) that smooths the per-triangle
 ATTEND_KERNEL = 5  # window (flow cells) of the local area-ratio attention term
 MAX_EQUALISE = 16.0  # the largest factor quantisable() gives a weak feature channel
 MASK_GAIN = 6.0  # logit the warped photo's own segmentation adds to the predicted mask
+MISSING_FIT = 2.0  # area-fit penalty where a source does not show the driver's triangle (worse than a 7x size mismatch)
 
 
 @dataclass(frozen=True)
@@ -109,13 +112,17 @@ class Pyramid(nn.Module):
 class Prior:
     """The mesh correspondence per (driver, source): quarter (B, K, 3, h, w) the flow at 1/4
     resolution and where it holds; full (B, K, 2, S, S) the flow that warps the photo; known
-    (B, K, 1, S, S) 1 where full comes from the mesh (face and its holes); fit (B, K, 1, h, w)
-    minus the log ratio of a triangle's pixel counts in source and driver (0: same size)."""
+    (B, K, 1, S, S) 1 where full comes from the mesh (the face, its holes and a rim of
+    fill / 2 pixels); fit (B, K, 1, h, w) per flow cell of the driver's face, the mean of minus
+    the absolute log ratio of a triangle's pixel counts in source and driver (0: same size;
+    -MISSING_FIT where the source does not show it); face (B, 1, 1, h, w) 1 on the flow cells
+    of the driver's face."""
 
     quarter: torch.Tensor
     full: torch.Tensor
     known: torch.Tensor
     fit: torch.Tensor
+    face: torch.Tensor
 
 
 @dataclass
@@ -130,13 +137,17 @@ class Sources:
     masks: torch.Tensor | None = None
 
 
+def box_mean(x: torch.Tensor, kernel: int) -> torch.Tensor:
+    """The mean over each kernel x kernel window inside the image, a row then a column at a
+    time (a window's sum is separable)."""
+    row = F.avg_pool2d(x, (1, kernel), 1, (0, kernel // 2), count_include_pad=False)
+    return F.avg_pool2d(row, (kernel, 1), 1, (kernel // 2, 0), count_include_pad=False)
+
+
 def masked_mean(x: torch.Tensor, mask: torch.Tensor, kernel: int) -> tuple[torch.Tensor, torch.Tensor]:
-    """The mean of x over the masked cells of each kernel x kernel window, and the masked share
-    (pooled a row then a column at a time: a window's sum is separable)."""
-    row = lambda t: F.avg_pool2d(t, (1, kernel), 1, (0, kernel // 2), count_include_pad=False)
-    pool = lambda t: F.avg_pool2d(row(t), (kernel, 1), 1, (kernel // 2, 0), count_include_pad=False)
-    share = pool(mask)
-    return pool(x * mask) / share.clamp_min(1e-3), share
+    """The mean of x over the masked cells of each kernel x kernel window, and the masked share."""
+    share = box_mean(mask, kernel)
+    return box_mean(x * mask, kernel) / share.clamp_min(1e-3), share
 
 
 def extend_flow(flow: torch.Tensor, mask: torch.Tensor, kernel: int) -> torch.Tensor:
@@ -229,6 +240,8 @@ class OneShotGenerator(nn.Module):
         self.prior_gain = 1.0  # the prior flow's factor on its way into the flow network (see quantisable)
 
     def encode(self, images: torch.Tensor, conds: torch.Tensor, masks: torch.Tensor | None = None) -> Sources:
+        """The sources of photos (K, 3, S, S) with their conditioning (K, 6, S, S) and, when
+        known, foreground masks (K, 1, S, S) in [0, 1]."""
         return Sources(images, self.source(torch.cat([images, conds], 1)), position_table(conds[:, :3]), masks)
 
     def prior_flow(self, sources: Sources, cond: torch.Tensor, paired: bool) -> Prior:
@@ -236,19 +249,21 @@ class OneShotGenerator(nn.Module):
         between its triangle's centre in the source and in the driver. At 1/4 (what the flow
         network sees) that is averaged per flow cell, smoothed across triangles and carried past
         the face's edge (extend_flow); at full resolution (what warps the photo) the face
-        keeps each pixel's own offset (lightly smoothed), the holes inside it (eyes) take the
-        nearby face's mean and the rest the 1/4 flow. Triangles the source does not show get
-        no prior."""
+        keeps each pixel's own offset (lightly smoothed), the holes inside it (eyes) and a thin
+        rim take the nearby face's mean and the rest the 1/4 flow. Triangles the source does not
+        show get no prior."""
         b, size = cond.shape[0], cond.shape[-1]
         cells, face = colour_cells(cond[:, :3])
         in_driver = look_up(position_table(cond[:, :3]), cells)[:, None]  # (B, 1, 3, P)
         table = per_driver(sources.table, b, paired)
         k = table.shape[1]
         in_source = look_up(table.flatten(0, 1), cells.repeat_interleave(k, 0)).unflatten(0, (b, k))
-        valid = (in_source[:, :, 2:] > 0).to(cond.dtype) * face[:, None, None]  # (B, K, 1, P)
+        on_face = face[:, None, None]
+        valid = (in_source[:, :, 2:] > 0).to(cond.dtype) * on_face  # (B, K, 1, P)
         ratio = torch.log(in_source[:, :, 2:].clamp_min(1.0) / in_driver[:, :, 2:].clamp_min(1.0))
+        fit = -ratio.abs() * valid - MISSING_FIT * (on_face - valid)
         image = lambda t: t.flatten(0, 1).unflatten(-1, (size, size))
-        flow, valid, fit = image((in_source[:, :, :2] - in_driver[:, :, :2]) * valid), image(valid), image(-ratio.abs() * valid)
+        flow, valid, fit = image((in_source[:, :, :2] - in_driver[:, :, :2]) * valid), image(valid), image(fit)
         cell_flow, share = F.avg_pool2d(flow, FLOW_STRIDE), F.avg_pool2d(valid, FLOW_STRIDE)
         mask = (share > 0).to(cond.dtype)
         quarter = extend_flow(cell_flow / share.clamp_min(1e-3), mask, self.config.extend)
@@ -258,13 +273,15 @@ class OneShotGenerator(nn.Module):
         near = (near > 0).to(cond.dtype) * (1 - covered)
         full = covered * smooth + near * hole + (1 - covered - near) * resize(quarter, size)
         per_pair = lambda t: t.unflatten(0, (b, k))
-        fit = F.avg_pool2d(fit, FLOW_STRIDE) / share.clamp_min(1e-3)
-        return Prior(per_pair(torch.cat([quarter, mask], 1)), per_pair(full), per_pair(covered + near), per_pair(fit))
+        face_share = F.avg_pool2d(face.unflatten(-1, (size, size))[:, None], FLOW_STRIDE)  # (B, 1, h, w)
+        fit = F.avg_pool2d(fit, FLOW_STRIDE) / face_share.repeat_interleave(k, 0).clamp_min(1e-3)
+        face_cells = (face_share > 0).to(cond.dtype)[:, None]
+        return Prior(per_pair(torch.cat([quarter, mask], 1)), per_pair(full), per_pair(covered + near), per_pair(fit), face_cells)
 
     def attention_prior(self, prior: Prior) -> torch.Tensor:
         """(B, K, 1, h, w): each source's area fit to the driver, nearby and over the whole face,
         weighted into an attention logit."""
-        mask = prior.quarter[:, :, 2:]
+        mask = prior.face.expand_as(prior.fit)
         local, _ = masked_mean(prior.fit.flatten(0, 1), mask.flatten(0, 1), ATTEND_KERNEL)
         whole = (prior.fit * mask).sum((2, 3, 4), keepdim=True) / mask.sum((2, 3, 4), keepdim=True).clamp_min(1.0)
         return self.config.attend_local * local.unflatten(0, mask.shape[:2]) + self.config.attend_global * whole
@@ -283,7 +300,8 @@ class OneShotGenerator(nn.Module):
         out = self.motion(pairs)
         residual = torch.tanh(out[:, :2]) * self.config.flow_scale
         flow = prior[:, :, :2] + residual.unflatten(0, (b, k))
-        full_flow = found.full + resize(residual, cond.shape[-1]).unflatten(0, (b, k)) * (1 - found.known)
+        free = box_mean(1 - found.known.flatten(0, 1), self.config.fill).unflatten(0, (b, k))  # 0 on the mesh, fading in past it
+        full_flow = found.full + resize(residual, cond.shape[-1]).unflatten(0, (b, k)) * free
         out = out.unflatten(0, (b, k))
         occlusion = torch.sigmoid(out[:, :, 2:3])
         logits = out[:, :, 3:4] + self.attention_prior(found) if k > 1 else out[:, :, 3:4]  # one source: no choice
