@@ -76,6 +76,7 @@ def _wait(app, condition, seconds=20.0) -> bool:
     while time.time() < end:
         app.processEvents()
         if condition():
+            app.processEvents()  # the layout requests the change posted, so a screenshot shows it laid out
             return True
         time.sleep(0.01)
     return False
