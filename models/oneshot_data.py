@@ -25,10 +25,11 @@ class PairAugment:
     flip: float = 0.5
     gain: float = 0.15  # per-channel colour gain spread
     eye_jitter: float = 0.5
+    grey: float = 0.1  # share of pairs shown in greyscale (both sides), so grey photos stay grey
 
     @classmethod
     def off(cls) -> "PairAugment":
-        return cls(0.0, 0.0, 0.0, 0.0, 0.0)
+        return cls(0.0, 0.0, 0.0, 0.0, 0.0, 0.0)
 
 
 @dataclass
@@ -40,6 +41,11 @@ class PairBatch:
     target: torch.Tensor  # (B, 3, S, S)
     mask: torch.Tensor  # (B, 1, S, S) in [0, 1]
     mouth: torch.Tensor  # (B, 2) the target's mouth centre, pixels
+
+
+def greyscale(image: np.ndarray) -> np.ndarray:
+    """An RGB uint8 image with its colour removed (luma in all three channels)."""
+    return np.repeat(cv2.cvtColor(image, cv2.COLOR_RGB2GRAY)[..., None], 3, -1)
 
 
 def random_affine(rng: np.random.Generator, size: int, scale: float, shift: float) -> np.ndarray:
@@ -93,7 +99,8 @@ class PairSamples:
         flip = bool(rng.random() < augment.flip)
         gain = (1.0 + rng.uniform(-augment.gain, augment.gain, size=3)).astype(np.float32)
         matrix = random_affine(rng, self.size, augment.scale, augment.shift)
-        recolour = lambda img: np.clip(img.astype(np.float32) * gain, 0, 255).astype(np.uint8)
+        grey = bool(rng.random() < augment.grey)
+        recolour = lambda img: greyscale(img) if grey else np.clip(img.astype(np.float32) * gain, 0, 255).astype(np.uint8)
         srcs = [self.side(frames, a, rng, augment, flip, matrix) for a in picks[:-1]]
         tgt, mask, drv_cond, mouth = self.side(frames, picks[-1], rng, augment, flip, matrix)
         return (np.stack([recolour(s[0]) for s in srcs]), np.stack([s[2] for s in srcs]), drv_cond, recolour(tgt), mask, mouth,

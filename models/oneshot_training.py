@@ -177,7 +177,7 @@ class OneShotTrainer(TimedTrainer):
     def sample_sheet(self, count: int = 4) -> np.ndarray:
         """Rows of source | driver conditioning | warped source | generated | target (BGR)."""
         k = self.config.sources
-        batch = self.samples.batch(np.random.default_rng(1), count, PairAugment(flip=0.0, gain=0.0, eye_jitter=0.0), k)
+        batch = self.samples.batch(np.random.default_rng(1), count, PairAugment(flip=0.0, gain=0.0, eye_jitter=0.0, grey=0.0), k)
         was_training = self.net.training
         self.net.eval()
         frame, extras = self.net(self.net.encode(batch.source, batch.source_cond, batch.source_mask), batch.driver_cond, paired=True, extras=True)

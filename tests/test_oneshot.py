@@ -163,6 +163,19 @@ def test_a_source_that_does_not_show_part_of_the_face_is_not_chosen_there(prepar
     assert left.sum() > 50 and float(attention[0, 1, 0][left].min()) > 0.9  # where the cut photo shows nothing, the other wins
 
 
+def test_training_pairs_are_sometimes_grey_on_both_sides(prepared):
+    from h2h.models.oneshot_data import PairAugment, PairSamples
+
+    library, _ = prepared
+    samples = PairSamples([Avatar.open(library, "sample")], progress=False)
+    rng = np.random.default_rng(0)
+    grey = samples.batch(rng, 2, PairAugment(grey=1.0), sources=2)
+    colour = samples.batch(rng, 2, PairAugment(grey=0.0), sources=2)
+    spread = lambda t: float((t.amax(1) - t.amin(1)).mean())  # 0 when the three channels agree
+    assert spread(grey.source) == 0.0 and spread(grey.target) == 0.0
+    assert spread(colour.source) > 0.02 and spread(colour.target) > 0.02
+
+
 def test_mesh_warp_baseline_follows_the_points():
     rng = np.random.default_rng(0)
     image = rng.integers(0, 255, (64, 64, 3), dtype=np.uint8)
