@@ -7,7 +7,8 @@
 # Five stages, each started from the one before (--init) with a fresh cosine schedule: two of
 # the L1 preset, then two of the gan preset (image and mouth discriminators), then one of the gan
 # preset with two source frames per training pair (--sources 2: the N-shot attention learns on
-# top of its area-fit prior). The shipped weights are this recipe, except that their first four
+# top of its area-fit prior). The shipped weights are this recipe, except that none of their stages
+# saw greyscale pairs (added after them), and their first four
 # stages ran with older code (the fourth: the learned flow residual also moved the face, no
 # hole fill, no attention prior, a learned mask only), and the first three: a softmax
 # colour match instead of the exact per-triangle correspondence, each side of a training pair
