@@ -91,9 +91,9 @@ class PairSamples:
                 warp(np.ascontiguousarray(mask), cv2.INTER_LINEAR, cv2.BORDER_REPLICATE), cond, matrix[:, :2] @ mouth + matrix[:, 2])
 
     def example(self, rng: np.random.Generator, augment: PairAugment, sources: int = 1):
-        """(source images (K, ...), their conditioning (K, ...), the driver's conditioning, the
-        target, its mask and mouth centre, the sources' masks): K source frames and a target of
-        one person."""
+        """K source frames and a target of one person, in PairBatch's order: source images
+        (K, ...), their conditioning (K, ...) and masks (K, ...), the driver's conditioning, the
+        target, its mask and mouth centre."""
         frames = self.people[int(rng.integers(len(self.people)))]
         picks = [int(i) for i in rng.integers(len(frames), size=sources + 1)]
         flip = bool(rng.random() < augment.flip)
@@ -103,8 +103,8 @@ class PairSamples:
         recolour = lambda img: greyscale(img) if grey else np.clip(img.astype(np.float32) * gain, 0, 255).astype(np.uint8)
         srcs = [self.side(frames, a, rng, augment, flip, matrix) for a in picks[:-1]]
         tgt, mask, drv_cond, mouth = self.side(frames, picks[-1], rng, augment, flip, matrix)
-        return (np.stack([recolour(s[0]) for s in srcs]), np.stack([s[2] for s in srcs]), drv_cond, recolour(tgt), mask, mouth,
-                np.stack([s[1] for s in srcs]))
+        return (np.stack([recolour(s[0]) for s in srcs]), np.stack([s[2] for s in srcs]), np.stack([s[1] for s in srcs]),
+                drv_cond, recolour(tgt), mask, mouth)
 
     def batch(self, rng: np.random.Generator, count: int, augment: PairAugment, sources: int = 1) -> PairBatch:
         """`count` examples; their sources are flattened driver by driver (count * sources)."""
@@ -112,6 +112,6 @@ class PairSamples:
         stack = lambda k: np.stack([it[k] for it in items])
         grouped = lambda k: np.concatenate([it[k] for it in items])
         return PairBatch(
-            to_tensor(grouped(0)), to_tensor(grouped(1)), unit_masks(grouped(6)), to_tensor(stack(2)), to_tensor(stack(3)),
-            unit_masks(stack(4)), torch.from_numpy(stack(5).astype(np.float32)),
+            to_tensor(grouped(0)), to_tensor(grouped(1)), unit_masks(grouped(2)), to_tensor(stack(3)), to_tensor(stack(4)),
+            unit_masks(stack(5)), torch.from_numpy(stack(6).astype(np.float32)),
         )
