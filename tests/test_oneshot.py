@@ -16,7 +16,8 @@ from h2h.engines import load as load_engine
 from h2h.engines.stepper import GeneratorStepper
 from h2h.models.avatar import Avatar
 from h2h.models.dataset import to_tensor, unit_masks
-from h2h.models.networks.oneshot import OneShotGenerator, oneshot_config
+from h2h.models.geometry.eyes import PUPIL_COLOR
+from h2h.models.networks.oneshot import OneShotGenerator, oneshot_config, pupil_discs
 from h2h.models.video import read_frames
 
 from .conftest import REPO, SAMPLE_CLIP
@@ -71,12 +72,13 @@ def test_mesh_correspondence_prior_recovers_a_known_motion(prepared):
     library, _ = prepared
     avatar = Avatar.open(library, "sample")
     nmfc, eyes = avatar.read_image("nmfc", 0), avatar.read_image("eyes", 0)
-    moved = np.roll(nmfc, (-8, 12), axis=(0, 1))  # the driver's face 12 px to the right and 8 px up
-    cond = lambda image: to_tensor(np.concatenate([image, eyes], -1))[None]
+    move = lambda image: np.roll(image, (-8, 12), axis=(0, 1))  # the driver's face 12 px to the right and 8 px up
+    moved = move(nmfc)
+    cond = lambda image, sketch: to_tensor(np.concatenate([image, sketch], -1))[None]
     net = OneShotGenerator(oneshot_config("tiny")).eval()
     with torch.no_grad():
-        sources = net.encode(to_tensor(avatar.read_image("frame", 0))[None], cond(nmfc))
-        prior = net.prior_flow(sources, cond(moved), paired=False)
+        sources = net.encode(to_tensor(avatar.read_image("frame", 0))[None], cond(nmfc, eyes))
+        prior = net.prior_flow(sources, cond(moved, move(eyes)), paired=False)
     quarter, full = prior.quarter[0, 0], prior.full[0, 0]
     face = quarter[2] > 0
     assert face.float().mean() > 0.1
@@ -88,6 +90,39 @@ def test_mesh_correspondence_prior_recovers_a_known_motion(prepared):
     assert off_mesh.sum() > 20  # the mesh's holes (eyes) and its rim take the nearby face's motion
     assert torch.allclose(full[:, off_mesh] * 128, torch.tensor([[-12.0], [8.0]]), atol=1e-3)
     assert float(prior.fit[0, 0].abs().max()) < 1e-6  # same-size triangles: a perfect area fit
+
+
+def test_the_eyes_follow_the_drivers_pupils(prepared):
+    library, _ = prepared
+    avatar = Avatar.open(library, "sample")
+    frames = avatar.split_indices("train")
+    widest = int(frames[pupil_discs(to_tensor(np.stack([avatar.read_image("eyes", int(i)) for i in frames])))[:, :, 2].amin(1).argmax()])
+    nmfc, eyes = avatar.read_image("nmfc", widest), avatar.read_image("eyes", widest)
+    red = (eyes[..., 0] > 127) & (eyes[..., 1] < 128)
+    looking = eyes.copy()
+    looking[red] = 0
+    looking[np.roll(red, 3, axis=1)] = PUPIL_COLOR  # both pupils 3 px to the right: the driver looks aside
+    winking = looking.copy()
+    between_eyes = (pupil_discs(to_tensor(eyes)[None])[0, :, 0].mean().item() + 1) * 128
+    winking[:, :round(between_eyes)][np.roll(red, 3, axis=1)[:, :round(between_eyes)]] = 0  # the image-left pupil hidden
+    cond = lambda sketch: to_tensor(np.concatenate([nmfc, sketch], -1))[None]
+    net = OneShotGenerator(oneshot_config("tiny")).eval()
+    with torch.no_grad():
+        sources = net.encode(to_tensor(avatar.read_image("frame", widest))[None], cond(eyes))
+        flows = {name: net.prior_flow(sources, cond(sketch), paired=False).full[0, 0] for name, sketch in
+                 (("still", eyes), ("looking", looking), ("winking", winking))}
+        discs = pupil_discs(torch.cat([cond(eyes), cond(looking), cond(winking)])[:, 3:])
+    assert discs[0, 0, 0] < discs[0, 1, 0] and (discs[:2, :, 2] > 3).all()  # two open eyes, image-left first
+    assert torch.allclose((discs[1, :, 0] - discs[0, :, 0]) * 128, torch.full((2,), 3.0), atol=1e-3)
+    assert discs[2, 0, 2] == 0 and discs[2, 1, 2] > 3  # the image-left eye closed
+    for eye in range(2):
+        x, y = ((discs[1, eye, :2] + 1) * 128 - 0.5).round().long().tolist()  # the driver's pupil pixel
+        slide = (flows["looking"][:, y, x] - flows["still"][:, y, x]) * 128
+        assert torch.allclose(slide, torch.tensor([-3.0, 0.0]), atol=0.1)  # it shows the photo's iris, 3 px to the left
+    x, y = ((discs[1, 0, :2] + 1) * 128 - 0.5).round().long().tolist()
+    assert torch.allclose(flows["winking"][:, y, x], flows["still"][:, y, x])  # a closed eye moves nothing
+    face = torch.from_numpy(nmfc.any(-1))
+    assert torch.equal(flows["looking"][:, face], flows["still"][:, face])  # the lids and the rest of the face do not move
 
 
 def test_n_shot_attention_prefers_the_source_that_shows_the_face_like_the_driver(prepared):

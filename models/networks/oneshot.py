@@ -23,6 +23,12 @@ many pixels as the driver's shows that part of the face in a similar pose and ex
 each source's attention logit gets minus the absolute log ratio of the two pixel counts (a
 fixed penalty where the source does not show the triangle), nearby and over the whole face,
 before the learned term (without it the sources were averaged: ghosted eyes).
+
+Gaze (paper 3.2: the eyes follow the driver's gaze): the mesh has no triangles inside the eyes,
+so its correspondence moves an eye with its lids but leaves the iris where the photo looks. The
+eye sketch's red pupil discs say where each pupil is in the source and in the driver; inside the
+eye holes the flow slides the source's iris onto the driver's pupil (a translation over the
+driver's disc, fading into the lids' motion over `gaze_reach` disc radii).
 """
 from __future__ import annotations
 
@@ -43,6 +49,7 @@ SEAM_KERNEL = 5  # full-resolution window (pixels) that smooths the per-triangle
 ATTEND_KERNEL = 5  # window (flow cells) of the local area-ratio attention term
 MAX_EQUALISE = 16.0  # the largest factor quantisable() gives a weak feature channel
 MASK_GAIN = 6.0  # logit the warped photo's own segmentation adds to the predicted mask
+MIN_PUPIL = 3.0  # pixels a pupil disc needs before the iris is moved (fewer: the eye is closed)
 MISSING_FIT = 2.0  # area-fit penalty where a source does not show the driver's triangle (worse than a 7x size mismatch)
 
 
@@ -64,6 +71,7 @@ class OneShotConfig:
     attend_global: float = 30.0  # weight of its whole-face area fit
     extend: int = 17  # window (flow cells) over which the face's flow is carried past its edge
     keep_bias: float = 3.0  # added to the blend logit: the output starts as the warped photo (95%)
+    gaze_reach: float = 3.0  # radius (in pupil-disc radii) over which the iris slide fades into the lids' motion
 
 
 ONESHOT_PRESETS = {
@@ -129,11 +137,13 @@ class Prior:
 class Sources:
     """What is computed once per photo: the images (K, 3, S, S), their feature pyramids, their
     colour table (K, 3, CELLS): where each NMFC colour lies in the photo (see position_table),
-    and their foreground masks (K, 1, S, S) in [0, 1] when known."""
+    their pupils (K, 2, 3) (see pupil_discs) and their foreground masks (K, 1, S, S) in [0, 1]
+    when known."""
 
     images: torch.Tensor
     features: list[torch.Tensor]
     table: torch.Tensor
+    pupils: torch.Tensor
     masks: torch.Tensor | None = None
 
 
@@ -176,6 +186,46 @@ def position_table(nmfc: torch.Tensor) -> torch.Tensor:
     sums = torch.zeros(b, 3, CELLS, device=nmfc.device, dtype=nmfc.dtype).scatter_add(2, cells[:, None].expand(-1, 3, -1), values)
     count = sums[:, 2:]
     return torch.cat([sums[:, :2] / count.clamp_min(1.0), count], 1)
+
+
+def pupil_discs(eyes: torch.Tensor) -> torch.Tensor:
+    """(B, 2, 3) from eye sketches (B, 3, S, S) in [-1, 1]: per eye (image-left first) the
+    centre (x, y) of its red pupil disc in grid units and the disc's pixel count (0: the eye is
+    closed). The eyes are told apart by the midpoint of the white lid outlines, drawn even when
+    an eye is closed."""
+    size = eyes.shape[-1]
+    grid = identity_grid(size, eyes.device, eyes.dtype)[0]
+    xs, ys = grid[..., 0], grid[..., 1]
+    red = ((eyes[:, 0] > 0) & (eyes[:, 1] < 0)).to(eyes.dtype)
+    lid = (eyes.amin(1) > 0).to(eyes.dtype)
+    middle = (lid * xs).sum((1, 2)) / lid.sum((1, 2)).clamp_min(1.0)
+    left = (xs < middle[:, None, None]).to(eyes.dtype)
+    discs = []
+    for side in (left, 1 - left):
+        disc = red * side
+        count = disc.sum((1, 2))
+        centre = torch.stack([(disc * xs).sum((1, 2)), (disc * ys).sum((1, 2))], -1) / count.clamp_min(1.0)[:, None]
+        discs.append(torch.cat([centre, count[:, None]], -1))
+    return torch.stack(discs, 1)
+
+
+def slide_irises(flow: torch.Tensor, holes: torch.Tensor, source: torch.Tensor, driver: torch.Tensor, reach: float) -> torch.Tensor:
+    """The full-resolution flow (B, K, 2, S, S) with each eye hole's iris moved: around each
+    driver pupil the flow becomes the offset to the source's pupil (1 over the driver's disc,
+    fading to 0 at `reach` disc radii), in the holes (B, 1, 1, S, S) only, where both eyes are
+    open. source: (B, K, 2, 3) and driver (B, 2, 3) from pupil_discs."""
+    size = flow.shape[-1]
+    grid = identity_grid(size, flow.device, flow.dtype)[0].permute(2, 0, 1)
+    for eye in range(2):
+        centre, count = driver[:, eye, :2], driver[:, eye, 2]
+        radius = torch.sqrt(count / torch.pi).clamp_min(0.5) * (2.0 / size)
+        distance = (grid[None] - centre[:, :, None, None]).square().sum(1).sqrt()
+        weight = (reach - distance / radius[:, None, None]).clamp(0.0, 1.0)[:, None, None] * holes
+        open_eyes = ((count > MIN_PUPIL)[:, None] & (source[:, :, eye, 2] > MIN_PUPIL)).to(flow.dtype)
+        weight = weight * open_eyes[:, :, None, None, None]
+        offset = (source[:, :, eye, :2] - centre[:, None])[..., None, None]
+        flow = flow + weight * (offset - flow)
+    return flow
 
 
 def equalising_scale(features: torch.Tensor) -> torch.Tensor:
@@ -242,7 +292,7 @@ class OneShotGenerator(nn.Module):
     def encode(self, images: torch.Tensor, conds: torch.Tensor, masks: torch.Tensor | None = None) -> Sources:
         """The sources of photos (K, 3, S, S) with their conditioning (K, 6, S, S) and, when
         known, foreground masks (K, 1, S, S) in [0, 1]."""
-        return Sources(images, self.source(torch.cat([images, conds], 1)), position_table(conds[:, :3]), masks)
+        return Sources(images, self.source(torch.cat([images, conds], 1)), position_table(conds[:, :3]), pupil_discs(conds[:, 3:]), masks)
 
     def prior_flow(self, sources: Sources, cond: torch.Tensor, paired: bool) -> Prior:
         """The mesh correspondence (see Prior). Each driver face pixel moves by the offset
@@ -250,8 +300,8 @@ class OneShotGenerator(nn.Module):
         network sees) that is averaged per flow cell, smoothed across triangles and carried past
         the face's edge (extend_flow); at full resolution (what warps the photo) the face
         keeps each pixel's own offset (lightly smoothed), the holes inside it (eyes) and a thin
-        rim take the nearby face's mean and the rest the 1/4 flow. Triangles the source does not
-        show get no prior."""
+        rim take the nearby face's mean and the rest the 1/4 flow; then the irises slide to the
+        driver's pupils (slide_irises). Triangles the source does not show get no prior."""
         b, size = cond.shape[0], cond.shape[-1]
         cells, face = colour_cells(cond[:, :3])
         in_driver = look_up(position_table(cond[:, :3]), cells)[:, None]  # (B, 1, 3, P)
@@ -273,10 +323,13 @@ class OneShotGenerator(nn.Module):
         near = (near > 0).to(cond.dtype) * (1 - covered)
         full = covered * smooth + near * hole + (1 - covered - near) * resize(quarter, size)
         per_pair = lambda t: t.unflatten(0, (b, k))
+        holes = (1 - face.unflatten(-1, (size, size)))[:, None, None]
+        pupils = per_driver(sources.pupils, b, paired)
+        full = slide_irises(per_pair(full), holes, pupils, pupil_discs(cond[:, 3:]), self.config.gaze_reach)
         face_share = F.avg_pool2d(face.unflatten(-1, (size, size))[:, None], FLOW_STRIDE)  # (B, 1, h, w)
         fit = F.avg_pool2d(fit, FLOW_STRIDE) / face_share.repeat_interleave(k, 0).clamp_min(1e-3)
         face_cells = (face_share > 0).to(cond.dtype)[:, None]
-        return Prior(per_pair(torch.cat([quarter, mask], 1)), per_pair(full), per_pair(covered + near), per_pair(fit), face_cells)
+        return Prior(per_pair(torch.cat([quarter, mask], 1)), full, per_pair(covered + near), per_pair(fit), face_cells)
 
     def attention_prior(self, prior: Prior) -> torch.Tensor:
         """(B, K, 1, h, w): each source's area fit to the driver, nearby and over the whole face,
@@ -363,7 +416,7 @@ class OneShotGenerator(nn.Module):
                 conv.weight[:, :len(scale)] /= scale[None, :, None, None]
         copy.prior_gain = gain
         features = [*sources.features[:2], quarter * scale[None, :, None, None]]
-        return copy, Sources(sources.images, features, sources.table, sources.masks)
+        return copy, Sources(sources.images, features, sources.table, sources.pupils, sources.masks)
 
 
 class BoundOneShot(nn.Module):
@@ -377,11 +430,12 @@ class BoundOneShot(nn.Module):
         self.generator = generator
         self.register_buffer("images", sources.images.detach().clone())
         self.register_buffer("table", sources.table.detach().clone())
+        self.register_buffer("pupils", sources.pupils.detach().clone())
         self.register_buffer("masks", None if sources.masks is None else sources.masks.detach().clone())
         for level, feats in enumerate(sources.features):
             self.register_buffer(f"features{level}", feats.detach().clone())
 
     def forward(self, cond: torch.Tensor, prev: torch.Tensor) -> torch.Tensor:
-        sources = Sources(self.images, [self.features0, self.features1, self.features2], self.table, self.masks)
+        sources = Sources(self.images, [self.features0, self.features1, self.features2], self.table, self.pupils, self.masks)
         out = self.generator(sources, cond[:, -COND_CHANNELS:])
         return torch.cat([out[:, :3], torch.tanh(out[:, 3:4] * 0.5) + prev[:, :1] * 0.0], 1)
