@@ -3,6 +3,7 @@ self-reenactment pairs (resumable), a photo made into a live avatar with one com
 included, packaged like any other, refused where a video is needed), bad photos refused,
 and its evaluation against the unchanged-photo and mesh-warp baselines."""
 import json
+from dataclasses import replace
 
 import cv2
 import numpy as np
@@ -17,7 +18,8 @@ from h2h.engines.stepper import GeneratorStepper
 from h2h.models.avatar import Avatar
 from h2h.models.dataset import to_tensor, unit_masks
 from h2h.models.geometry.eyes import PUPIL_COLOR
-from h2h.models.networks.oneshot import OneShotGenerator, oneshot_config, pupil_discs
+from h2h.models.geometry.face_model import load_face_model
+from h2h.models.networks.oneshot import OneShotGenerator, mouth_hole, oneshot_config, pupil_discs
 from h2h.models.video import read_frames
 
 from .conftest import REPO, SAMPLE_CLIP
@@ -125,6 +127,35 @@ def test_the_eyes_follow_the_drivers_pupils(prepared):
     assert torch.equal(flows["looking"][:, face], flows["still"][:, face])  # the lids and the rest of the face do not move
 
 
+def test_the_decoder_paints_the_open_mouth_and_keeps_the_warped_face(prepared):
+    library, _ = prepared
+    avatar = Avatar.open(library, "sample")
+    nmfc, eyes = avatar.read_image("nmfc", 0), avatar.read_image("eyes", 0)
+    model = load_face_model()
+    lip_colours = model.triangle_colors[np.isin(model.topology.triangles, model.topology.lips_inner).any(1)]
+    lips = (np.abs(nmfc[..., None, :].astype(np.float32) / 255 - lip_colours).max(-1) < 1 / 255).any(-1)
+    y, x = np.argwhere(lips).mean(0).round().astype(int)
+    opened = nmfc.copy()
+    cv2.ellipse(opened, (int(x), int(y)), (9, 5), 0, 0, 360, (0, 0, 0), -1)  # the driver opens the mouth
+    punched = nmfc.any(-1) & ~opened.any(-1)
+    cond = lambda image: to_tensor(np.concatenate([image, eyes], -1))[None]
+    face = torch.from_numpy(opened.any(-1)).float()[None, None]
+    found = mouth_hole(cond(opened)[:, 1:2], face)[0, 0].numpy() > 0
+    assert punched.sum() > 100 and found[punched].all()
+    assert not found[:y - 10].any() and not found[y + 20:].any()  # not the eyes, nothing below the chin
+    assert not found[:, :x - 25].any() and not found[:, x + 25:].any()  # nothing beside the face
+    logits = {}
+    for trust in (0.0, 2.0):
+        torch.manual_seed(0)
+        net = OneShotGenerator(replace(oneshot_config("tiny"), trust=trust)).eval()
+        with torch.no_grad():
+            sources = net.encode(to_tensor(avatar.read_image("frame", 0))[None], cond(nmfc))
+            logits[trust] = torch.logit(net(sources, cond(opened), extras=True)[1]["keep"][0, 0].double()).numpy()
+    pushed = logits[2.0] - logits[0.0]
+    assert np.allclose(pushed[opened.any(-1)], 2.0, atol=1e-3)  # the face keeps the warped photo more
+    assert np.allclose(pushed[punched], 0.0, atol=1e-3)  # the open mouth is left to the decoder
+
+
 def test_n_shot_attention_prefers_the_source_that_shows_the_face_like_the_driver(prepared):
     library, _ = prepared
     avatar = Avatar.open(library, "sample")
@@ -170,7 +201,7 @@ def test_the_learned_flow_moves_the_photo_only_off_the_mesh(prepared):
         sources = net.encode(to_tensor(avatar.read_image("frame", 0))[None], cond(nmfc))
         driver = cond(np.roll(nmfc, (-8, 12), axis=(0, 1)))
         prior = net.prior_flow(sources, driver, paired=False)
-        _, full_flow, _, _ = net.motion_fields(sources, net.driver(driver), driver, False)
+        _, full_flow, *_ = net.motion_fields(sources, net.driver(driver), driver, False)
     known = prior.known[0, 0, 0].numpy() > 0
     inside = cv2.erode(known.astype(np.uint8), np.ones((9, 9), np.uint8)) > 0
     residual = (full_flow - prior.full)[0, 0].numpy()

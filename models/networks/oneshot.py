@@ -29,6 +29,11 @@ so its correspondence moves an eye with its lids but leaves the iris where the p
 eye sketch's red pupil discs say where each pupil is in the source and in the driver; inside the
 eye holes the flow slides the source's iris onto the driver's pupil (a translation over the
 driver's disc, fading into the lids' motion over `gaze_reach` disc radii).
+
+The decoder paints where the warp has nothing to show: the open mouth (a hole in the driver's
+face, below the eyes on the mean face) and parts of the face the photos do not show. Elsewhere
+the blend is pushed towards the warped photo (`trust`): on people it never saw, its paint over
+warped skin and hair was where colour patches and smears came from.
 """
 from __future__ import annotations
 
@@ -50,6 +55,8 @@ ATTEND_KERNEL = 5  # window (flow cells) of the local area-ratio attention term
 MAX_EQUALISE = 16.0  # the largest factor quantisable() gives a weak feature channel
 MASK_GAIN = 6.0  # logit the warped photo's own segmentation adds to the predicted mask
 MIN_PUPIL = 3.0  # pixels a pupil disc needs before the iris is moved (fewer: the eye is closed)
+LOWER_FACE = 0.1  # NMFC green (mean-face y in [-1, 1]) past which a hole's surroundings are the lower face (eyes: < -0.2, lips: > 0.3)
+MOUTH_KERNEL = 17  # window (flow cells) over which a hole's surrounding face is averaged
 MISSING_FIT = 2.0  # area-fit penalty where a source does not show the driver's triangle (worse than a 7x size mismatch)
 
 
@@ -72,6 +79,7 @@ class OneShotConfig:
     extend: int = 17  # window (flow cells) over which the face's flow is carried past its edge
     keep_bias: float = 3.0  # added to the blend logit: the output starts as the warped photo (95%)
     gaze_reach: float = 3.0  # radius (in pupil-disc radii) over which the iris slide fades into the lids' motion
+    trust: float = 2.0  # added to the blend logit where the warped photo shows the face (see Prior.paint)
 
 
 ONESHOT_PRESETS = {
@@ -124,13 +132,15 @@ class Prior:
     fill / 2 pixels); fit (B, K, 1, h, w) per flow cell of the driver's face, the mean of minus
     the absolute log ratio of a triangle's pixel counts in source and driver (0: same size;
     -MISSING_FIT where the source does not show it); face (B, 1, 1, h, w) 1 on the flow cells
-    of the driver's face."""
+    of the driver's face; paint (B, K, 1, S, S) 1 where the warped source has nothing to show:
+    the driver's open mouth and the face triangles the source does not show."""
 
     quarter: torch.Tensor
     full: torch.Tensor
     known: torch.Tensor
     fit: torch.Tensor
     face: torch.Tensor
+    paint: torch.Tensor
 
 
 @dataclass
@@ -207,6 +217,19 @@ def pupil_discs(eyes: torch.Tensor) -> torch.Tensor:
         centre = torch.stack([(disc * xs).sum((1, 2)), (disc * ys).sum((1, 2))], -1) / count.clamp_min(1.0)[:, None]
         discs.append(torch.cat([centre, count[:, None]], -1))
     return torch.stack(discs, 1)
+
+
+def mouth_hole(green: torch.Tensor, face: torch.Tensor) -> torch.Tensor:
+    """(B, 1, S, S) 1 on the open mouth, from the driver's NMFC green (B, 1, S, S) and face
+    (B, 1, S, S): the holes the face encloses along both their row and their column, whose
+    surrounding face (averaged over MOUTH_KERNEL flow cells) is the lower face, where the eye
+    holes' is not."""
+    size = face.shape[-1]
+    cells = F.avg_pool2d(face, FLOW_STRIDE)
+    height, share = masked_mean(F.avg_pool2d(green * face, FLOW_STRIDE) / cells.clamp_min(1e-3), (cells > 0).to(face.dtype), MOUTH_KERNEL)
+    lower = resize(((height > LOWER_FACE) & (share > 0)).to(face.dtype), size) > 0.5
+    seen = lambda dim: (face.cumsum(dim) > 0) & (face.flip(dim).cumsum(dim).flip(dim) > 0)
+    return ((face < 0.5) & seen(2) & seen(3) & lower).to(face.dtype)
 
 
 def slide_irises(flow: torch.Tensor, holes: torch.Tensor, source: torch.Tensor, driver: torch.Tensor, reach: float) -> torch.Tensor:
@@ -326,10 +349,13 @@ class OneShotGenerator(nn.Module):
         holes = (1 - face.unflatten(-1, (size, size)))[:, None, None]
         pupils = per_driver(sources.pupils, b, paired)
         full = slide_irises(per_pair(full), holes, pupils, pupil_discs(cond[:, 3:]), self.config.gaze_reach)
-        face_share = F.avg_pool2d(face.unflatten(-1, (size, size))[:, None], FLOW_STRIDE)  # (B, 1, h, w)
+        face_image = face.unflatten(-1, (size, size))[:, None]
+        unseen = per_pair(face_image.repeat_interleave(k, 0) - valid)
+        paint = (unseen + mouth_hole(cond[:, 1:2], face_image)[:, None]).clamp(max=1.0)
+        face_share = F.avg_pool2d(face_image, FLOW_STRIDE)  # (B, 1, h, w)
         fit = F.avg_pool2d(fit, FLOW_STRIDE) / face_share.repeat_interleave(k, 0).clamp_min(1e-3)
         face_cells = (face_share > 0).to(cond.dtype)[:, None]
-        return Prior(per_pair(torch.cat([quarter, mask], 1)), full, per_pair(covered + near), per_pair(fit), face_cells)
+        return Prior(per_pair(torch.cat([quarter, mask], 1)), full, per_pair(covered + near), per_pair(fit), face_cells, paint)
 
     def attention_prior(self, prior: Prior) -> torch.Tensor:
         """(B, K, 1, h, w): each source's area fit to the driver, nearby and over the whole face,
@@ -341,8 +367,8 @@ class OneShotGenerator(nn.Module):
 
     def motion_fields(self, sources: Sources, drivers: list[torch.Tensor], cond: torch.Tensor, paired: bool):
         """Per (driver, source) flow (B, K, 2, h, w) at 1/4 resolution and (B, K, 2, S, S) at
-        full resolution, occlusion (B, K, 1, h, w) in [0, 1] and attention (B, K, 1, h, w)
-        summing to 1 over K."""
+        full resolution, occlusion (B, K, 1, h, w) in [0, 1], attention (B, K, 1, h, w)
+        summing to 1 over K, and the mesh prior they started from."""
         src = sources.features[2]
         drv = drivers[2]
         found = self.prior_flow(sources, cond, paired)
@@ -359,7 +385,7 @@ class OneShotGenerator(nn.Module):
         occlusion = torch.sigmoid(out[:, :, 2:3])
         logits = out[:, :, 3:4] + self.attention_prior(found) if k > 1 else out[:, :, 3:4]  # one source: no choice
         attention = torch.softmax(logits, dim=1)
-        return flow, full_flow, occlusion, attention
+        return flow, full_flow, occlusion, attention, found
 
     def blend_warped(self, features: torch.Tensor, flow, weight: torch.Tensor | None, paired: bool) -> torch.Tensor:
         """Sum over sources of weight * warp(features): (B, C, h, w); no weight: a plain sum."""
@@ -371,9 +397,17 @@ class OneShotGenerator(nn.Module):
         size = features.shape[-1]
         return (warped * resize(weight.flatten(0, 1), size).unflatten(0, (b, k))).sum(1)
 
+    def trusted(self, prior: Prior, attention: torch.Tensor) -> torch.Tensor:
+        """(B, 1, S, S) the share of the blended warp that shows the face (1 - paint), by attention."""
+        shows = 1 - prior.paint
+        b, k = shows.shape[:2]
+        if k == 1:
+            return shows[:, 0]
+        return (shows * resize(attention.flatten(0, 1), shows.shape[-1]).unflatten(0, (b, k))).sum(1)
+
     def forward(self, sources: Sources, cond: torch.Tensor, paired: bool = False, extras: bool = False):
         drivers = self.driver(cond)
-        flow, full_flow, occlusion, attention = self.motion_fields(sources, drivers, cond, paired)
+        flow, full_flow, occlusion, attention, found = self.motion_fields(sources, drivers, cond, paired)
         quarter = sources.features[2]
         photo = sources.images if sources.masks is None else torch.cat([sources.images, sources.masks], 1)
         warped_photo = self.blend_warped(photo, full_flow, attention if attention.shape[1] > 1 else None, paired)  # one source: weight 1
@@ -383,7 +417,7 @@ class OneShotGenerator(nn.Module):
         x = self.fuse_half(torch.cat([resize(x, half), resize(warped_image, half), drivers[1]], 1))
         x = self.fuse_full(torch.cat([resize(x, cond.shape[-1]), warped_image, drivers[0]], 1))
         out = self.head(x)
-        keep = torch.sigmoid(out[:, 3:4] + self.config.keep_bias)
+        keep = torch.sigmoid(out[:, 3:4] + self.config.keep_bias + self.config.trust * self.trusted(found, attention))
         rgb = keep * warped_image + (1 - keep) * torch.tanh(out[:, :3])
         mask = out[:, 4:5]
         if sources.masks is not None:  # the photo's own segmentation, moved like the photo: sharp and person-true
