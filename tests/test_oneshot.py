@@ -19,7 +19,7 @@ from h2h.models.avatar import Avatar
 from h2h.models.dataset import to_tensor, unit_masks
 from h2h.models.geometry.eyes import PUPIL_COLOR
 from h2h.models.geometry.face_model import load_face_model
-from h2h.models.networks.oneshot import OneShotGenerator, mouth_hole, oneshot_config, pupil_discs
+from h2h.models.networks.oneshot import OneShotGenerator, enclosed_holes, mouth_hole, oneshot_config, pupil_discs
 from h2h.models.video import read_frames
 
 from .conftest import REPO, SAMPLE_CLIP
@@ -98,33 +98,40 @@ def test_the_eyes_follow_the_drivers_pupils(prepared):
     library, _ = prepared
     avatar = Avatar.open(library, "sample")
     frames = avatar.split_indices("train")
-    widest = int(frames[pupil_discs(to_tensor(np.stack([avatar.read_image("eyes", int(i)) for i in frames])))[:, :, 2].amin(1).argmax()])
+    conds = np.stack([np.concatenate([avatar.read_image("nmfc", int(i)), avatar.read_image("eyes", int(i))], -1) for i in frames])
+    widest = int(frames[pupil_discs(to_tensor(conds))[:, :, 2].amin(1).argmax()])
     nmfc, eyes = avatar.read_image("nmfc", widest), avatar.read_image("eyes", widest)
     red = (eyes[..., 0] > 127) & (eyes[..., 1] < 128)
     looking = eyes.copy()
     looking[red] = 0
     looking[np.roll(red, 3, axis=1)] = PUPIL_COLOR  # both pupils 3 px to the right: the driver looks aside
-    winking = looking.copy()
-    between_eyes = (pupil_discs(to_tensor(eyes)[None])[0, :, 0].mean().item() + 1) * 128
-    winking[:, :round(between_eyes)][np.roll(red, 3, axis=1)[:, :round(between_eyes)]] = 0  # the image-left pupil hidden
     cond = lambda sketch: to_tensor(np.concatenate([nmfc, sketch], -1))[None]
+    winking = looking.copy()
+    between_eyes = (pupil_discs(cond(eyes))[0, :, 0].mean().item() + 1) * 128
+    winking[:, :round(between_eyes)][np.roll(red, 3, axis=1)[:, :round(between_eyes)]] = 0  # the image-left pupil hidden
     net = OneShotGenerator(oneshot_config("tiny")).eval()
+    photo = to_tensor(avatar.read_image("frame", widest))[None]
     with torch.no_grad():
-        sources = net.encode(to_tensor(avatar.read_image("frame", widest))[None], cond(eyes))
-        flows = {name: net.prior_flow(sources, cond(sketch), paired=False).full[0, 0] for name, sketch in
-                 (("still", eyes), ("looking", looking), ("winking", winking))}
-        discs = pupil_discs(torch.cat([cond(eyes), cond(looking), cond(winking)])[:, 3:])
+        sources = net.encode(photo, cond(eyes))
+        priors = {name: net.prior_flow(sources, cond(sketch), paired=False) for name, sketch in
+                  (("still", eyes), ("looking", looking), ("winking", winking))}
+        closed_source = net.prior_flow(net.encode(photo, cond(winking)), cond(looking), paired=False)
+        discs = pupil_discs(torch.cat([cond(eyes), cond(looking), cond(winking)]))
+    flows = {name: prior.full[0, 0] for name, prior in priors.items()}
     assert discs[0, 0, 0] < discs[0, 1, 0] and (discs[:2, :, 2] > 3).all()  # two open eyes, image-left first
-    assert torch.allclose((discs[1, :, 0] - discs[0, :, 0]) * 128, torch.full((2,), 3.0), atol=1e-3)
+    assert torch.allclose((discs[1, :, 0] - discs[0, :, 0]) * 128, torch.full((2,), 3.0), atol=0.5)
     assert discs[2, 0, 2] == 0 and discs[2, 1, 2] > 3  # the image-left eye closed
     for eye in range(2):
         x, y = ((discs[1, eye, :2] + 1) * 128 - 0.5).round().long().tolist()  # the driver's pupil pixel
         slide = (flows["looking"][:, y, x] - flows["still"][:, y, x]) * 128
-        assert torch.allclose(slide, torch.tensor([-3.0, 0.0]), atol=0.1)  # it shows the photo's iris, 3 px to the left
+        expected = (discs[0, eye, :2] - discs[1, eye, :2]) * 128  # the photo's iris, about 3 px to the left
+        assert torch.allclose(slide, expected, atol=0.1) and slide[0] < -2
     x, y = ((discs[1, 0, :2] + 1) * 128 - 0.5).round().long().tolist()
-    assert torch.allclose(flows["winking"][:, y, x], flows["still"][:, y, x])  # a closed eye moves nothing
-    face = torch.from_numpy(nmfc.any(-1))
-    assert torch.equal(flows["looking"][:, face], flows["still"][:, face])  # the lids and the rest of the face do not move
+    assert torch.allclose(flows["winking"][:, y, x], flows["still"][:, y, x])  # a closed driver eye moves nothing
+    assert torch.equal(closed_source.full[0, 0][:, y, x], flows["still"][:, y, x])  # nothing to slide from a closed eye:
+    assert closed_source.paint[0, 0, 0, y, x] > 0.5 and priors["looking"].paint[0, 0, 0, y, x] < 0.5  # the decoder paints it
+    inside = enclosed_holes(torch.from_numpy(nmfc.any(-1)).float()[None, None])[0, 0] > 0
+    assert inside.sum() > 20 and torch.equal(flows["looking"][:, ~inside], flows["still"][:, ~inside])  # only the eyes move
 
 
 def test_the_decoder_paints_the_open_mouth_and_keeps_the_warped_face(prepared):
@@ -140,7 +147,7 @@ def test_the_decoder_paints_the_open_mouth_and_keeps_the_warped_face(prepared):
     punched = nmfc.any(-1) & ~opened.any(-1)
     cond = lambda image: to_tensor(np.concatenate([image, eyes], -1))[None]
     face = torch.from_numpy(opened.any(-1)).float()[None, None]
-    found = mouth_hole(cond(opened)[:, 1:2], face)[0, 0].numpy() > 0
+    found = mouth_hole(cond(opened)[:, 1:2], face, enclosed_holes(face))[0, 0].numpy() > 0
     assert punched.sum() > 100 and found[punched].all()
     assert not found[:y - 10].any() and not found[y + 20:].any()  # not the eyes, nothing below the chin
     assert not found[:, :x - 25].any() and not found[:, x + 25:].any()  # nothing beside the face
@@ -152,8 +159,9 @@ def test_the_decoder_paints_the_open_mouth_and_keeps_the_warped_face(prepared):
             sources = net.encode(to_tensor(avatar.read_image("frame", 0))[None], cond(nmfc))
             logits[trust] = torch.logit(net(sources, cond(opened), extras=True)[1]["keep"][0, 0].double()).numpy()
     pushed = logits[2.0] - logits[0.0]
-    assert np.allclose(pushed[opened.any(-1)], 2.0, atol=1e-3)  # the face keeps the warped photo more
-    assert np.allclose(pushed[punched], 0.0, atol=1e-3)  # the open mouth is left to the decoder
+    interior = lambda region: cv2.erode(region.astype(np.uint8), np.ones((5, 5), np.uint8)) > 0  # the blend is softened at edges
+    assert np.allclose(pushed[interior(opened.any(-1))], 2.0, atol=1e-3)  # the face keeps the warped photo more
+    assert interior(punched).sum() > 20 and np.allclose(pushed[interior(punched)], 0.0, atol=1e-3)  # the mouth is the decoder's
 
 
 def test_n_shot_attention_prefers_the_source_that_shows_the_face_like_the_driver(prepared):

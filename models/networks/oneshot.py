@@ -27,13 +27,14 @@ before the learned term (without it the sources were averaged: ghosted eyes).
 Gaze (paper 3.2: the eyes follow the driver's gaze): the mesh has no triangles inside the eyes,
 so its correspondence moves an eye with its lids but leaves the iris where the photo looks. The
 eye sketch's red pupil discs say where each pupil is in the source and in the driver; inside the
-eye holes the flow slides the source's iris onto the driver's pupil (a translation over the
-driver's disc, fading into the lids' motion over `gaze_reach` disc radii).
+eye holes the flow slides the source's iris onto the driver's pupil (a translation near the
+driver's disc, fading into the lids' motion at `gaze_reach` disc radii).
 
 The decoder paints where the warp has nothing to show: the open mouth (a hole in the driver's
-face, below the eyes on the mean face) and parts of the face the photos do not show. Elsewhere
-the blend is pushed towards the warped photo (`trust`): on people it never saw, its paint over
-warped skin and hair was where colour patches and smears came from.
+face, below the eyes on the mean face), an open eye where the photo's is closed, and parts of the
+face the photos do not show. Everywhere else (skin, hair, background) the blend is pushed
+towards the warped photo (`trust`): on people it never saw, its paint over warped skin and hair
+was where colour patches and smears came from.
 """
 from __future__ import annotations
 
@@ -79,7 +80,7 @@ class OneShotConfig:
     extend: int = 17  # window (flow cells) over which the face's flow is carried past its edge
     keep_bias: float = 3.0  # added to the blend logit: the output starts as the warped photo (95%)
     gaze_reach: float = 3.0  # radius (in pupil-disc radii) over which the iris slide fades into the lids' motion
-    trust: float = 2.0  # added to the blend logit where the warped photo shows the face (see Prior.paint)
+    trust: float = 2.0  # added to the blend logit wherever the warped photo has something to show (1 - Prior.paint)
 
 
 ONESHOT_PRESETS = {
@@ -133,7 +134,8 @@ class Prior:
     the absolute log ratio of a triangle's pixel counts in source and driver (0: same size;
     -MISSING_FIT where the source does not show it); face (B, 1, 1, h, w) 1 on the flow cells
     of the driver's face; paint (B, K, 1, S, S) 1 where the warped source has nothing to show:
-    the driver's open mouth and the face triangles the source does not show."""
+    the driver's open mouth, an open driver eye where the source's is closed and the face
+    triangles the source does not show (softened over SEAM_KERNEL pixels)."""
 
     quarter: torch.Tensor
     full: torch.Tensor
@@ -198,15 +200,18 @@ def position_table(nmfc: torch.Tensor) -> torch.Tensor:
     return torch.cat([sums[:, :2] / count.clamp_min(1.0), count], 1)
 
 
-def pupil_discs(eyes: torch.Tensor) -> torch.Tensor:
-    """(B, 2, 3) from eye sketches (B, 3, S, S) in [-1, 1]: per eye (image-left first) the
-    centre (x, y) of its red pupil disc in grid units and the disc's pixel count (0: the eye is
-    closed). The eyes are told apart by the midpoint of the white lid outlines, drawn even when
-    an eye is closed."""
+def pupil_discs(cond: torch.Tensor) -> torch.Tensor:
+    """(B, 2, 3) from conditioning (B, 6, S, S) in [-1, 1]: per eye (image-left first) the
+    centre (x, y) of its red pupil disc in grid units and the disc's pixel count off the face
+    (0: the eye is closed, or hidden behind the nose on a turned head: the sketch draws both
+    discs regardless). The eyes are told apart by the midpoint of the white lid outlines,
+    drawn even when an eye is closed."""
+    eyes = cond[:, 3:]
     size = eyes.shape[-1]
     grid = identity_grid(size, eyes.device, eyes.dtype)[0]
     xs, ys = grid[..., 0], grid[..., 1]
-    red = ((eyes[:, 0] > 0) & (eyes[:, 1] < 0)).to(eyes.dtype)
+    off_face = (cond[:, :3] <= -0.99).all(1)
+    red = ((eyes[:, 0] > 0) & (eyes[:, 1] < 0) & off_face).to(eyes.dtype)
     lid = (eyes.amin(1) > 0).to(eyes.dtype)
     middle = (lid * xs).sum((1, 2)) / lid.sum((1, 2)).clamp_min(1.0)
     left = (xs < middle[:, None, None]).to(eyes.dtype)
@@ -219,36 +224,46 @@ def pupil_discs(eyes: torch.Tensor) -> torch.Tensor:
     return torch.stack(discs, 1)
 
 
-def mouth_hole(green: torch.Tensor, face: torch.Tensor) -> torch.Tensor:
-    """(B, 1, S, S) 1 on the open mouth, from the driver's NMFC green (B, 1, S, S) and face
-    (B, 1, S, S): the holes the face encloses along both their row and their column, whose
-    surrounding face (averaged over MOUTH_KERNEL flow cells) is the lower face, where the eye
-    holes' is not."""
+def enclosed_holes(face: torch.Tensor) -> torch.Tensor:
+    """(B, 1, S, S) 1 on the pixels off the face (B, 1, S, S) that it encloses along both their
+    row and their column: the eyes and the open mouth, not the background or the hair."""
+    seen = lambda dim: (face.cumsum(dim) > 0) & (face.flip(dim).cumsum(dim).flip(dim) > 0)
+    return ((face < 0.5) & seen(2) & seen(3)).to(face.dtype)
+
+
+def mouth_hole(green: torch.Tensor, face: torch.Tensor, holes: torch.Tensor) -> torch.Tensor:
+    """(B, 1, S, S) 1 on the open mouth: the enclosed holes (B, 1, S, S) whose surrounding face
+    (averaged over MOUTH_KERNEL flow cells) is the lower face by the NMFC's green (B, 1, S, S),
+    where the eye holes' is not."""
     size = face.shape[-1]
     cells = F.avg_pool2d(face, FLOW_STRIDE)
     height, share = masked_mean(F.avg_pool2d(green * face, FLOW_STRIDE) / cells.clamp_min(1e-3), (cells > 0).to(face.dtype), MOUTH_KERNEL)
     lower = resize(((height > LOWER_FACE) & (share > 0)).to(face.dtype), size) > 0.5
-    seen = lambda dim: (face.cumsum(dim) > 0) & (face.flip(dim).cumsum(dim).flip(dim) > 0)
-    return ((face < 0.5) & seen(2) & seen(3) & lower).to(face.dtype)
+    return holes * lower.to(face.dtype)
 
 
-def slide_irises(flow: torch.Tensor, holes: torch.Tensor, source: torch.Tensor, driver: torch.Tensor, reach: float) -> torch.Tensor:
+def slide_irises(flow: torch.Tensor, holes: torch.Tensor, source: torch.Tensor, driver: torch.Tensor,
+                  reach: float) -> tuple[torch.Tensor, torch.Tensor]:
     """The full-resolution flow (B, K, 2, S, S) with each eye hole's iris moved: around each
-    driver pupil the flow becomes the offset to the source's pupil (1 over the driver's disc,
-    fading to 0 at `reach` disc radii), in the holes (B, 1, 1, S, S) only, where both eyes are
-    open. source: (B, K, 2, 3) and driver (B, 2, 3) from pupil_discs."""
+    driver pupil the flow becomes the offset to the source's pupil (1 out to reach - 1 disc
+    radii, fading to 0 at `reach`), in the enclosed holes (B, 1, 1, S, S) only, where both eyes
+    are open; and (B, K, 1, S, S) the same region where the driver's eye is open and the
+    source's is not (nothing to slide: the decoder paints it). source: (B, K, 2, 3) and driver
+    (B, 2, 3) from pupil_discs."""
     size = flow.shape[-1]
     grid = identity_grid(size, flow.device, flow.dtype)[0].permute(2, 0, 1)
+    unmatched = torch.zeros_like(flow[:, :, :1])
     for eye in range(2):
         centre, count = driver[:, eye, :2], driver[:, eye, 2]
         radius = torch.sqrt(count / torch.pi).clamp_min(0.5) * (2.0 / size)
         distance = (grid[None] - centre[:, :, None, None]).square().sum(1).sqrt()
-        weight = (reach - distance / radius[:, None, None]).clamp(0.0, 1.0)[:, None, None] * holes
-        open_eyes = ((count > MIN_PUPIL)[:, None] & (source[:, :, eye, 2] > MIN_PUPIL)).to(flow.dtype)
-        weight = weight * open_eyes[:, :, None, None, None]
+        near = (reach - distance / radius[:, None, None]).clamp(0.0, 1.0)[:, None, None] * holes
+        driver_open, source_open = (count > MIN_PUPIL)[:, None], source[:, :, eye, 2] > MIN_PUPIL
+        weight = near * (driver_open & source_open).to(flow.dtype)[:, :, None, None, None]
+        unmatched = unmatched + near * (driver_open & ~source_open).to(flow.dtype)[:, :, None, None, None]
         offset = (source[:, :, eye, :2] - centre[:, None])[..., None, None]
         flow = flow + weight * (offset - flow)
-    return flow
+    return flow, unmatched.clamp(max=1.0)
 
 
 def equalising_scale(features: torch.Tensor) -> torch.Tensor:
@@ -315,7 +330,7 @@ class OneShotGenerator(nn.Module):
     def encode(self, images: torch.Tensor, conds: torch.Tensor, masks: torch.Tensor | None = None) -> Sources:
         """The sources of photos (K, 3, S, S) with their conditioning (K, 6, S, S) and, when
         known, foreground masks (K, 1, S, S) in [0, 1]."""
-        return Sources(images, self.source(torch.cat([images, conds], 1)), position_table(conds[:, :3]), pupil_discs(conds[:, 3:]), masks)
+        return Sources(images, self.source(torch.cat([images, conds], 1)), position_table(conds[:, :3]), pupil_discs(conds), masks)
 
     def prior_flow(self, sources: Sources, cond: torch.Tensor, paired: bool) -> Prior:
         """The mesh correspondence (see Prior). Each driver face pixel moves by the offset
@@ -346,12 +361,13 @@ class OneShotGenerator(nn.Module):
         near = (near > 0).to(cond.dtype) * (1 - covered)
         full = covered * smooth + near * hole + (1 - covered - near) * resize(quarter, size)
         per_pair = lambda t: t.unflatten(0, (b, k))
-        holes = (1 - face.unflatten(-1, (size, size)))[:, None, None]
-        pupils = per_driver(sources.pupils, b, paired)
-        full = slide_irises(per_pair(full), holes, pupils, pupil_discs(cond[:, 3:]), self.config.gaze_reach)
         face_image = face.unflatten(-1, (size, size))[:, None]
+        holes = enclosed_holes(face_image)
+        pupils = per_driver(sources.pupils, b, paired)
+        full, unmatched = slide_irises(per_pair(full), holes[:, None], pupils, pupil_discs(cond), self.config.gaze_reach)
         unseen = per_pair(face_image.repeat_interleave(k, 0) - valid)
-        paint = (unseen + mouth_hole(cond[:, 1:2], face_image)[:, None]).clamp(max=1.0)
+        paint = (unseen + unmatched + mouth_hole(cond[:, 1:2], face_image, holes)[:, None]).clamp(max=1.0)
+        paint = box_mean(paint.flatten(0, 1), SEAM_KERNEL).unflatten(0, (b, k))  # no step in the blend at its edges
         face_share = F.avg_pool2d(face_image, FLOW_STRIDE)  # (B, 1, h, w)
         fit = F.avg_pool2d(fit, FLOW_STRIDE) / face_share.repeat_interleave(k, 0).clamp_min(1e-3)
         face_cells = (face_share > 0).to(cond.dtype)[:, None]
@@ -398,7 +414,7 @@ class OneShotGenerator(nn.Module):
         return (warped * resize(weight.flatten(0, 1), size).unflatten(0, (b, k))).sum(1)
 
     def trusted(self, prior: Prior, attention: torch.Tensor) -> torch.Tensor:
-        """(B, 1, S, S) the share of the blended warp that shows the face (1 - paint), by attention."""
+        """(B, 1, S, S) the share of the blended warp that has something to show (1 - paint), by attention."""
         shows = 1 - prior.paint
         b, k = shows.shape[:2]
         if k == 1:
