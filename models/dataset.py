@@ -239,5 +239,5 @@ class AvatarFrames:
             torch.from_numpy(np.stack(flow)).movedim(-1, -3).contiguous(),
             torch.from_numpy(mouth.astype(np.float32)),
             torch.from_numpy(self.indices[positions]),
-            None if masks is None else torch.from_numpy(masks).float().div_(255.0)[:, None],
+            None if masks is None else unit_masks(masks),
         )

@@ -181,11 +181,16 @@ def extend_flow(flow: torch.Tensor, mask: torch.Tensor, kernel: int) -> torch.Te
     return mask * inside + (1 - mask) * outside * (share * 4).clamp(max=1.0)
 
 
+def on_face(nmfc: torch.Tensor) -> torch.Tensor:
+    """(B, S, S) bool: the pixels an NMFC image (B, 3, S, S) in [-1, 1] draws the face on (the rest is black)."""
+    return (nmfc > -0.99).any(1)
+
+
 def colour_cells(nmfc: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     """Each pixel's colour-table cell (B, S*S), from its 8-bit red and green levels (the
     mean-face x and y of its triangle), and whether it is on the face (B, S*S)."""
     levels = torch.round((nmfc[:, :2] + 1.0) * ((LEVELS - 1) / 2)).clamp(0, LEVELS - 1).long()
-    return (levels[:, 1] * LEVELS + levels[:, 0]).flatten(1), (nmfc > -0.99).any(1).flatten(1).to(nmfc.dtype)
+    return (levels[:, 1] * LEVELS + levels[:, 0]).flatten(1), on_face(nmfc).flatten(1).to(nmfc.dtype)
 
 
 def position_table(nmfc: torch.Tensor) -> torch.Tensor:
@@ -210,8 +215,7 @@ def pupil_discs(cond: torch.Tensor) -> torch.Tensor:
     size = eyes.shape[-1]
     grid = identity_grid(size, eyes.device, eyes.dtype)[0]
     xs, ys = grid[..., 0], grid[..., 1]
-    off_face = (cond[:, :3] <= -0.99).all(1)
-    red = ((eyes[:, 0] > 0) & (eyes[:, 1] < 0) & off_face).to(eyes.dtype)
+    red = ((eyes[:, 0] > 0) & (eyes[:, 1] < 0) & ~on_face(cond[:, :3])).to(eyes.dtype)
     lid = (eyes.amin(1) > 0).to(eyes.dtype)
     middle = (lid * xs).sum((1, 2)) / lid.sum((1, 2)).clamp_min(1.0)
     left = (xs < middle[:, None, None]).to(eyes.dtype)
@@ -231,12 +235,11 @@ def enclosed_holes(face: torch.Tensor) -> torch.Tensor:
     return ((face < 0.5) & seen(2) & seen(3)).to(face.dtype)
 
 
-def mouth_hole(green: torch.Tensor, face: torch.Tensor, holes: torch.Tensor) -> torch.Tensor:
+def mouth_hole(green: torch.Tensor, face: torch.Tensor, cells: torch.Tensor, holes: torch.Tensor) -> torch.Tensor:
     """(B, 1, S, S) 1 on the open mouth: the enclosed holes (B, 1, S, S) whose surrounding face
     (averaged over MOUTH_KERNEL flow cells) is the lower face by the NMFC's green (B, 1, S, S),
-    where the eye holes' is not."""
+    where the eye holes' is not. cells: the face's share of each flow cell (B, 1, h, w)."""
     size = face.shape[-1]
-    cells = F.avg_pool2d(face, FLOW_STRIDE)
     height, share = masked_mean(F.avg_pool2d(green * face, FLOW_STRIDE) / cells.clamp_min(1e-3), (cells > 0).to(face.dtype), MOUTH_KERNEL)
     lower = resize(((height > LOWER_FACE) & (share > 0)).to(face.dtype), size) > 0.5
     return holes * lower.to(face.dtype)
@@ -365,10 +368,10 @@ class OneShotGenerator(nn.Module):
         holes = enclosed_holes(face_image)
         pupils = per_driver(sources.pupils, b, paired)
         full, unmatched = slide_irises(per_pair(full), holes[:, None], pupils, pupil_discs(cond), self.config.gaze_reach)
-        unseen = per_pair(face_image.repeat_interleave(k, 0) - valid)
-        paint = (unseen + unmatched + mouth_hole(cond[:, 1:2], face_image, holes)[:, None]).clamp(max=1.0)
-        paint = box_mean(paint.flatten(0, 1), SEAM_KERNEL).unflatten(0, (b, k))  # no step in the blend at its edges
         face_share = F.avg_pool2d(face_image, FLOW_STRIDE)  # (B, 1, h, w)
+        unseen = per_pair(face_image.repeat_interleave(k, 0) - valid)
+        paint = (unseen + unmatched + mouth_hole(cond[:, 1:2], face_image, face_share, holes)[:, None]).clamp(max=1.0)
+        paint = box_mean(paint.flatten(0, 1), SEAM_KERNEL).unflatten(0, (b, k))  # no step in the blend at its edges
         fit = F.avg_pool2d(fit, FLOW_STRIDE) / face_share.repeat_interleave(k, 0).clamp_min(1e-3)
         face_cells = (face_share > 0).to(cond.dtype)[:, None]
         return Prior(per_pair(torch.cat([quarter, mask], 1)), full, per_pair(covered + near), per_pair(fit), face_cells, paint)
