@@ -307,6 +307,20 @@ def resize(x: torch.Tensor, size: int) -> torch.Tensor:
     return x if x.shape[-1] == size else F.interpolate(x, size=(size, size), mode="bilinear", align_corners=False)
 
 
+def pointwise_over(layer: nn.Sequential, parts: list[torch.Tensor], size: int) -> torch.Tensor:
+    """layer (a 1x1 convolution and its activation) over the channel concatenation of parts, each
+    resized to `size`, computed part by part at the smaller of its own and the output's resolution:
+    the same function (a 1x1 convolution commutes with a bilinear resize, whose weights sum to 1),
+    without the concatenation and with the upsampling done on the output's fewer channels."""
+    conv, activation = layer[0], layer[1]
+    total, start = conv.bias[None, :, None, None], 0
+    for part in parts:
+        weight = conv.weight[:, start:start + part.shape[1]]
+        start += part.shape[1]
+        total = total + resize(F.conv2d(resize(part, min(size, part.shape[-1])), weight), size)
+    return activation(total)
+
+
 class OneShotGenerator(nn.Module):
     """encode(images (K, 3, S, S), conds (K, 6, S, S)) -> Sources, once per photo set;
     forward(sources, driver cond (B, 6, S, S)) -> (B, 4, S, S): RGB in [-1, 1], mask logit.
@@ -411,10 +425,9 @@ class OneShotGenerator(nn.Module):
         b, k = flow.shape[:2]
         feats = per_driver(features, b, paired)
         warped = warp(feats.flatten(0, 1), flow.flatten(0, 1)).unflatten(0, (b, k))
-        if weight is None:
-            return warped.sum(1)
-        size = features.shape[-1]
-        return (warped * resize(weight.flatten(0, 1), size).unflatten(0, (b, k))).sum(1)
+        if weight is not None:
+            warped = warped * resize(weight.flatten(0, 1), features.shape[-1]).unflatten(0, (b, k))
+        return warped[:, 0] if k == 1 else warped.sum(1)  # one source: no sum (in ONNX a copy of the whole map)
 
     def trusted(self, prior: Prior, attention: torch.Tensor) -> torch.Tensor:
         """(B, 1, S, S) the share of the blended warp that has something to show (1 - paint), by attention."""
@@ -433,8 +446,8 @@ class OneShotGenerator(nn.Module):
         warped_image = warped_photo[:, :3]
         x = self.fuse_quarter(torch.cat([self.blend_warped(quarter, flow, occlusion * attention, paired), drivers[2]], 1))
         half = drivers[1].shape[-1]
-        x = self.fuse_half(torch.cat([resize(x, half), resize(warped_image, half), drivers[1]], 1))
-        x = self.fuse_full(torch.cat([resize(x, cond.shape[-1]), warped_image, drivers[0]], 1))
+        x = self.fuse_half[1](pointwise_over(self.fuse_half[0], [x, warped_image, drivers[1]], half))
+        x = self.fuse_full[1](pointwise_over(self.fuse_full[0], [x, warped_image, drivers[0]], cond.shape[-1]))
         out = self.head(x)
         keep = torch.sigmoid(out[:, 3:4] + self.config.keep_bias + self.config.trust * self.trusted(found, attention))
         rgb = keep * warped_image + (1 - keep) * torch.tanh(out[:, :3])
