@@ -32,7 +32,7 @@ driver's disc, fading into the lids' motion at `gaze_reach` disc radii).
 
 The decoder paints where the warp has nothing to show: the open mouth (a hole in the driver's
 face, below the eyes on the mean face), an open eye where the photo's is closed, and parts of the
-face the photos do not show. Everywhere else (skin, hair, background) the blend is pushed
+face the photos do not show; in a black-and-white photo it paints without colour. Everywhere else (skin, hair, background) the blend is pushed
 towards the warped photo (`trust`): on people it never saw, its paint over warped skin and hair
 was where colour patches and smears came from.
 """
@@ -60,6 +60,7 @@ MIN_PUPIL = 3.0  # pixels a pupil disc needs before the iris is moved (fewer: th
 LOWER_FACE = 0.1  # NMFC green (mean-face y in [-1, 1]) past which a hole's surroundings are the lower face (eyes: < -0.2, lips: > 0.3)
 MOUTH_KERNEL = 17  # window (flow cells) over which a hole's surrounding face is averaged
 MISSING_FIT = 2.0  # area-fit penalty where a source does not show the driver's triangle (worse than a 7x size mismatch)
+FULL_COLOUR = 4.0 / 127.5  # mean distance of a photo's pixels from their grey level at and above which its paint keeps all its colour (skin in colour photos: 7-20 of 255)
 
 
 @dataclass(frozen=True)
@@ -270,6 +271,19 @@ def slide_irises(flow: torch.Tensor, holes: torch.Tensor, source: torch.Tensor, 
     return flow, unmatched.clamp(max=1.0)
 
 
+def colourfulness(images: torch.Tensor) -> torch.Tensor:
+    """(N,) how much colour each image (N, 3, S, S) in [-1, 1] has, in [0, 1]: its pixels' mean
+    distance from their grey level over FULL_COLOUR (0: a black-and-white photo)."""
+    return ((images - images.mean(1, keepdim=True)).abs().mean((1, 2, 3)) / FULL_COLOUR).clamp(max=1.0)
+
+
+def as_colourful(paint: torch.Tensor, colour: torch.Tensor) -> torch.Tensor:
+    """paint (B, 3, S, S) with its colour (the distance from its grey level) scaled by colour (B,):
+    what the decoder paints into a black-and-white photo stays black and white."""
+    grey = paint.mean(1, keepdim=True)
+    return grey + (paint - grey) * colour[:, None, None, None]
+
+
 def equalising_scale(features: torch.Tensor) -> torch.Tensor:
     """Per channel of (N, C, h, w), the factor that brings its peak to the strongest channel's
     (at most MAX_EQUALISE)."""
@@ -458,7 +472,8 @@ class OneShotGenerator(nn.Module):
         x = self.fuse_full[1](pointwise_over(self.fuse_full[0], [x, warped_image, drivers[0]], cond.shape[-1]))
         out = self.head(x)
         keep = torch.sigmoid(out[:, 3:4] + self.config.keep_bias + self.config.trust * self.trusted(found, attention))
-        rgb = keep * warped_image + (1 - keep) * torch.tanh(out[:, :3])
+        colour = per_driver(colourfulness(sources.images), cond.shape[0], paired).mean(1)
+        rgb = keep * warped_image + (1 - keep) * as_colourful(torch.tanh(out[:, :3]), colour)
         mask = out[:, 4:5]
         if sources.masks is not None:  # the photo's own segmentation, moved like the photo: sharp and person-true
             mask = mask + MASK_GAIN * (2 * warped_photo[:, 3:] - 1)
