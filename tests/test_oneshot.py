@@ -239,6 +239,26 @@ def test_the_learned_flow_moves_the_photo_only_off_the_mesh(prepared):
     assert np.allclose(residual[:, far], np.tanh(1.0) * net.config.flow_scale, atol=1e-4)  # hair and background take the residual
 
 
+def test_the_photo_is_warped_without_a_step_past_the_face(prepared):
+    library, _ = prepared
+    avatar = Avatar.open(library, "sample")
+    nmfc, eyes = avatar.read_image("nmfc", 0), avatar.read_image("eyes", 0)
+    size = nmfc.shape[0]
+    zoomed = cv2.resize(nmfc, None, fx=1.2, fy=1.2, interpolation=cv2.INTER_NEAREST)[size // 10:size // 10 + size, size // 10:size // 10 + size]
+    cond = lambda image: to_tensor(np.concatenate([image, eyes], -1))[None]
+    net = OneShotGenerator(oneshot_config("tiny")).eval()
+    with torch.no_grad():
+        sources = net.encode(to_tensor(avatar.read_image("frame", 0))[None], cond(nmfc))
+        full = net.prior_flow(sources, cond(zoomed), paired=False).full[0, 0].numpy()  # the driver comes closer: a flow that varies
+    face = zoomed.any(-1).astype(np.uint8)
+    step = lambda region: max(np.percentile(np.abs(np.diff(full, axis=axis))[:, region[:-1] & region[1:] if axis == 1 else region[:, :-1] & region[:, 1:]], 99)
+                              for axis in (1, 2))  # the flow's change from a pixel to the next (all but the largest 1%)
+    inside = cv2.erode(face, np.ones((9, 9), np.uint8)) > 0
+    filled = face + enclosed_holes(torch.from_numpy(face).float()[None, None])[0, 0].numpy().astype(np.uint8)  # with the eyes
+    past = (cv2.dilate(filled, np.ones((15, 15), np.uint8)) > 0) & ~(filled > 0)
+    assert step(past) < 2 * step(inside)  # the rim fades into the flow beyond it: no fold or line along the face
+
+
 def test_a_source_that_does_not_show_part_of_the_face_is_not_chosen_there(prepared):
     library, _ = prepared
     avatar = Avatar.open(library, "sample")

@@ -176,10 +176,18 @@ def masked_mean(x: torch.Tensor, mask: torch.Tensor, kernel: int) -> tuple[torch
 
 def extend_flow(flow: torch.Tensor, mask: torch.Tensor, kernel: int) -> torch.Tensor:
     """The face's flow (B, 2, h, w) smoothed across its triangles and carried past the face's edge
-    (the mean of the nearby face flow, fading out over kernel / 2 cells), so hair, ears and neck
-    start out moving with the head instead of tearing at the mesh border."""
+    (grown outwards a cell at a time, each new cell the mean of its reached neighbours, so it
+    continues the edge's own flow; fading out over kernel / 2 cells), so hair, ears and neck
+    start out moving with the head instead of tearing at the mesh border. (The mean of the face
+    flow over the whole window, before, differed from the edge's where the face stretches: a
+    step at the rim.)"""
     inside, _ = masked_mean(flow, mask, 3)
-    outside, share = masked_mean(flow, mask, kernel)
+    outside, reached = inside * mask, mask
+    for _ in range(kernel // 2):  # grown a cell at a time from the edge: continuous with the face's own flow there
+        grown, share = masked_mean(outside, reached, 3)
+        new = (share > 0).to(flow.dtype) * (1 - reached)
+        outside, reached = outside + new * grown, reached + new
+    share = box_mean(mask, kernel)
     return mask * inside + (1 - mask) * outside * (share * 4).clamp(max=1.0)
 
 
@@ -377,7 +385,8 @@ class OneShotGenerator(nn.Module):
         network sees) that is averaged per flow cell, smoothed across triangles and carried past
         the face's edge (extend_flow); at full resolution (what warps the photo) the face
         keeps each pixel's own offset (lightly smoothed), the holes inside it (eyes) and a thin
-        rim take the nearby face's mean and the rest the 1/4 flow; then the irises slide to the
+        rim take the nearby face's mean, fading into the 1/4 flow that the rest takes (a step
+        there drew a thin line along a turned head's far cheek); then the irises slide to the
         driver's pupils (slide_irises). Triangles the source does not show get no prior."""
         b, size = cond.shape[0], cond.shape[-1]
         cells, face = colour_cells(cond[:, :3])
@@ -397,8 +406,9 @@ class OneShotGenerator(nn.Module):
         smooth, covered = masked_mean(flow, valid, SEAM_KERNEL)
         covered = (covered > 0).to(cond.dtype)
         hole, near = masked_mean(flow, valid, self.config.fill)
+        fade = (2 * near).clamp(max=1.0) * (1 - covered)  # 1 at the face's edge, 0 at fill / 2 pixels: no step into the 1/4 flow
         near = (near > 0).to(cond.dtype) * (1 - covered)
-        full = covered * smooth + near * hole + (1 - covered - near) * resize(quarter, size)
+        full = covered * smooth + fade * hole + (1 - covered - fade) * resize(quarter, size)
         per_pair = lambda t: t.unflatten(0, (b, k))
         face_image = face.unflatten(-1, (size, size))[:, None]
         holes = enclosed_holes(face_image)
