@@ -55,10 +55,12 @@ def plain_loop(source: Path, target: Subject, generator: GeneratorStage | None, 
     calibration = SourceCalibration(model)
     times: dict[str, list[float]] = defaultdict(list)
     cap = cv2.VideoCapture(str(source))
-    count, started = 0, time.perf_counter()
+    count, started, warm = 0, time.perf_counter(), 0
     try:
         with MediaPipeTracker(video_mode=True) as tracker:
             while frames is None or count < frames:
+                if count == WARMUP_FRAMES:  # a clip shorter than that is timed whole
+                    started, warm = time.perf_counter(), WARMUP_FRAMES
                 t = [time.perf_counter()]
                 ok, bgr = cap.read()
                 if not ok:
@@ -91,12 +93,10 @@ def plain_loop(source: Path, target: Subject, generator: GeneratorStage | None, 
                 if count > WARMUP_FRAMES:
                     for k, v in stage.items():
                         times[k].append(v * 1e3)
-                elif count == WARMUP_FRAMES:
-                    started = time.perf_counter()
     finally:
         cap.release()
         renderer.close()
-    return times, count, max(count - WARMUP_FRAMES, 0) / max(time.perf_counter() - started, 1e-6)
+    return times, count, (count - warm) / max(time.perf_counter() - started, 1e-6)
 
 
 def threaded(source: Path, target: Subject, generator: GeneratorStage | None, frames: int | None,
@@ -113,7 +113,7 @@ def threaded(source: Path, target: Subject, generator: GeneratorStage | None, fr
                         realtime=False, keep_all_timings=True, upsampler=upsampler)
     started = time.perf_counter()
     pipeline.start().wait()
-    steady = times[WARMUP_FRAMES - 1:]
+    steady = times[WARMUP_FRAMES - 1:] if len(times) > WARMUP_FRAMES else [started, *times]  # a short clip is timed whole
     rate = (len(steady) - 1) / max(steady[-1] - steady[0], 1e-6) if len(steady) > 1 else 0.0
     return len(times), rate, pipeline.stats.medians(), times[0] - started if times else None
 
