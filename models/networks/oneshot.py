@@ -60,6 +60,7 @@ MIN_PUPIL = 3.0  # pixels a pupil disc needs before the iris is moved (fewer: th
 LOWER_FACE = 0.1  # NMFC green (mean-face y in [-1, 1]) past which a hole's surroundings are the lower face (eyes: < -0.2, lips: > 0.3)
 MOUTH_KERNEL = 17  # window (flow cells) over which a hole's surrounding face is averaged
 MISSING_FIT = 2.0  # area-fit penalty where a source does not show the driver's triangle (worse than a 7x size mismatch)
+EDGE_INSET = 1e-5  # grid units (1e-3 of a pixel at 256) the warp's grid stays inside the last pixel centre
 FULL_COLOUR = 4.0 / 127.5  # mean distance of a photo's pixels from their grey level at and above which its paint keeps all its colour (skin in colour photos: 7-20 of 255)
 
 
@@ -178,9 +179,7 @@ def extend_flow(flow: torch.Tensor, mask: torch.Tensor, kernel: int) -> torch.Te
     """The face's flow (B, 2, h, w) smoothed across its triangles and carried past the face's edge
     (grown outwards a cell at a time, each new cell the mean of its reached neighbours, so it
     continues the edge's own flow; fading out over kernel / 2 cells), so hair, ears and neck
-    start out moving with the head instead of tearing at the mesh border. (The mean of the face
-    flow over the whole window, before, differed from the edge's where the face stretches: a
-    step at the rim.)"""
+    start out moving with the head instead of tearing at the mesh border."""
     inside, _ = masked_mean(flow, mask, 3)
     outside, reached = inside * mask, mask
     for _ in range(kernel // 2):  # grown a cell at a time from the edge: continuous with the face's own flow there
@@ -318,15 +317,16 @@ def identity_grid(size: int, device: torch.device, dtype: torch.dtype) -> torch.
 
 
 def warp(features: torch.Tensor, flow: torch.Tensor) -> torch.Tensor:
-    """Backward warp by a normalised flow (B, 2, h, w), resized to the features' resolution, with
-    border padding: the grid clamped to the outermost pixel centres and sampled with zero
-    padding, the same values and gradients as grid_sample's "border" (ONNX Runtime's CPU
-    GridSample has a fast path for zero padding only: 3-8x faster here)."""
+    """Backward warp of square features by a normalised flow (B, 2, h, w), resized to their
+    resolution, with border padding done as a grid clamped to the outermost pixel centres and
+    zero padding (ONNX Runtime's CPU GridSample is fast for zero padding only). The bounds sit
+    just inside the outer centres: exactly on them, zero padding's gradient would see the zero
+    beyond, where border padding's is 0; samples move by under 1e-3 of a pixel."""
     size = features.shape[-1]
     if flow.shape[-1] != size:
         flow = F.interpolate(flow, size=(size, size), mode="bilinear", align_corners=False)
     edge = 1.0 - 1.0 / size
-    grid = (identity_grid(size, flow.device, flow.dtype) + flow.permute(0, 2, 3, 1)).clamp(-edge, edge)
+    grid = (identity_grid(size, flow.device, flow.dtype) + flow.permute(0, 2, 3, 1)).clamp(EDGE_INSET - edge, edge - EDGE_INSET)
     return F.grid_sample(features, grid, mode="bilinear", padding_mode="zeros", align_corners=False)
 
 
@@ -341,11 +341,14 @@ def pointwise_over(layer: nn.Sequential, parts: list[torch.Tensor], size: int) -
     lower resolution is upsampled with the output's fewer channels and no full-resolution
     concatenation is made; the parts at or above `size` go through one convolution together."""
     conv, activation = layer[0], layer[1]
+    assert conv.kernel_size == (1, 1), "only a 1x1 convolution commutes with the resize"
     starts = list(accumulate((part.shape[1] for part in parts), initial=0))
     weights = [conv.weight[:, a:b] for a, b in zip(starts, starts[1:])]
     low = [i for i, part in enumerate(parts) if part.shape[-1] < size]
     high = [i for i in range(len(parts)) if i not in low]
-    total = F.conv2d(torch.cat([resize(parts[i], size) for i in high], 1), torch.cat([weights[i] for i in high], 1), conv.bias)
+    total = conv.bias[None, :, None, None]
+    if high:
+        total = F.conv2d(torch.cat([resize(parts[i], size) for i in high], 1), torch.cat([weights[i] for i in high], 1), conv.bias)
     for i in low:
         total = total + resize(F.conv2d(parts[i], weights[i]), size)
     return activation(total)
@@ -385,8 +388,8 @@ class OneShotGenerator(nn.Module):
         network sees) that is averaged per flow cell, smoothed across triangles and carried past
         the face's edge (extend_flow); at full resolution (what warps the photo) the face
         keeps each pixel's own offset (lightly smoothed), the holes inside it (eyes) and a thin
-        rim take the nearby face's mean, fading into the 1/4 flow that the rest takes (a step
-        there drew a thin line along a turned head's far cheek); then the irises slide to the
+        rim take the nearby face's mean, fading into the 1/4 flow that the rest takes (no step: a
+        line along a turned head's far cheek); then the irises slide to the
         driver's pupils (slide_irises). Triangles the source does not show get no prior."""
         b, size = cond.shape[0], cond.shape[-1]
         cells, face = colour_cells(cond[:, :3])
@@ -406,7 +409,7 @@ class OneShotGenerator(nn.Module):
         smooth, covered = masked_mean(flow, valid, SEAM_KERNEL)
         covered = (covered > 0).to(cond.dtype)
         hole, near = masked_mean(flow, valid, self.config.fill)
-        fade = (2 * near).clamp(max=1.0) * (1 - covered)  # 1 at the face's edge, 0 at fill / 2 pixels: no step into the 1/4 flow
+        fade = (near * (self.config.fill / 2)).clamp(max=1.0) * (1 - covered)  # 1 just past the face, 0 at fill / 2 pixels: no step into the 1/4 flow
         near = (near > 0).to(cond.dtype) * (1 - covered)
         full = covered * smooth + fade * hole + (1 - covered - fade) * resize(quarter, size)
         per_pair = lambda t: t.unflatten(0, (b, k))
