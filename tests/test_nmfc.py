@@ -44,3 +44,22 @@ def test_depth_test_keeps_the_nearer_surface(model, gl):
     assert (np.abs(b.astype(int) - rb).max(-1) <= 1).mean() >= 0.99
     # the visible side's red channel (mean-face x) differs between the two views
     assert abs(a[..., 0][a.any(-1)].mean() - b[..., 0][b.any(-1)].mean()) > 40
+
+
+@pytest.mark.parametrize("angles", [(0, 0, 0), (35, -10, 5)])
+def test_values_are_interpolated_over_the_visible_surface(model, gl, angles):
+    """Each vertex's own position, interpolated, is the pixel's centre (an exact correspondence
+    from a pose to itself); another pose's positions tell where each pixel's surface point went."""
+    pose = Pose(85.0, euler_rotation(*angles), np.array([130.0, 125.0, 0.0]))
+    vertices = pose.apply(model.mean_shape)
+    image = gl.render_values(vertices, vertices)
+    covered = ~np.isnan(image).any(-1)
+    assert covered.mean() > 0.15 and (covered == gl.render(vertices).any(-1)).mean() > 0.99
+    ys, xs = np.nonzero(covered)
+    assert np.abs(image[ys, xs, 0] - (xs + 0.5)).max() < 0.05 and np.abs(image[ys, xs, 1] - (ys + 0.5)).max() < 0.05
+    moved = Pose(85.0, euler_rotation(*angles), np.array([140.0, 120.0, 0.0])).apply(model.mean_shape)
+    shifted = gl.render_values(vertices, moved)
+    assert np.allclose(shifted[covered, :2] - image[covered, :2], [10.0, -5.0], atol=1e-3)
+    reference = NMFCRenderer(model, backend="reference").render_values(vertices, moved)
+    both = covered & ~np.isnan(reference).any(-1)
+    assert both.mean() > 0.99 * covered.mean() and np.abs(shifted[both, :2] - reference[both, :2]).max() < 0.05

@@ -1,5 +1,8 @@
 """NMFC rendering (DESIGN 4.5): the posed mesh, each triangle flat-filled with the
 normalised mean-face coordinates of its centre; orthographic, z-buffered, black background.
+The same rasteriser also interpolates any per-vertex values over the visible surface
+(`render_values`): e.g. where each pixel of a posed mesh lies on another pose of it, an exact
+correspondence.
 
 Two rasterisers behind one function: moderngl (headless EGL when there is no display) and a
 numpy reference used by tests to check it.
@@ -18,18 +21,18 @@ _VERTEX_SHADER = """
 uniform vec3 scale;
 uniform vec3 offset;
 in vec3 in_pos;
-in vec3 in_color;
-out vec3 color;
+in vec3 in_value;
+out vec3 value;
 void main() {
     gl_Position = vec4(in_pos * scale + offset, 1.0);
-    color = in_color;
+    value = in_value;
 }
 """
 _FRAGMENT_SHADER = """
 #version 330
-in vec3 color;
+in vec3 value;
 out vec4 frag;
-void main() { frag = vec4(color, 1.0); }
+void main() { frag = vec4(value, 1.0); }
 """
 
 
@@ -58,23 +61,43 @@ class GLRenderer:
         self.positions = self.ctx.buffer(reserve=len(self._triangles) * 12)
         self.colors = self.ctx.buffer(colors.tobytes())
         self.vao = self.ctx.vertex_array(
-            self.program, [(self.positions, "3f", "in_pos"), (self.colors, "3f", "in_color")]
+            self.program, [(self.positions, "3f", "in_pos"), (self.colors, "3f", "in_value")]
         )
         self.fbo = self.ctx.simple_framebuffer((size, size), components=4)
         self.fbo.use()
+        self._values = None  # value buffer, vertex array and float target of render_values, made on first use
 
     def render(self, vertices: np.ndarray) -> np.ndarray:
         """RGB uint8 (size, size, 3) NMFC image of posed vertices (V, 3) in pixels."""
+        self._draw(self.vao, self.fbo, vertices)
+        data = self.fbo.read(components=3, alignment=1)
+        return np.frombuffer(data, np.uint8).reshape(self.size, self.size, 3)[::-1].copy()
+
+    def render_values(self, vertices: np.ndarray, values: np.ndarray) -> np.ndarray:
+        """float32 (size, size, 3): per-vertex values (V, 3) interpolated over the visible surface
+        of posed vertices (V, 3) in pixels; NaN off the mesh."""
+        if self._values is None:  # the NMFC's shaders, fed values instead of colours, into float pixels
+            buffer = self.ctx.buffer(reserve=len(self._triangles) * 12)
+            vao = self.ctx.vertex_array(self.program, [(self.positions, "3f", "in_pos"), (buffer, "3f", "in_value")])
+            target = self.ctx.framebuffer(color_attachments=[self.ctx.texture((self.size, self.size), 4, dtype="f4")],
+                                          depth_attachment=self.ctx.depth_renderbuffer((self.size, self.size)))
+            self._values = (buffer, vao, target)
+        buffer, vao, target = self._values
+        buffer.write(np.ascontiguousarray(values[self._triangles], dtype="f4").tobytes())
+        self._draw(vao, target, vertices, background=0.0)
+        out = np.frombuffer(target.read(components=4, dtype="f4"), np.float32).reshape(self.size, self.size, 4)[::-1]
+        return np.where(out[..., 3:] > 0.5, out[..., :3], np.nan).astype(np.float32)
+
+    def _draw(self, vao, target, vertices: np.ndarray, background: float = 1.0) -> None:
+        """Rasterise posed vertices (V, 3) in pixels into `target`, nearest surface kept."""
         zs, zo = _depth_range(vertices)
         self.program["scale"].value = (2.0 / self.size, -2.0 / self.size, zs)
         self.program["offset"].value = (-1.0, 1.0, zo)
         self.positions.write(np.ascontiguousarray(vertices[self._triangles], dtype="f4").tobytes())
-        self.fbo.use()
-        self.fbo.clear(0.0, 0.0, 0.0, 1.0, depth=1.0)
+        target.use()
+        target.clear(0.0, 0.0, 0.0, background, depth=1.0)
         self.ctx.enable(self.ctx.DEPTH_TEST)
-        self.vao.render()
-        data = self.fbo.read(components=3, alignment=1)
-        return np.frombuffer(data, np.uint8).reshape(self.size, self.size, 3)[::-1].copy()
+        vao.render()
 
     def release(self) -> None:
         self.ctx.release()
@@ -92,10 +115,23 @@ def _create_context(moderngl):
 
 def render_reference(vertices: np.ndarray, model: FaceModel, size: int = RESOLUTION) -> np.ndarray:
     """Numpy z-buffer rasteriser with pixel-centre sampling; slow, for checking GL output."""
-    image = np.zeros((size, size, 3), np.float32)
+    image = rasterise_reference(vertices, model, size, lambda t, w: np.broadcast_to(model.triangle_colors[t], w.shape[:-1] + (3,)))
+    return np.round(np.nan_to_num(image) * 255).astype(np.uint8)
+
+
+def values_reference(vertices: np.ndarray, values: np.ndarray, model: FaceModel, size: int = RESOLUTION) -> np.ndarray:
+    """render_values by the numpy reference rasteriser: per-vertex values (V, 3) interpolated
+    with barycentric weights; NaN off the mesh."""
+    triangles = model.topology.triangles
+    return rasterise_reference(vertices, model, size, lambda t, w: w @ values[triangles[t]].astype(np.float64))
+
+
+def rasterise_reference(vertices: np.ndarray, model: FaceModel, size: int, shade) -> np.ndarray:
+    """float32 (size, size, 3), NaN off the mesh: each pixel centre takes shade(triangle index,
+    barycentric weights (..., 3)) of the nearest triangle covering it."""
+    image = np.full((size, size, 3), np.nan, np.float32)
     depth = np.full((size, size), np.inf, np.float32)
-    colors = model.triangle_colors
-    for tri, color in zip(model.topology.triangles, colors):
+    for t, tri in enumerate(model.topology.triangles):
         p = vertices[tri].astype(np.float64)
         x0, y0 = np.floor(p[:, :2].min(0) - 0.5).astype(int)
         x1, y1 = np.ceil(p[:, :2].max(0) - 0.5).astype(int)
@@ -115,8 +151,8 @@ def render_reference(vertices: np.ndarray, model: FaceModel, size: int = RESOLUT
         region = depth[y0 : y1 + 1, x0 : x1 + 1]
         closer = inside & (z < region)
         region[closer] = z[closer]
-        image[y0 : y1 + 1, x0 : x1 + 1][closer] = color
-    return np.round(image * 255).astype(np.uint8)
+        image[y0 : y1 + 1, x0 : x1 + 1][closer] = shade(t, np.stack([w0, w1, w2], -1))[closer]
+    return image
 
 
 class NMFCRenderer:
@@ -140,6 +176,12 @@ class NMFCRenderer:
         if self._gl is not None:
             return self._gl.render(vertices)
         return render_reference(vertices, self.model, self.size)
+
+    def render_values(self, vertices: np.ndarray, values: np.ndarray) -> np.ndarray:
+        """See GLRenderer.render_values."""
+        if self._gl is not None:
+            return self._gl.render_values(vertices, values)
+        return values_reference(vertices, values, self.model, self.size)
 
     def close(self) -> None:
         if self._gl is not None:
