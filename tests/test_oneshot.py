@@ -17,11 +17,13 @@ from h2h.app.oneshot_eval import mesh_warp
 from h2h.engines import load as load_engine
 from h2h.engines.stepper import GeneratorStepper
 from h2h.models.avatar import Avatar
-from h2h.models.dataset import to_tensor, unit_masks
+from h2h.models.dataset import model_mesh, to_tensor, unit_masks
 from h2h.models.geometry.eyes import PUPIL_COLOR
 from h2h.models.geometry.face_model import load_face_model
+from h2h.models.geometry.nmfc import NMFCRenderer, correspondence
 from h2h.models.oneshot_data import greyscale
-from h2h.models.networks.oneshot import FLOW_STRIDE, OneShotGenerator, enclosed_holes, mouth_hole, oneshot_config, pupil_discs
+from h2h.models.networks.oneshot import (FLOW_STRIDE, OneShotGenerator, colour_cells, enclosed_holes, look_up, mouth_hole,
+                                        oneshot_config, pupil_discs)
 from h2h.models.video import read_frames
 
 from .conftest import REPO, SAMPLE_CLIP
@@ -258,6 +260,33 @@ def test_the_photo_is_warped_without_a_step_past_the_face(prepared):
     filled = face + enclosed_holes(torch.from_numpy(face).float()[None, None])[0, 0].numpy().astype(np.uint8)  # with the eyes
     past = (cv2.dilate(filled, np.ones((15, 15), np.uint8)) > 0) & ~(filled > 0)
     assert step(past) < 2 * step(inside)  # the rim fades into the flow beyond it: no fold or line along the face
+
+
+def test_an_exact_correspondence_moves_the_face_where_the_photo_shows_it(prepared):
+    library, _ = prepared
+    avatar = Avatar.open(library, "sample")
+    model = load_face_model()
+    cond = lambda i: to_tensor(np.concatenate([avatar.read_image("nmfc", i), avatar.read_image("eyes", i)], -1))[None]
+    renderer = NMFCRenderer(model, avatar.resolution)
+    try:
+        exact = correspondence(renderer, model_mesh(avatar, model, 10), [model_mesh(avatar, model, 0)])
+    finally:
+        renderer.close()
+    net = OneShotGenerator(oneshot_config("tiny")).eval()
+    with torch.no_grad():
+        sources = net.encode(to_tensor(avatar.read_image("frame", 0))[None], cond(0))
+        plain = net.prior_flow(sources, cond(10), paired=False)
+        given = net.prior_flow(sources, cond(10), paired=False, exact=torch.from_numpy(exact)[None])
+    size = avatar.resolution
+    cells, _ = colour_cells(cond(10)[:, :3])
+    shown = (look_up(sources.table, cells)[0, 2] > 0).reshape(size, size).numpy()  # triangles the photo shows
+    face = avatar.read_image("nmfc", 10).any(-1) & (exact[0, 2] > 0) & shown
+    centres = (np.stack(np.meshgrid(np.arange(size), np.arange(size)), 0) + 0.5) * (2.0 / size) - 1.0
+    moved = given.full[0, 0].numpy()
+    holes = enclosed_holes(torch.from_numpy(avatar.read_image("nmfc", 10).any(-1)).float()[None, None])[0, 0].numpy() > 0
+    assert face.mean() > 0.1 and np.abs(moved - (exact[0, :2] - centres))[:, face].max() < 1e-5  # the face: exactly the mesh's map
+    assert np.allclose(moved[:, ~face & ~holes], plain.full[0, 0].numpy()[:, ~face & ~holes])  # elsewhere as before
+    assert np.abs(moved - plain.full[0, 0].numpy())[:, face].mean() < 2.0 / size  # and close to the per-triangle offsets (a pixel)
 
 
 def test_a_source_that_does_not_show_part_of_the_face_is_not_chosen_there(prepared):

@@ -187,3 +187,17 @@ class NMFCRenderer:
         if self._gl is not None:
             self._gl.release()
             self._gl = None
+
+
+def correspondence(renderer: NMFCRenderer, vertices: np.ndarray, targets: list[np.ndarray]) -> np.ndarray:
+    """float32 (K, 3, size, size): where each pixel of posed vertices (V, 3) lies on each of K
+    other poses of the same mesh (V, 3), in grid_sample units (x, y), and 1 where the mesh covers
+    the pixel (0 and position 0 elsewhere)."""
+    size = renderer.size
+    maps = []
+    for target in targets:
+        values = renderer.render_values(vertices, target)
+        covered = ~np.isnan(values).any(-1)
+        grid = np.where(covered[..., None], values[..., :2] * (2.0 / size) - 1.0, 0.0)
+        maps.append(np.concatenate([grid, covered[..., None]], -1).transpose(2, 0, 1))
+    return np.stack(maps).astype(np.float32)

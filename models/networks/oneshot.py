@@ -382,7 +382,7 @@ class OneShotGenerator(nn.Module):
         known, foreground masks (K, 1, S, S) in [0, 1]."""
         return Sources(images, self.source(torch.cat([images, conds], 1)), position_table(conds[:, :3]), pupil_discs(conds), masks)
 
-    def prior_flow(self, sources: Sources, cond: torch.Tensor, paired: bool) -> Prior:
+    def prior_flow(self, sources: Sources, cond: torch.Tensor, paired: bool, exact: torch.Tensor | None = None) -> Prior:
         """The mesh correspondence (see Prior). Each driver face pixel moves by the offset
         between its triangle's centre in the source and in the driver. At 1/4 (what the flow
         network sees) that is averaged per flow cell, smoothed across triangles and carried past
@@ -390,7 +390,10 @@ class OneShotGenerator(nn.Module):
         keeps each pixel's own offset (lightly smoothed), the holes inside it (eyes) and a thin
         rim take the nearby face's mean, fading into the 1/4 flow that the rest takes (no step: a
         line along a turned head's far cheek); then the irises slide to the
-        driver's pupils (slide_irises). Triangles the source does not show get no prior."""
+        driver's pupils (slide_irises). Triangles the source does not show get no prior. `exact`
+        (B, K, 3, S, S), when given: where each driver pixel lies on each source's mesh (grid x, y)
+        and 1 where the mesh covers it, rendered (see NMFCRenderer.render_values): the face
+        pixels whose triangle the source shows take that instead of the per-triangle offset."""
         b, size = cond.shape[0], cond.shape[-1]
         cells, face = colour_cells(cond[:, :3])
         in_driver = look_up(position_table(cond[:, :3]), cells)[:, None]  # (B, 1, 3, P)
@@ -412,6 +415,10 @@ class OneShotGenerator(nn.Module):
         fade = (near * (self.config.fill / 2)).clamp(max=1.0) * (1 - covered)  # 1 just past the face, 0 at fill / 2 pixels: no step into the 1/4 flow
         near = (near > 0).to(cond.dtype) * (1 - covered)
         full = covered * smooth + fade * hole + (1 - covered - fade) * resize(quarter, size)
+        if exact is not None:
+            shown = exact.flatten(0, 1)[:, 2:] * valid
+            grid = identity_grid(size, cond.device, cond.dtype).permute(0, 3, 1, 2)
+            full = shown * (exact.flatten(0, 1)[:, :2] - grid) + (1 - shown) * full
         per_pair = lambda t: t.unflatten(0, (b, k))
         face_image = face.unflatten(-1, (size, size))[:, None]
         holes = enclosed_holes(face_image)
@@ -433,13 +440,14 @@ class OneShotGenerator(nn.Module):
         whole = (prior.fit * mask).sum((2, 3, 4), keepdim=True) / mask.sum((2, 3, 4), keepdim=True).clamp_min(1.0)
         return self.config.attend_local * local.unflatten(0, mask.shape[:2]) + self.config.attend_global * whole
 
-    def motion_fields(self, sources: Sources, drivers: list[torch.Tensor], cond: torch.Tensor, paired: bool):
+    def motion_fields(self, sources: Sources, drivers: list[torch.Tensor], cond: torch.Tensor, paired: bool,
+                      exact: torch.Tensor | None = None):
         """Per (driver, source) flow (B, K, 2, h, w) at 1/4 resolution and (B, K, 2, S, S) at
         full resolution, occlusion (B, K, 1, h, w) in [0, 1], attention (B, K, 1, h, w)
         summing to 1 over K, and the mesh prior they started from."""
         src = sources.features[2]
         drv = drivers[2]
-        found = self.prior_flow(sources, cond, paired)
+        found = self.prior_flow(sources, cond, paired, exact)
         prior = found.quarter
         b, k = drv.shape[0], prior.shape[1]
         prior_in = torch.cat([prior[:, :, :2] * self.prior_gain, prior[:, :, 2:]], 2)
@@ -472,9 +480,11 @@ class OneShotGenerator(nn.Module):
             return shows[:, 0]
         return (shows * resize(attention.flatten(0, 1), shows.shape[-1]).unflatten(0, (b, k))).sum(1)
 
-    def forward(self, sources: Sources, cond: torch.Tensor, paired: bool = False, extras: bool = False):
+    def forward(self, sources: Sources, cond: torch.Tensor, paired: bool = False, extras: bool = False,
+                exact: torch.Tensor | None = None):
+        """See the class; `exact`: see prior_flow."""
         drivers = self.driver(cond)
-        flow, full_flow, occlusion, attention, found = self.motion_fields(sources, drivers, cond, paired)
+        flow, full_flow, occlusion, attention, found = self.motion_fields(sources, drivers, cond, paired, exact)
         quarter = sources.features[2]
         photo = sources.images if sources.masks is None else torch.cat([sources.images, sources.masks], 1)
         warped_photo = self.blend_warped(photo, full_flow, attention if attention.shape[1] > 1 else None, paired)  # one source: weight 1
