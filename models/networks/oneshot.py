@@ -411,9 +411,9 @@ class OneShotGenerator(nn.Module):
         quarter = extend_flow(cell_flow / share.clamp_min(1e-3), mask, self.config.extend)
         smooth, covered = masked_mean(flow, valid, SEAM_KERNEL)
         covered = (covered > 0).to(cond.dtype)
-        hole, near = masked_mean(flow, valid, self.config.fill)
-        fade = (near * (self.config.fill / 2)).clamp(max=1.0) * (1 - covered)  # 1 just past the face, 0 at fill / 2 pixels: no step into the 1/4 flow
-        near = (near > 0).to(cond.dtype) * (1 - covered)
+        hole, reach = masked_mean(flow, valid, self.config.fill)
+        near = (reach > 0).to(cond.dtype) * (1 - covered)  # the holes and a rim of fill / 2 pixels
+        fade = (reach * (self.config.fill / 2)).clamp(max=1.0) * (1 - covered)  # over the rim, 1 just past the face to 0: no step into the 1/4 flow
         full = covered * smooth + fade * hole + (1 - covered - fade) * resize(quarter, size)
         if exact is not None:
             shown = exact.flatten(0, 1)[:, 2:] * valid
