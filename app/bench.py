@@ -29,7 +29,7 @@ from ..models.geometry.face_model import load_face_model
 from ..models.geometry.retarget import CameraStats, Retargeter, SourceCalibration, Subject
 from ..models.geometry.tracker import MediaPipeTracker
 from ..models.video import probe, read_frames
-from .pipeline import FaceStage, GeneratorStage, OutputStage, Packet, Pipeline
+from .pipeline import FaceStage, GeneratorStage, OutputStage, Packet, Pipeline, photo_meshes
 from .sources import VideoFileSource
 
 FACE_STAGES = ("track", "fit", "retarget", "render", "eyes")
@@ -45,11 +45,12 @@ def _default_target() -> Subject:
 
 
 def plain_loop(source: Path, target: Subject, generator: GeneratorStage | None, frames: int | None,
-               brows: bool = True, upsampler=None) -> tuple[dict, int, float]:
+               brows: bool = True, upsampler=None, photos=None) -> tuple[dict, int, float]:
     """Every stage of every frame in turn: ({stage: [ms]}, frames, the frames per second after
-    the first WARMUP_FRAMES: models loading and first runs are not the rate)."""
+    the first WARMUP_FRAMES: models loading and first runs are not the rate). `photos`: see
+    FaceStage (rendering counts the correspondence)."""
     model = load_face_model()
-    renderer = ConditioningRenderer(model, SIZE, brows=brows)
+    renderer = ConditioningRenderer(model, SIZE, brows=brows, photos=photos)
     output = OutputStage(upsampler)
     retargeter = Retargeter(model, target, "head")
     calibration = SourceCalibration(model)
@@ -80,6 +81,7 @@ def plain_loop(source: Path, target: Subject, generator: GeneratorStage | None, 
                 face = retargeter.apply(fit, calibration.subject)
                 t.append(time.perf_counter())
                 nmfc = renderer.render_nmfc(face)
+                corr = renderer.render_correspondence(face)
                 t.append(time.perf_counter())
                 eyes = renderer.render_eyes(face)
                 t.append(time.perf_counter())
@@ -88,7 +90,7 @@ def plain_loop(source: Path, target: Subject, generator: GeneratorStage | None, 
                     "render": t[6] - t[5], "eyes": (t[3] - t[2]) + (t[7] - t[6]),
                 }
                 if generator is not None:
-                    packet = output.process(generator.process(Packet(count, t[0], rgb, nmfc=nmfc, eyes=eyes)))
+                    packet = output.process(generator.process(Packet(count, t[0], rgb, nmfc=nmfc, eyes=eyes, corr=corr)))
                     stage.update({k: packet.timings[k] / 1e3 for k in ("generator", "convert", "output", "upsample") if k in packet.timings})
                 if count > WARMUP_FRAMES:
                     for k, v in stage.items():
@@ -100,12 +102,13 @@ def plain_loop(source: Path, target: Subject, generator: GeneratorStage | None, 
 
 
 def threaded(source: Path, target: Subject, generator: GeneratorStage | None, frames: int | None,
-             mode: str = "head", target_poses=None, brows: bool = True, upsampler=None) -> tuple[int, float, dict, float | None]:
+             mode: str = "head", target_poses=None, brows: bool = True, upsampler=None,
+             photos=None) -> tuple[int, float, dict, float | None]:
     """The live pipeline over the same frames, delivering every one: (frames, frames per second,
     medians, seconds to the first frame); the rate counts from the WARMUP_FRAMES'th delivered
     frame, as the plain loop's does (the start, threads loading their models, is reported apart)."""
     model = load_face_model()
-    face = FaceStage(model, target, mode, target_poses, brows=brows)
+    face = FaceStage(model, target, mode, target_poses, brows=brows, photos=photos)
     if generator is not None:
         generator.reset()
     times: list[float] = []
@@ -153,11 +156,11 @@ def delivery_stats(captured: int, delivered: list[tuple[int, float, float]], set
 
 
 def paced(source: Path, target: Subject, generator: GeneratorStage | None, frames: int | None,
-          brows: bool = True, upsampler=None) -> dict:
+          brows: bool = True, upsampler=None, photos=None) -> dict:
     """The clip played at its own frame rate through the real-time pipeline, as the live app
     runs a camera: delivery_stats of the run, after SETTLE_SECONDS."""
     model = load_face_model()
-    face = FaceStage(model, target, "head", brows=brows)
+    face = FaceStage(model, target, "head", brows=brows, photos=photos)
     if generator is not None:
         generator.reset()
     clip = VideoFileSource(source, loop=False, paced=True, max_frames=frames)
@@ -176,11 +179,12 @@ def run_bench(source: str | Path, frames: int | None = None, json_out: str | Pat
               library: Path | None = None, avatar_name: str | None = None, engine_choice: str = "auto",
               realtime: bool = False, hires: bool = False) -> str:
     info = probe(source)
-    generator, upsampler, target, engine_info, brows = None, None, _default_target(), None, True
+    generator, upsampler, target, engine_info, brows, photos = None, None, _default_target(), None, True, None
     if avatar_name:
         avatar = Avatar.open(library, avatar_name)
         target, brows = avatar.subject, avatar.brows
         engine = load_engine(avatar, engine_choice)
+        photos = photo_meshes(avatar, engine, load_face_model())
         generator = GeneratorStage(engine, avatar.resolution)
         engine_info = {"provider": engine.provider, "precision": engine.precision}
         if hires:
@@ -188,7 +192,7 @@ def run_bench(source: str | Path, frames: int | None = None, json_out: str | Pat
             engine_info["upsampler"] = {"provider": upsampler.provider, "precision": upsampler.precision}
     elif hires:
         raise EngineError("--hires needs --avatar (the upsampler is the avatar's own)")
-    times, count, plain_fps = plain_loop(info.path, target, generator, frames, brows, upsampler)
+    times, count, plain_fps = plain_loop(info.path, target, generator, frames, brows, upsampler, photos)
     medians = {k: round(float(np.median(v)), 3) for k, v in times.items()}
     face_total = round(sum(medians.get(k, 0.0) for k in FACE_STAGES), 3)
     report = {
@@ -205,14 +209,15 @@ def run_bench(source: str | Path, frames: int | None = None, json_out: str | Pat
         "face_path_fps": round(1000.0 / face_total, 1) if face_total else None,
         "plain_loop_fps": round(plain_fps, 2),
     }
-    delivered, threaded_fps, pipeline_medians, first = threaded(info.path, target, generator, frames, brows=brows, upsampler=upsampler)
+    delivered, threaded_fps, pipeline_medians, first = threaded(info.path, target, generator, frames, brows=brows, upsampler=upsampler,
+                                                                  photos=photos)
     report["threaded_fps"] = round(threaded_fps, 2)
     report["threaded_frames"] = delivered
     report["threaded_first_frame_s"] = None if first is None else round(first, 2)
     report["threaded_speedup"] = round(report["threaded_fps"] / max(report["plain_loop_fps"], 1e-6), 2)
     report["threaded_latency_ms"] = round(pipeline_medians.get("latency", 0.0), 1)
     if realtime:
-        report["realtime"] = paced(info.path, target, generator, frames, brows, upsampler)
+        report["realtime"] = paced(info.path, target, generator, frames, brows, upsampler, photos)
     report["peak_memory_mb"] = round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)
     report["machine"] = {"cpus": os.cpu_count(), "processor": platform.machine(), "python": platform.python_version()}
     text = json.dumps(report, indent=2)

@@ -16,6 +16,7 @@ from ..export.oneshot_export import BoundReference
 from ..models.avatar import Avatar
 from ..models.dataset import model_mesh, to_tensor, unit_masks
 from ..models.geometry.face_model import load_face_model
+from ..models.geometry.nmfc import NMFCRenderer, correspondence
 from ..models.networks.oneshot import OneShotGenerator
 from ..models.oneshot_model import load_oneshot
 from ..engines.stepper import conditioning_input, output_to_image
@@ -39,14 +40,23 @@ def bound_to(generator: OneShotGenerator, avatar: Avatar, indices: np.ndarray) -
     return BoundReference(generator.bind(to_tensor(images), to_tensor(conds), unit_masks(masks)))
 
 
-def generated(reference: BoundReference, avatar: Avatar, indices: np.ndarray) -> Iterator[tuple[np.ndarray, np.ndarray]]:
-    """(frame, mask) for each driver frame's own conditioning."""
-    prev = np.zeros((1, 6, avatar.resolution, avatar.resolution), np.float32)
-    cond = np.zeros((1, 18, avatar.resolution, avatar.resolution), np.float32)
-    for i in indices:
-        cond[0, 12:] = conditioning_input(avatar.read_image("nmfc", int(i)), avatar.read_image("eyes", int(i)))
-        out = reference.run(cond, prev)[0]
-        yield output_to_image(out[:3]), output_to_image(out[3:])[..., 0]
+def generated(reference: BoundReference, avatar: Avatar, sources: np.ndarray, indices: np.ndarray) -> Iterator[tuple[np.ndarray, np.ndarray]]:
+    """(frame, mask) for each driver frame's own conditioning and correspondence to the source
+    frames' meshes, as the live path gives them."""
+    size = avatar.resolution
+    prev = np.zeros((1, 6, size, size), np.float32)
+    cond = np.zeros((1, 18, size, size), np.float32)
+    model = load_face_model()
+    photos = [model_mesh(avatar, model, int(s)) for s in sources]
+    renderer = NMFCRenderer(model, size)
+    try:
+        for i in indices:
+            cond[0, 12:] = conditioning_input(avatar.read_image("nmfc", int(i)), avatar.read_image("eyes", int(i)))
+            corr = correspondence(renderer, model_mesh(avatar, model, int(i)), photos).reshape(1, -1, size, size)
+            out = reference.run(cond, prev, corr)[0]
+            yield output_to_image(out[:3]), output_to_image(out[3:])[..., 0]
+    finally:
+        renderer.close()
 
 
 def mesh_warp(source: np.ndarray, source_points: np.ndarray, driver_points: np.ndarray) -> np.ndarray:
@@ -88,9 +98,10 @@ def evaluate_oneshot(avatar: Avatar, weights: Path, shots: list[int], max_frames
         results[name] = score(avatar, lambda: warped_frames(avatar, first, test, tracked), test, name, columns[name])
     for k in shots:
         label = f"{k}-shot ({meta.get('step')} steps)"
-        reference = bound_to(generator, avatar, source_indices(avatar, k))
+        sources = source_indices(avatar, k)
+        reference = bound_to(generator, avatar, sources)
         columns[f"{k}-shot"] = dict.fromkeys(shown)
-        results[label] = score(avatar, lambda: generated(reference, avatar, test), test, label, columns[f"{k}-shot"])
+        results[label] = score(avatar, lambda: generated(reference, avatar, sources, test), test, label, columns[f"{k}-shot"])
     if sheet is not None:
         columns["real"] = {i: avatar.read_image("frame", i) for i in shown}
         write_sheet(sheet, columns, f"{avatar.name}: one-shot self-reenactment of held-out frames (source: frame {first})")

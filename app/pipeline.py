@@ -18,8 +18,9 @@ from dataclasses import dataclass, field
 import cv2
 import numpy as np
 
-from ..engines.base import Engine
+from ..engines.base import Engine, correspondence_sources
 from ..engines.stepper import GeneratorStepper, conditioning_input, image_to_input, output_to_image
+from ..models.avatar import Avatar
 from ..models.geometry.conditioning import ConditioningRenderer, track_face
 from ..models.geometry.eyes import pupils_relative
 from ..models.geometry.face_model import FaceModel
@@ -51,6 +52,7 @@ class Packet:
     nmfc: np.ndarray | None = None
     eyes: np.ndarray | None = None
     cond: np.ndarray | None = None  # nmfc and eyes as the generator's float input (made on the face thread)
+    corr: np.ndarray | None = None  # a one-shot avatar's correspondence to its photos, when its generator takes it
     raw: np.ndarray | None = None  # the generator's float output, turned into images on the output thread
     output: np.ndarray | None = None
     mask: np.ndarray | None = None  # the generator's foreground mask (uint8, 255 = person), if it has one
@@ -142,8 +144,8 @@ class FaceStage:
 
     def __init__(self, model: FaceModel, target: Subject, mode: str = "head", target_poses: list[Pose] | None = None,
                  options: RetargetOptions | None = None, size: int = 256, calibration_frames: int = 30,
-                 brows: bool = False) -> None:
-        self.model, self.target, self.size, self.brows = model, target, size, brows
+                 brows: bool = False, photos: list[np.ndarray] | None = None) -> None:
+        self.model, self.target, self.size, self.brows, self.photos = model, target, size, brows, photos
         self.retargeter = Retargeter(model, target, mode, target_poses, options)
         self.calibration = SourceCalibration(model, calibration_frames)
         self._tracker = None
@@ -158,10 +160,11 @@ class FaceStage:
         return self.retargeter.options
 
     def set_target(self, target: Subject, target_poses: list[Pose] | None = None, mode: str | None = None,
-                   brows: bool | None = None) -> None:
+                   brows: bool | None = None, photos: list[np.ndarray] | None = None) -> None:
         """Switch avatar (or mode) from any thread; applied before the next frame. `brows`: the
-        new avatar's eye sketches carry brows (its conditioning version)."""
-        self._pending = (target, target_poses, mode or self.retargeter.mode, self.brows if brows is None else brows)
+        new avatar's eye sketches carry brows (its conditioning version); `photos`: the posed
+        meshes of a one-shot avatar's photos when its generator takes their correspondence."""
+        self._pending = (target, target_poses, mode or self.retargeter.mode, self.brows if brows is None else brows, photos)
 
     def _apply_pending(self) -> None:
         if self._recalibrate:
@@ -170,9 +173,9 @@ class FaceStage:
             self.retargeter.reset()
         pending, self._pending = self._pending, None
         if pending is not None:
-            target, poses, mode, self.brows = pending
+            target, poses, mode, self.brows, self.photos = pending
             if self._renderer is not None:
-                self._renderer.brows = self.brows
+                self._renderer.brows, self._renderer.photos = self.brows, self.photos
             self.target = target
             self.retargeter = Retargeter(self.model, target, mode, poses, self.retargeter.options)
             self._last = None
@@ -186,7 +189,7 @@ class FaceStage:
         self._apply_pending()
         if self._renderer is None:
             self._tracker = create_tracker(video_mode=True)
-            self._renderer = ConditioningRenderer(self.model, self.size, brows=self.brows)
+            self._renderer = ConditioningRenderer(self.model, self.size, brows=self.brows, photos=self.photos)
         t0 = time.perf_counter()
         face = track_face(self._tracker, packet.source, self.model)
         t1 = time.perf_counter()
@@ -204,6 +207,7 @@ class FaceStage:
             packet.nmfc = packet.eyes = np.zeros((self.size, self.size, 3), np.uint8)
         else:
             packet.nmfc, packet.eyes = self._renderer.render(retargeted)
+        packet.corr = self._renderer.render_correspondence(retargeted)
         packet.cond = conditioning_input(packet.nmfc, packet.eyes)
         t3 = time.perf_counter()
         packet.timings.update(track=(t1 - t0) * 1e3, retarget=(t2 - t1) * 1e3, render=(t3 - t2) * 1e3)
@@ -235,6 +239,13 @@ class FaceStage:
             self._renderer = self._tracker = None
 
 
+def photo_meshes(avatar: Avatar, engine: Engine, model: FaceModel) -> list[np.ndarray] | None:
+    """What FaceStage renders the correspondence onto: a one-shot avatar's photos' posed meshes
+    when its engine takes the correspondence, else None."""
+    count = correspondence_sources(engine)
+    return avatar.photo_meshes(model, count) if count else None
+
+
 def make_stepper(engine: Engine, size: int, wrap: Callable[[Callable], Callable] = lambda run: run):
     """A stepper that keeps the window on the engine's GPU when it has one (only images cross
     to and from the device), else the numpy stepper; `wrap` decorates the step (timing)."""
@@ -244,8 +255,8 @@ def make_stepper(engine: Engine, size: int, wrap: Callable[[Callable], Callable]
 
         import torch
 
-        def finished(cond, prev):  # wait for the GPU, so the timing is the engine's, not the enqueue's
-            out = engine.run_device(cond, prev)
+        def finished(*inputs):  # wait for the GPU, so the timing is the engine's, not the enqueue's
+            out = engine.run_device(*inputs)
             torch.cuda.current_stream().synchronize()
             return out
 
@@ -262,9 +273,9 @@ class GeneratorStage:
         self.stepper = make_stepper(engine, size, self._timed)
 
     def _timed(self, run: Callable) -> Callable:
-        def timed(cond, prev):
+        def timed(*inputs):
             t0 = time.perf_counter()
-            out = run(cond, prev)
+            out = run(*inputs)
             self._run_ms = (time.perf_counter() - t0) * 1e3
             return out
         return timed
@@ -274,9 +285,9 @@ class GeneratorStage:
         t0 = time.perf_counter()
         if isinstance(self.stepper, GeneratorStepper):
             cond = packet.cond if packet.cond is not None else conditioning_input(packet.nmfc, packet.eyes)
-            packet.raw = self.stepper.step(cond)
+            packet.raw = self.stepper.step(cond, packet.corr)
         else:
-            packet.output = self.stepper(packet.nmfc, packet.eyes)
+            packet.output = self.stepper(packet.nmfc, packet.eyes, packet.corr)
             packet.mask = self.stepper.mask
         total = (time.perf_counter() - t0) * 1e3
         packet.timings.update(generator=self._run_ms, convert=total - self._run_ms)

@@ -12,6 +12,7 @@ import numpy as np
 from ..engines.base import predicts_mask
 from ..engines.stepper import GeneratorStepper
 from .background import Background, Compositor, no_mask_problem
+from .pipeline import photo_meshes
 from ..engines import load as load_engine
 from ..models.avatar import Avatar, AvatarError
 from ..models.geometry.conditioning import conditioning_overlay
@@ -21,7 +22,7 @@ from ..models.geometry.retarget import Retargeted, Retargeter, SourceCalibration
 from ..models.source import locate_crop, tracked_crops
 from ..models.video import VideoWriter, probe
 
-Frame = tuple[np.ndarray, np.ndarray, np.ndarray]  # source crop, NMFC, eyes
+Frame = tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray | None]  # source crop, NMFC, eyes, correspondence
 
 
 @dataclass
@@ -39,18 +40,21 @@ class ReenactResult:
 @dataclass
 class DrivenFrame:
     """A source crop, its tracked face (None when lost), the retargeted target face and the
-    conditioning rendered from it (the last one held while the face is lost)."""
+    conditioning rendered from it (the last one held while the face is lost), with the
+    correspondence to the photos when there are any (see ConditioningRenderer)."""
 
     crop: np.ndarray
     face: TrackedFace | None
     retargeted: Retargeted | None
     nmfc: np.ndarray
     eyes: np.ndarray
+    corr: np.ndarray | None = None
 
 
-def driven(avatar: Avatar, source: Path, mode: str, max_frames: int | None) -> tuple[float, Iterator[DrivenFrame]]:
+def driven(avatar: Avatar, source: Path, mode: str, max_frames: int | None,
+           photos: list[np.ndarray] | None = None) -> tuple[float, Iterator[DrivenFrame]]:
     """(fps, iterator of DrivenFrame): the source tracked (whole-video calibration) and
-    retargeted onto the avatar."""
+    retargeted onto the avatar; `photos`: see FaceStage."""
     info = probe(source)
     model = load_face_model()
     size = avatar.resolution
@@ -62,13 +66,13 @@ def driven(avatar: Avatar, source: Path, mode: str, max_frames: int | None) -> t
     retargeter = Retargeter(model, avatar.subject, mode, target_poses=avatar.poses(avatar.split_indices("train")))
 
     def frames() -> Iterator[DrivenFrame]:
-        renderer = ConditioningRenderer(model, size, brows=avatar.brows)
-        last = (np.zeros((size, size, 3), np.uint8),) * 2
+        renderer = ConditioningRenderer(model, size, brows=avatar.brows, photos=photos)
+        last = (np.zeros((size, size, 3), np.uint8),) * 2 + (None,)
         try:
             for crop, face in zip(crops, faces):
                 retargeted = retargeter.retarget(face.landmarks, face.pupils, calibration.subject) if face is not None else None
                 if retargeted is not None:
-                    last = renderer.render(retargeted)
+                    last = (*renderer.render(retargeted), renderer.render_correspondence(retargeted))
                 yield DrivenFrame(crop, face, retargeted, *last)
         finally:
             renderer.close()
@@ -76,15 +80,16 @@ def driven(avatar: Avatar, source: Path, mode: str, max_frames: int | None) -> t
     return info.fps, frames()
 
 
-def driven_frames(avatar: Avatar, source: Path, mode: str, max_frames: int | None, counter: list[int]) -> tuple[float, Iterator[Frame]]:
+def driven_frames(avatar: Avatar, source: Path, mode: str, max_frames: int | None, counter: list[int],
+                  photos: list[np.ndarray] | None = None) -> tuple[float, Iterator[Frame]]:
     """(fps, iterator of source crop + retargeted conditioning); frames without a face hold
     the last conditioning and are counted in `counter`."""
-    fps, frames = driven(avatar, source, mode, max_frames)
+    fps, frames = driven(avatar, source, mode, max_frames, photos)
 
     def crops_and_conditioning() -> Iterator[Frame]:
         for frame in frames:
             counter[0] += frame.face is None
-            yield frame.crop, frame.nmfc, frame.eyes
+            yield frame.crop, frame.nmfc, frame.eyes, frame.corr
 
     return fps, crops_and_conditioning()
 
@@ -93,7 +98,7 @@ def self_frames(avatar: Avatar, max_frames: int | None) -> Iterator[Frame]:
     """The avatar's held-out test frames with their own conditioning."""
     avatar.require_video("--mode self")
     for i in avatar.split_indices("test")[:max_frames]:
-        yield avatar.read_image("frame", int(i)), avatar.read_image("nmfc", int(i)), avatar.read_image("eyes", int(i))
+        yield avatar.read_image("frame", int(i)), avatar.read_image("nmfc", int(i)), avatar.read_image("eyes", int(i)), None
 
 
 def target_reference(avatar: Avatar) -> np.ndarray:
@@ -127,10 +132,11 @@ def reenact(
         raise AvatarError("--mode self needs the generator; drop --conditioning-only")
     if mode != "self" and source is None:
         raise AvatarError(f"--mode {mode} needs --source VIDEO")
-    stepper = None
+    stepper, photos = None, None
     compose = Compositor(background)
     if not conditioning_only:
         engine = load_engine(avatar, "auto", run)
+        photos = photo_meshes(avatar, engine, load_face_model())
         stepper = GeneratorStepper(engine.run, avatar.resolution, engine.sequential)
         if compose.background.replaces and not predicts_mask(engine):
             raise AvatarError(f"{no_mask_problem(avatar.name)}; or drop --background")
@@ -138,17 +144,17 @@ def reenact(
     if mode == "self":
         fps, frames = avatar.fps, self_frames(avatar, max_frames)
     else:
-        fps, frames = driven_frames(avatar, Path(source), mode, max_frames, no_face)
+        fps, frames = driven_frames(avatar, Path(source), mode, max_frames, no_face, photos)
     size = avatar.resolution
     reference = target_reference(avatar) if conditioning_only else None
     panels = 4 if conditioning_only else (3 if side_by_side else 1)
     count = 0
     with VideoWriter(out, fps, (size * panels, size)) as writer:
-        for crop, nmfc, eyes in frames:
+        for crop, nmfc, eyes, corr in frames:
             if stepper is None:
                 row = [crop, nmfc, eyes, overlay(reference, nmfc, eyes)]
             else:
-                generated = compose(stepper(nmfc, eyes), stepper.mask)
+                generated = compose(stepper(nmfc, eyes, corr), stepper.mask)
                 row = [crop, conditioning_overlay(nmfc, eyes), generated] if side_by_side else [generated]
             writer.write(np.concatenate(row, 1))
             count += 1

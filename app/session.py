@@ -19,7 +19,7 @@ from ..models.geometry.face_model import load_face_model
 from ..models.geometry.retarget import RetargetOptions
 from ..models.library import BUNDLED, list_avatars
 from .background import Background, Compositor, no_mask_problem
-from .pipeline import FaceStage, GeneratorStage, Packet, Pipeline
+from .pipeline import FaceStage, GeneratorStage, Packet, Pipeline, photo_meshes
 from .sinks import Recorder, VirtualCamera
 from .sources import FrameSource
 
@@ -62,6 +62,7 @@ def available_avatars(library: Path, problems: list[str] | None = None) -> list[
 class LoadedAvatar:
     avatar: Avatar
     engine: Engine
+    photos: list[np.ndarray] | None = None  # its photos' posed meshes, when its engine takes their correspondence
     upsampler: object | None = None  # its learned 512 upsampler engine, loaded when first asked for
     upsampler_problem: str | None = None  # why it has none (found at that first load)
 
@@ -83,7 +84,8 @@ class LoadedAvatar:
 
 def load_avatar(entry: AvatarEntry, engine: str = "auto", device: str = "cpu") -> LoadedAvatar:
     avatar = Avatar.open_path(entry.path)
-    return LoadedAvatar(avatar, load_engine(avatar, engine, device=device))
+    loaded = load_engine(avatar, engine, device=device)
+    return LoadedAvatar(avatar, loaded, photo_meshes(avatar, loaded, load_face_model()))
 
 
 class LiveSession:
@@ -113,7 +115,7 @@ class LiveSession:
         """Use this avatar from the next frame on (safe while running)."""
         self.current = loaded
         if self.pipeline is not None:
-            self.face.set_target(loaded.avatar.subject, self._poses(loaded), self.mode, loaded.avatar.brows)
+            self.face.set_target(loaded.avatar.subject, self._poses(loaded), self.mode, loaded.avatar.brows, loaded.photos)
             self.pipeline.generator = GeneratorStage(loaded.engine, loaded.avatar.resolution)
             self.pipeline.output.upsampler = self._upsampler()
 
@@ -150,7 +152,8 @@ class LiveSession:
     def set_mode(self, mode: str) -> None:
         self.mode = mode
         if self.face is not None and self.current is not None:
-            self.face.set_target(self.current.avatar.subject, self._poses(self.current), mode, self.current.avatar.brows)
+            self.face.set_target(self.current.avatar.subject, self._poses(self.current), mode, self.current.avatar.brows,
+                                 self.current.photos)
 
     @staticmethod
     def _poses(loaded: LoadedAvatar):
@@ -164,7 +167,8 @@ class LiveSession:
         self.stop()
         avatar = self.current.avatar
         self.source = source
-        self.face = FaceStage(self.model, avatar.subject, self.mode, self._poses(self.current), self.options, brows=avatar.brows)
+        self.face = FaceStage(self.model, avatar.subject, self.mode, self._poses(self.current), self.options, brows=avatar.brows,
+                              photos=self.current.photos)
         generator = GeneratorStage(self.current.engine, avatar.resolution)
         sinks = [self._deliver, *(extra_sinks or [])]
         self.pipeline = Pipeline(iter(source), self.face, generator, sinks, realtime, keep_all_timings, self._upsampler()).start()

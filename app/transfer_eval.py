@@ -18,7 +18,7 @@ from ..models.geometry.face_model import load_face_model
 from ..models.geometry.fitting import fit_pose
 from ..models.geometry.retarget import SourceCalibration
 from ..models.geometry.tracker import MediaPipeTracker
-from .pipeline import make_stepper
+from .pipeline import make_stepper, photo_meshes
 from .reenact import driven
 
 
@@ -99,7 +99,7 @@ def transfer_eval(library: Path, name: str, source: Path, mode: str = "head", ma
     engine = load_engine(avatar)
     stepper = make_stepper(engine, avatar.resolution)
     model = load_face_model()
-    fps, frames = driven(avatar, source, mode, max_frames)
+    fps, frames = driven(avatar, source, mode, max_frames, photo_meshes(avatar, engine, model))
     rows = {"source": [], "conditioning": [], "output": []}
     points = {"source": [], "conditioning": [], "output": []}
     with MediaPipeTracker(video_mode=True) as tracker:
@@ -108,7 +108,7 @@ def transfer_eval(library: Path, name: str, source: Path, mode: str = "head", ma
             rows["source"].append(measured(source_points, None, model))
             r = frame.retargeted
             rows["conditioning"].append(face_features(r.vertices, r.pupils, r.pose.rotation) if r is not None else None)
-            output = stepper(frame.nmfc, frame.eyes)
+            output = stepper(frame.nmfc, frame.eyes, frame.corr)
             tracked = tracker.track(output)
             rows["output"].append(measured(tracked, None, model))
             for kind, found in (("source", source_points),

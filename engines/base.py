@@ -20,7 +20,10 @@ class TensorSpec:
 
 class Engine(Protocol):
     """A loaded generator step: run(cond (1, 18, H, W), prev (1, 6, H, W)) -> (1, 3, H, W), or
-    (1, 4, H, W) for generators that also predict the foreground mask (RGB first)."""
+    (1, 4, H, W) for generators that also predict the foreground mask (RGB first). A one-shot
+    generator may also take `corr` (1, 3K, H, W), the driver's exact correspondence to its K
+    photos (ConditioningRenderer.render_correspondence); engines that do not ignore it, and
+    those that do take zeros without one (then the generator finds its own from the NMFC)."""
 
     provider: str  # e.g. "TensorRT", "ONNX Runtime (CPUExecutionProvider)", "PyTorch (cpu)"
     precision: str  # "fp32" | "fp16"
@@ -28,7 +31,23 @@ class Engine(Protocol):
     inputs: list[TensorSpec]
     outputs: list[TensorSpec]
 
-    def run(self, cond: np.ndarray, prev: np.ndarray) -> np.ndarray: ...
+    def run(self, cond: np.ndarray, prev: np.ndarray, corr: np.ndarray | None = None) -> np.ndarray: ...
+
+
+CORRESPONDENCE = "corr"
+
+
+def correspondence_sources(engine: Engine) -> int:
+    """How many photos' correspondence the engine's step takes (0: it takes none)."""
+    return next((spec.shape[1] // 3 for spec in engine.inputs if spec.name == CORRESPONDENCE), 0)
+
+
+def correspondence_feed(shape: tuple[int, ...], corr: np.ndarray | None) -> np.ndarray:
+    """`corr` when it has the engine's input shape, else zeros: no correspondence (an avatar
+    switch can leave a frame rendered for the previous avatar in flight)."""
+    if corr is None or corr.shape != tuple(shape):
+        return np.zeros(shape, np.float32)
+    return np.ascontiguousarray(corr, np.float32)
 
 
 def predicts_mask(engine: Engine) -> bool:

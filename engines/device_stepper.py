@@ -11,7 +11,7 @@ import torch
 
 from .stepper import PREVIOUS, WINDOW
 
-DeviceStep = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
+DeviceStep = Callable[..., torch.Tensor]  # (window, prev[, corr]) -> frame
 
 
 class DeviceStepper:
@@ -34,8 +34,9 @@ class DeviceStepper:
         self.mask: np.ndarray | None = None
 
     @torch.inference_mode()
-    def __call__(self, nmfc: np.ndarray, eyes: np.ndarray) -> np.ndarray:
-        """The next output frame (uint8 RGB) for this frame's NMFC and eye sketch."""
+    def __call__(self, nmfc: np.ndarray, eyes: np.ndarray, corr: np.ndarray | None = None) -> np.ndarray:
+        """The next output frame (uint8 RGB) for this frame's NMFC and eye sketch (and, for a
+        one-shot generator that takes it, correspondence: a float map, uploaded as it is)."""
         self._upload.numpy()[..., :3] = nmfc
         self._upload.numpy()[..., 3:] = eyes
         cond = self._upload.to(self.device, non_blocking=True).permute(2, 0, 1).float().div_(127.5).sub_(1.0)
@@ -45,7 +46,10 @@ class DeviceStepper:
         else:
             self._window[0, :-6] = self._window[0, 6:].clone()
             self._window[0, -6:] = cond
-        out = self.run_device(self._window, self._prev).float()
+        inputs = (self._window, self._prev)
+        if corr is not None:
+            inputs += (torch.from_numpy(corr).to(self.device, non_blocking=True),)
+        out = self.run_device(*inputs).float()
         if self.sequential:
             self._prev[0, :-3] = self._prev[0, 3:].clone()
             self._prev[0, -3:] = out[0, :3]

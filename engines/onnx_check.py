@@ -6,9 +6,11 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 
+from ..models.manifest import MAX_PHOTOS
 from .base import EngineError
 
 INPUTS = ("cond", "prev")
+ONESHOT_INPUTS = (*INPUTS, "corr")  # a one-shot step that takes the exact correspondence
 STANDARD_DOMAINS = ("", "ai.onnx")  # no contrib ops: com.microsoft's EPContext embeds engines (code)
 OUTPUTS = ("frame",)
 UPSAMPLER_INPUTS = ("frame",)
@@ -72,10 +74,13 @@ def check_generator_onnx(data: bytes, size: int, label: str) -> None:
     """Raise EngineError unless `data` is a self-contained generator step of `size` pixels."""
     inputs, outputs = _graph_io(_checked_model(data, label))
     names = (tuple(i.name for i in inputs), tuple(o.name for o in outputs))
-    if (sorted(names[0]), names[1]) != (sorted(INPUTS), OUTPUTS):  # bound by name, so any order
-        raise EngineError(f"{label}: inputs {list(names[0])} -> outputs {list(names[1])} are not the generator step's (cond, prev -> frame)")
+    if sorted(names[0]) not in (sorted(INPUTS), sorted(ONESHOT_INPUTS)) or names[1] != OUTPUTS:  # bound by name, so any order
+        raise EngineError(f"{label}: inputs {list(names[0])} -> outputs {list(names[1])} are not the generator step's (cond, prev[, corr] -> frame)")
     for value in inputs:
         _check_image(value, label, size)
+        channels = _dims(value)[1]
+        if value.name == "corr" and (channels % 3 or channels > 3 * MAX_PHOTOS):
+            raise EngineError(f"{label}: 'corr' must have 3 channels (x, y, coverage) for each of 1 to {MAX_PHOTOS} photos")
     if _dims(outputs[0])[1] not in (3, 4):
         raise EngineError(f"{label}: 'frame' must have 3 channels (RGB) or 4 (RGB and the foreground mask)")
     _check_image(outputs[0], label, size)

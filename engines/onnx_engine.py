@@ -10,7 +10,7 @@ import os
 
 import numpy as np
 
-from .base import EngineError, TensorSpec
+from .base import CORRESPONDENCE, EngineError, TensorSpec, correspondence_feed
 from .cache import bytes_sha256, ort_tensorrt_cache
 from .onnx_check import check_generator_onnx
 from .runtimes import choose_providers, create_session, runtime_problem
@@ -72,8 +72,12 @@ class OnnxEngine:
         self.sequential = sequential
         self.inputs = [TensorSpec(i.name, tuple(i.shape), "float32") for i in self.session.get_inputs()]
         self.outputs = [TensorSpec(o.name, tuple(o.shape), "float32") for o in self.session.get_outputs()]
+        self._corr_shape = next((i.shape for i in self.inputs if i.name == CORRESPONDENCE), None)
 
-    def run(self, cond: np.ndarray, prev: np.ndarray) -> np.ndarray:
-        """Inputs bound by name (the generator step's `cond` and `prev`), never by position."""
+    def run(self, cond: np.ndarray, prev: np.ndarray, corr: np.ndarray | None = None) -> np.ndarray:
+        """Inputs bound by name (the generator step's `cond`, `prev` and, if it takes one,
+        `corr`), never by position."""
         feeds = {"cond": np.ascontiguousarray(cond, np.float32), "prev": np.ascontiguousarray(prev, np.float32)}
+        if self._corr_shape is not None:
+            feeds[CORRESPONDENCE] = correspondence_feed(self._corr_shape, corr)
         return self.session.run(["frame"], feeds)[0]

@@ -6,7 +6,7 @@ from collections.abc import Callable
 
 import numpy as np
 
-StepFn = Callable[[np.ndarray, np.ndarray], np.ndarray]
+StepFn = Callable[..., np.ndarray]  # (window, prev[, corr]) -> output
 WINDOW = 3
 PREVIOUS = 2
 
@@ -47,22 +47,25 @@ class GeneratorStepper:
         self._started = False
         self.mask: np.ndarray | None = None
 
-    def __call__(self, nmfc: np.ndarray, eyes: np.ndarray) -> np.ndarray:
-        """The next output frame (uint8 RGB) for this frame's NMFC and eye sketch."""
-        out = self.step(conditioning_input(nmfc, eyes))
+    def __call__(self, nmfc: np.ndarray, eyes: np.ndarray, corr: np.ndarray | None = None) -> np.ndarray:
+        """The next output frame (uint8 RGB) for this frame's NMFC and eye sketch (and, for a
+        one-shot generator that takes it, correspondence)."""
+        out = self.step(conditioning_input(nmfc, eyes), corr)
         self.mask = output_to_image(out[3:])[..., 0] if out.shape[0] > 3 else None
         return output_to_image(out[:3])
 
-    def step(self, cond: np.ndarray) -> np.ndarray:
-        """The raw output (C, H, W) in [-1, 1] for this frame's conditioning_input(); the live
-        pipeline converts it on another thread."""
+    def step(self, cond: np.ndarray, corr: np.ndarray | None = None) -> np.ndarray:
+        """The raw output (C, H, W) in [-1, 1] for this frame's conditioning_input() (and
+        correspondence, passed on to the step only when there is one); the live pipeline
+        converts it on another thread."""
         if not self._started:  # the window starts filled with the first frame
             self._window[0] = np.tile(cond, (WINDOW, 1, 1))
             self._started = True
         else:  # shift in place (oldest first) and put this frame last: no per-frame allocation
             self._window[0, :-6] = self._window[0, 6:]
             self._window[0, -6:] = cond
-        out = np.asarray(self.step_fn(self._window, self._prev))[0]
+        inputs = (self._window, self._prev) if corr is None else (self._window, self._prev, corr)
+        out = np.asarray(self.step_fn(*inputs))[0]
         if self.sequential:
             self._prev[0, :-3] = self._prev[0, 3:]
             self._prev[0, -3:] = out[:3]

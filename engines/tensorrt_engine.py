@@ -12,7 +12,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .base import EngineError, TensorSpec
+from .base import CORRESPONDENCE, EngineError, TensorSpec, correspondence_feed
 from .cache import EngineKey, bytes_sha256, engine_path, read_record
 
 log = logging.getLogger(__name__)
@@ -108,28 +108,40 @@ class TensorRTEngine:
         missing = {"cond", "prev", "frame"} - set(self.buffers)
         if missing:
             raise EngineError(f"{plan.name}: the engine lacks the tensors {sorted(missing)}; run h2h export --trt again")
-        self._host = {name: torch.empty(self.buffers[name].shape, dtype=torch.float32).pin_memory() for name in ("cond", "prev", "frame")}
+        self._host = {name: torch.empty(self.buffers[name].shape, dtype=torch.float32).pin_memory()
+                      for name in ("cond", "prev", CORRESPONDENCE, "frame") if name in self.buffers}
 
-    def run_device(self, cond, prev):
-        """One step on CUDA tensors (cond, prev as float32 on the GPU) -> the frame on the GPU."""
+    def run_device(self, cond, prev, corr=None):
+        """One step on CUDA tensors (cond, prev and, if the engine takes it, corr as float32 on
+        the GPU; no corr or one of another shape: zeros) -> the frame on the GPU."""
         torch = self._torch
         caller = torch.cuda.current_stream()
         self.stream.wait_stream(caller)  # the inputs were written on the caller's stream
         with torch.cuda.stream(self.stream):
             self.buffers["cond"].copy_(cond, non_blocking=True)
             self.buffers["prev"].copy_(prev, non_blocking=True)
+            if CORRESPONDENCE in self.buffers:
+                target = self.buffers[CORRESPONDENCE]
+                if corr is None or tuple(corr.shape) != tuple(target.shape):
+                    target.zero_()
+                else:
+                    target.copy_(corr, non_blocking=True)
             if not self.context.execute_async_v3(self.stream.cuda_stream):
                 raise EngineError("TensorRT execution failed")
         caller.wait_stream(self.stream)  # and the frame is read there after the engine is done
         return self.buffers["frame"]
 
-    def run(self, cond: np.ndarray, prev: np.ndarray) -> np.ndarray:
+    def run(self, cond: np.ndarray, prev: np.ndarray, corr: np.ndarray | None = None) -> np.ndarray:
         """numpy in and out through pinned host buffers allocated once."""
         torch = self._torch
         self._host["cond"].numpy()[:] = cond
         self._host["prev"].numpy()[:] = prev
+        device_corr = None
+        if CORRESPONDENCE in self._host:
+            self._host[CORRESPONDENCE].numpy()[:] = correspondence_feed(tuple(self._host[CORRESPONDENCE].shape), corr)
+            device_corr = self._host[CORRESPONDENCE].cuda(non_blocking=True)
         with torch.cuda.stream(self.stream):
-            out = self.run_device(self._host["cond"].cuda(non_blocking=True), self._host["prev"].cuda(non_blocking=True))
+            out = self.run_device(self._host["cond"].cuda(non_blocking=True), self._host["prev"].cuda(non_blocking=True), device_corr)
             self._host["frame"].copy_(out.float(), non_blocking=True)
         self.stream.synchronize()
         return self._host["frame"].numpy().copy()

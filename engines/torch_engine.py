@@ -25,11 +25,12 @@ class TorchEngine:
         self.inputs, self.outputs = generator_specs(size, out_channels=self.generator.config.out_channels)
 
     @torch.inference_mode()
-    def run_device(self, cond: torch.Tensor, prev: torch.Tensor) -> torch.Tensor:
-        """One step on tensors already on this engine's device."""
+    def run_device(self, cond: torch.Tensor, prev: torch.Tensor, corr: torch.Tensor | None = None) -> torch.Tensor:
+        """One step on tensors already on this engine's device (a trained avatar's generator
+        takes no correspondence: `corr` is ignored)."""
         return self.generator(cond, prev)
 
     @torch.inference_mode()
-    def run(self, cond: np.ndarray, prev: np.ndarray) -> np.ndarray:
+    def run(self, cond: np.ndarray, prev: np.ndarray, corr: np.ndarray | None = None) -> np.ndarray:
         out = self.generator(torch.from_numpy(cond).to(self.device), torch.from_numpy(prev).to(self.device))
         return out.float().cpu().numpy()

@@ -51,8 +51,8 @@ class BoundReference:
         self.module = module.eval()
 
     @torch.no_grad()
-    def run(self, cond: np.ndarray, prev: np.ndarray) -> np.ndarray:
-        return self.module(torch.from_numpy(cond), torch.from_numpy(prev)).numpy()
+    def run(self, cond: np.ndarray, prev: np.ndarray, corr: np.ndarray | None = None) -> np.ndarray:
+        return self.module(torch.from_numpy(cond), torch.from_numpy(prev), None if corr is None else torch.from_numpy(corr)).numpy()
 
 
 def bind(generator: OneShotGenerator, sources: PhotoSources) -> BoundOneShot:
@@ -61,15 +61,16 @@ def bind(generator: OneShotGenerator, sources: PhotoSources) -> BoundOneShot:
     return generator.bind(to_tensor(sources.images), to_tensor(conds), unit_masks(sources.masks))
 
 
-def driven_conditioning(subject: Subject, count: int, size: int, seed: int = 0) -> list[tuple[np.ndarray, np.ndarray]]:
-    """(NMFC, eyes) of `count` frames of the bundled demo's recorded poses and expressions,
-    spread over its clip, retargeted onto `subject` (head mode), with random gazes (the
-    package keeps no landmarks to measure its own)."""
+def driven_conditioning(subject: Subject, count: int, size: int, photos: list[np.ndarray] | None = None,
+                        seed: int = 0) -> list[tuple[np.ndarray, np.ndarray, np.ndarray | None]]:
+    """(NMFC, eyes, correspondence to `photos` or None) of `count` frames of the bundled demo's
+    recorded poses and expressions, spread over its clip, retargeted onto `subject` (head
+    mode), with random gazes (the package keeps no landmarks to measure its own)."""
     driver = Avatar.open_path(DRIVER)
     tracks = driver.tracks
     model = load_face_model()
     retargeter = Retargeter(model, subject, "head")
-    renderer = ConditioningRenderer(model, size, brows=True)
+    renderer = ConditioningRenderer(model, size, brows=True, photos=photos)
     rng = np.random.default_rng(seed)
     try:
         frames = []
@@ -77,7 +78,8 @@ def driven_conditioning(subject: Subject, count: int, size: int, seed: int = 0) 
             pose = Pose(float(tracks["scale"][i]), tracks["rotation"][i], tracks["translation"][i])
             gaze = np.tile(rng.normal(scale=0.06, size=2), (2, 1)).astype(np.float32)  # both eyes look one way
             fit = SourceFit(pose, tracks["expression"][i], gaze)
-            frames.append(renderer.render(retargeter.apply(fit, driver.subject)))
+            face = retargeter.apply(fit, driver.subject)
+            frames.append((*renderer.render(face), renderer.render_correspondence(face)))
             retargeter.reset()
         return frames
     finally:
@@ -92,9 +94,9 @@ def export_oneshot(folder: Path, sources: PhotoSources, weights: Path = SHIPPED_
         raise EngineError(f"the one-shot generator works at {size} px, the photos were cropped to {sources.images.shape[1]} px")
     bound = bind(generator, sources)
     reference = BoundReference(bound)
-    frames = driven_conditioning(sources.subject, CALIBRATION_FRAMES + PARITY_FRAMES, size)
-    example = (torch.zeros(1, 18, size, size), torch.zeros(1, 6, size, size))
-    data = onnx_bytes(bound, example, ["cond", "prev"], ["frame"])
+    frames = driven_conditioning(sources.subject, CALIBRATION_FRAMES + PARITY_FRAMES, size, list(sources.meshes))
+    example = (torch.zeros(1, 18, size, size), torch.zeros(1, 6, size, size), torch.zeros(1, 3 * len(sources.images), size, size))
+    data = onnx_bytes(bound, example, ["cond", "prev", "corr"], ["frame"])
     candidate = OnnxEngine(data, ONNX_FILE, size, sequential=False, providers=["CPUExecutionProvider"])
     error = parity(reference, candidate, frames[:PARITY_FRAMES])
     if error > FP32_TOLERANCE:

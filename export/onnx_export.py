@@ -22,6 +22,9 @@ from ..engines.select import INT8_FILE, INT8_META, INT8_MIN_PSNR, ONNX_FILE, ONN
 from ..engines.stepper import GeneratorStepper
 from ..engines.torch_engine import TorchEngine
 from ..models.avatar import Avatar
+from ..models.geometry.face_model import load_face_model
+from ..models.geometry.nmfc import NMFCRenderer, correspondence
+from ..models.geometry.retarget import tracked_mesh
 from ..models.io_utils import atomic_write_bytes
 
 log = logging.getLogger(__name__)
@@ -66,32 +69,51 @@ def spread_over(indices: np.ndarray, count: int) -> np.ndarray:
     return indices[np.linspace(0, len(indices) - 1, min(count, len(indices))).round().astype(int)]
 
 
-def conditioning_frames(avatar: Avatar, count: int) -> list[tuple[np.ndarray, np.ndarray]]:
-    """Consecutive real (NMFC, eyes) pairs from the avatar's test split."""
+def conditioning_frames(avatar: Avatar, count: int, photos: int = 0) -> list[tuple]:
+    """Consecutive real (NMFC, eyes) pairs from the avatar's test split; with `photos`, a
+    one-shot avatar's frames, each with its correspondence to those photos (the generator's
+    third input)."""
     indices = avatar.split_indices("test")[:count]
-    return [(avatar.read_image("nmfc", int(i)), avatar.read_image("eyes", int(i))) for i in indices]
+    frames = [(avatar.read_image("nmfc", int(i)), avatar.read_image("eyes", int(i))) for i in indices]
+    if not photos:
+        return frames
+    model = load_face_model()
+    meshes = avatar.photo_meshes(model, photos)
+    renderer = NMFCRenderer(model, avatar.resolution)
+    try:
+        size = avatar.resolution
+        return [(*frame, correspondence(renderer, tracked_mesh(model, avatar.subject, avatar.tracks, int(i)), meshes).reshape(1, -1, size, size))
+                for frame, i in zip(frames, indices)]
+    finally:
+        renderer.close()
 
 
-def recorded_steps(reference, frames: list[tuple[np.ndarray, np.ndarray]]) -> list[tuple[np.ndarray, np.ndarray, np.ndarray]]:
-    """(cond, prev, output) of the reference engine stepping through a sequence."""
-    recorded: list[tuple[np.ndarray, np.ndarray, np.ndarray]] = []
+Feeds = dict[str, np.ndarray]  # one step's inputs by name: cond, prev and, for a one-shot generator, corr
 
-    def record(cond: np.ndarray, prev: np.ndarray) -> np.ndarray:
-        out = reference.run(cond, prev)
-        recorded.append((cond.copy(), prev.copy(), out))  # the stepper reuses its buffers
+
+def recorded_steps(reference, frames: list[tuple]) -> list[tuple[Feeds, np.ndarray]]:
+    """(inputs, output) of the reference engine stepping through a sequence of (NMFC, eyes)
+    or (NMFC, eyes, correspondence) frames."""
+    recorded: list[tuple[Feeds, np.ndarray]] = []
+
+    def record(cond: np.ndarray, prev: np.ndarray, corr: np.ndarray | None = None) -> np.ndarray:
+        out = reference.run(cond, prev, corr)
+        feeds = {"cond": cond.copy(), "prev": prev.copy()}  # the stepper reuses its buffers
+        if corr is not None:
+            feeds["corr"] = corr
+        recorded.append((feeds, out))
         return out
 
     stepper = GeneratorStepper(record, sequential=reference.sequential)
-    for nmfc, eyes in frames:
-        stepper(nmfc, eyes)
+    for frame in frames:
+        stepper(*frame)
     return recorded
 
 
-def parity(reference, candidate, frames: list[tuple[np.ndarray, np.ndarray]]) -> float:
+def parity(reference, candidate, frames: list[tuple]) -> float:
     """Max abs difference of the raw outputs over a sequence, both fed the same inputs
     (the reference's previous outputs), so errors do not compound."""
-    steps = recorded_steps(reference, frames)
-    return max(float(np.abs(candidate.run(cond, prev) - expected).max()) for cond, prev, expected in steps)
+    return max(float(np.abs(candidate.run(**feeds) - expected).max()) for feeds, expected in recorded_steps(reference, frames))
 
 
 def export_int8(avatar: Avatar, onnx: bytes, sequential: bool) -> tuple[Path, float]:
@@ -102,19 +124,19 @@ def export_int8(avatar: Avatar, onnx: bytes, sequential: bool) -> tuple[Path, fl
                       conditioning_frames(avatar, PARITY_FRAMES))
 
 
-def write_int8(engines: Path, onnx: bytes, size: int, sequential: bool, calibration_frames: list[tuple[np.ndarray, np.ndarray]],
-               parity_frames: list[tuple[np.ndarray, np.ndarray]], conv_only: bool = False) -> tuple[Path, float]:
-    """engines/generator.int8.onnx calibrated on `calibration_frames` (NMFC, eyes); refused
+def write_int8(engines: Path, onnx: bytes, size: int, sequential: bool, calibration_frames: list[tuple],
+               parity_frames: list[tuple], conv_only: bool = False) -> tuple[Path, float]:
+    """engines/generator.int8.onnx calibrated on `calibration_frames` (NMFC, eyes[, correspondence]); refused
     below INT8_MIN_PSNR against the fp32 model on `parity_frames`. Its metadata names the fp32
     model's sha256. `conv_only`: see quantize_int8."""
     from .quantize import output_psnr, quantize_int8
 
     fp32 = OnnxEngine(onnx, ONNX_FILE, size, sequential, providers=["CPUExecutionProvider"])
-    calibration = [{"cond": c, "prev": p} for c, p, _ in recorded_steps(fp32, calibration_frames)]
+    calibration = [feeds for feeds, _ in recorded_steps(fp32, calibration_frames)]
     quantized = quantize_int8(onnx, calibration, float_output=True, conv_only=conv_only)
     int8 = OnnxEngine(quantized, INT8_FILE, size, sequential, fp16=False, providers=["CPUExecutionProvider"])
     steps = recorded_steps(fp32, parity_frames)
-    psnr = min(output_psnr(int8.run(c, p), out) for c, p, out in steps)
+    psnr = min(output_psnr(int8.run(**feeds), out) for feeds, out in steps)
     if psnr < INT8_MIN_PSNR:
         raise EngineError(f"int8 model is too far from fp32 ({psnr:.1f} dB < {INT8_MIN_PSNR:g} dB PSNR); not saved")
     path = engines / INT8_FILE

@@ -33,7 +33,8 @@ def package_contents(avatar: Avatar) -> dict[str, bytes]:
         raise EngineError(f"avatar '{avatar.name}' has no ONNX engine; run h2h export {avatar.name} first")
     manifest = dict(avatar.manifest, live_only=True)
     tracks = {k: avatar.tracks[k] for k in TRACK_KEYS}
-    tracks["landmarks"] = np.zeros_like(tracks["landmarks"], dtype=np.float16)  # not needed live
+    if not avatar.oneshot:  # not needed live; a one-shot avatar's photos' meshes (its eyes) are made from them
+        tracks["landmarks"] = np.zeros_like(tracks["landmarks"], dtype=np.float16)
     contents = {
         "avatar.json": json.dumps(manifest, indent=2).encode(),
         "identity.npz": files.read_bytes("identity.npz"),

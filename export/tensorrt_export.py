@@ -7,7 +7,7 @@ import logging
 from dataclasses import dataclass
 from pathlib import Path
 
-from ..engines.base import EngineError
+from ..engines.base import EngineError, correspondence_sources
 from ..engines.cache import engine_path, read_record, record_path, stale_engines, write_record
 from ..engines.onnx_engine import OnnxEngine
 from ..engines.select import ONNX_FILE, read_onnx
@@ -51,7 +51,7 @@ def export_tensorrt(avatar: Avatar, fp16: bool = True, sequential: bool = True, 
         stale.unlink(missing_ok=True)
         removed.append(stale.name)
     reference = OnnxEngine(onnx, label, avatar.resolution, sequential, providers=["CPUExecutionProvider"])
-    frames = conditioning_frames(avatar, PARITY_FRAMES)
+    frames = conditioning_frames(avatar, PARITY_FRAMES, correspondence_sources(reference))
     if record and record.get("status") == "passed" and plan.is_file() and not rebuild:
         return TensorRTResult(plan, precision, float(record["max_abs_error"]), removed, notes)
     attempts = [False, True] if precision == "fp16" else [False]

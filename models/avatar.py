@@ -14,7 +14,8 @@ import numpy as np
 from .avatar_files import CHECKSUMS_FILE, AvatarError, AvatarFiles
 from .geometry.fitting import Pose
 from .io_utils import current_umask
-from .geometry.retarget import CameraStats, Subject
+from .geometry.face_model import FaceModel
+from .geometry.retarget import CameraStats, Subject, tracked_mesh
 from .library import PARTIAL_MARK, LibraryError, avatar_dir
 from .manifest import FLOW, FORMAT_VERSION, IDENTITY, TRACK_BYTES_PER_FRAME, TRACKS, Manifest, load_arrays, parse_manifest
 
@@ -125,6 +126,14 @@ class Avatar:
     def poses(self, indices: np.ndarray) -> list[Pose]:
         t = self.tracks
         return [Pose(float(t["scale"][i]), t["rotation"][i], t["translation"][i]) for i in indices]
+
+    def photo_meshes(self, model: FaceModel, count: int) -> list[np.ndarray]:
+        """The posed meshes (V, 3) of a one-shot avatar's `count` photos (its frames), which its
+        generator's correspondence input is rendered onto."""
+        if not self.oneshot or count > self.schema.counts.frames or not self.tracks["valid"][:count].all():
+            raise AvatarError(f"avatar '{self.name}': its engine expects {count} photos and the avatar does not have them; "
+                              f"run h2h prepare again on its photos")
+        return [tracked_mesh(model, self.subject, self.tracks, i) for i in range(count)]
 
     def require_frames(self, what: str) -> None:
         """Refuse a package (no frames or conditioning) for work that needs the training data."""

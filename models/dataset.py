@@ -19,8 +19,7 @@ from .segmentation import ForegroundSegmenter
 from .expression_features import face_features, feature_table, normalise
 from .geometry.eyes import draw_eye_sketch, eyelid_opening, pupils_absolute, pupils_relative
 from .geometry.face_model import FaceModel
-from .geometry.fitting import Pose
-from .geometry.retarget import posed_mesh
+from .geometry.retarget import tracked_mesh
 
 log = logging.getLogger(__name__)
 WINDOW = 3
@@ -67,13 +66,7 @@ class Batch:
 
 def model_mesh(avatar: Avatar, model: FaceModel, i: int) -> np.ndarray:
     """Frame i's model reconstruction (V, 3), as prepare rendered its conditioning."""
-    tracks, subject = avatar.tracks, avatar.subject
-    pose = Pose(float(tracks["scale"][i]), tracks["rotation"][i], tracks["translation"][i])
-    detail = None
-    if subject.eye_detail:
-        canonical = pose.invert(tracks["landmarks"][i][: model.num_vertices, :3])
-        detail = model.eye_detail(canonical - subject.neutral)
-    return posed_mesh(model, subject.neutral, pose, tracks["expression"][i], detail)
+    return tracked_mesh(model, avatar.subject, avatar.tracks, i)
 
 
 def to_tensor(images: np.ndarray) -> torch.Tensor:

@@ -24,6 +24,7 @@ CONDITIONING_VERSION = max(CONDITIONING_VERSIONS)  # what prepare writes
 RESOLUTIONS = tuple(range(64, 1025, 64))  # generators work on multiples of 64 (stem and trunk strides)
 NUM_VERTICES = 468  # the face model's mesh (MediaPipe's 468 face points)
 NUM_LANDMARKS = 478  # MediaPipe Face Mesh with irises
+MAX_PHOTOS = 8  # a one-shot avatar's photos, each a source of its generator
 MAX_FRAMES = 1_000_000  # over nine hours at 30 fps
 TRACK_BYTES_PER_FRAME = 8 << 10  # landmarks 5.6 kB + the rest, uncompressed
 

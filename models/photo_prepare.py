@@ -24,15 +24,14 @@ from .geometry.conditioning import track_face
 from .geometry.crop import CROP_LIFT, CROP_SCALE, face_box
 from .geometry.face_model import FaceModel, load_face_model
 from .geometry.fitting import fit_frame
-from .geometry.retarget import CameraStats, Subject
+from .geometry.retarget import CameraStats, Subject, tracked_mesh
 from .geometry.tracker import MediaPipeTracker
 from .io_utils import atomic_write_npz
 from .library import ensure_writable
-from .manifest import CONDITIONING_VERSION
+from .manifest import CONDITIONING_VERSION, MAX_PHOTOS
 from .prepare import RESOLUTION, STILL_SUFFIXES, PrepareResult, render_conditioning
 from .segmentation import ForegroundSegmenter
 
-MAX_PHOTOS = 8
 MAX_PIXELS = 40_000_000  # a larger image is refused before it is decoded in full
 PHOTO_FPS = 30.0  # the rate a one-shot avatar is driven at
 PHOTO_TRANSLATION_STD = (6.0, 6.0, 1.0)  # a photo has no head motion of its own; a typical clip's spread
@@ -41,13 +40,15 @@ PHOTO_TRANSLATION_STD = (6.0, 6.0, 1.0)  # a photo has no head motion of its own
 @dataclass
 class PhotoSources:
     """What the one-shot generator is bound to: the crops and their conditioning (K, S, S, 3),
-    their foreground masks (K, S, S) uint8."""
+    their foreground masks (K, S, S) uint8 and their posed meshes (K, V, 3), which the driver's
+    correspondence is rendered onto."""
 
     images: np.ndarray
     nmfc: np.ndarray
     eyes: np.ndarray
     subject: Subject
     masks: np.ndarray
+    meshes: np.ndarray
 
 
 def is_photo(path: str | Path) -> bool:
@@ -146,7 +147,8 @@ def prepare_photos(
         subject = photo_subject(model, landmarks)
         valid = np.ones(k, bool)
         fits = render_conditioning(writer.tmp, landmarks, pupils, valid, subject, model, brows=True)
-        atomic_write_npz(writer.tmp / "tracks.npz", landmarks=landmarks, valid=valid, pupils=pupils, **fits)
+        tracks = dict(landmarks=landmarks, valid=valid, pupils=pupils, **fits)
+        atomic_write_npz(writer.tmp / "tracks.npz", **tracks)
         atomic_write_npz(writer.tmp / "identity.npz", neutral=subject.neutral)
         thumb = cv2.resize(crops[0], (128, 128), interpolation=cv2.INTER_AREA)
         cv2.imwrite(str(writer.tmp / "thumbnail.png"), cv2.cvtColor(thumb, cv2.COLOR_RGB2BGR))
@@ -166,7 +168,8 @@ def prepare_photos(
             "conditioning": CONDITIONING_VERSION,
             "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
         })
-        finish(writer.tmp, PhotoSources(crops, read_back(writer.tmp, "nmfc", k), read_back(writer.tmp, "eyes", k), subject, masks))
+        meshes = np.stack([tracked_mesh(model, subject, tracks, i) for i in range(k)])
+        finish(writer.tmp, PhotoSources(crops, read_back(writer.tmp, "nmfc", k), read_back(writer.tmp, "eyes", k), subject, masks, meshes))
         path, _ = writer.commit()
     except BaseException:
         writer.abort()

@@ -17,12 +17,14 @@ from pathlib import Path
 import cv2
 import numpy as np
 
+from h2h.app.pipeline import photo_meshes
 from h2h.app.reenact import driven
 from h2h.engines import load as load_engine
 from h2h.engines.stepper import GeneratorStepper
 from h2h.export.oneshot_export import make_photo_avatar
 from h2h.models.avatar import Avatar
 from h2h.models.expression_features import face_features
+from h2h.models.geometry.face_model import load_face_model
 from h2h.models.oneshot_model import SHIPPED_ONESHOT
 
 MOMENTS = ("frontal", "turned head", "open mouth", "gaze")
@@ -63,11 +65,12 @@ def main(argv: list[str] | None = None) -> int:
         name = f"still{n}"
         make_photo_avatar([still], library, name, weights=args.oneshot)
         avatar = Avatar.open(library, name)
-        _, frames = driven(avatar, args.driver, "head", None)
+        engine = load_engine(avatar)
+        _, frames = driven(avatar, args.driver, "head", None, photo_meshes(avatar, engine, load_face_model()))
         frames = list(frames)
         picked = moments(frames)
-        stepper = GeneratorStepper(load_engine(avatar).run, avatar.resolution, sequential=False)
-        outputs = [stepper(frames[i].nmfc, frames[i].eyes) for i in picked.values()]
+        stepper = GeneratorStepper(engine.run, avatar.resolution, sequential=False)
+        outputs = [stepper(frames[i].nmfc, frames[i].eyes, frames[i].corr) for i in picked.values()]
         if header is None:
             header = [np.zeros_like(outputs[0])] + [label(frames[i].crop, f"{m} ({i})") for m, i in picked.items()]
         rows.append(np.concatenate([label(avatar.read_image("frame", 0), still.name), *outputs], 1))

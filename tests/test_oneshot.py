@@ -13,9 +13,11 @@ import torch
 import torch.nn.functional as F
 
 from h2h.app.cli import main
+from h2h.app.pipeline import FaceStage, GeneratorStage, Packet, photo_meshes
 from h2h.app.oneshot_eval import mesh_warp
 from h2h.engines import load as load_engine
-from h2h.engines.stepper import GeneratorStepper
+from h2h.engines.base import correspondence_sources
+from h2h.engines.stepper import GeneratorStepper, conditioning_input
 from h2h.models.avatar import Avatar
 from h2h.models.dataset import model_mesh, to_tensor, unit_masks
 from h2h.models.geometry.eyes import PUPIL_COLOR
@@ -394,9 +396,47 @@ def test_a_photo_becomes_a_live_avatar_with_one_command(prepared, oneshot_weight
     assert main(["package", "me", "--out", str(out), "--library", str(library)]) == 0
     shared = Avatar.open_path(out / "me")
     assert shared.live_only and shared.oneshot and load_engine(shared).precision == "int8"
+    model = load_face_model()
+    assert np.allclose(shared.photo_meshes(model, 1)[0], avatar.photo_meshes(model, 1)[0], atol=1e-3)  # what live renders onto
     assert main(["prepare", *map(str, paths), "--name", "me", "--overwrite", "--oneshot", str(oneshot_weights),
                  "--library", str(library)]) == 0
     assert Avatar.open(library, "me").schema.counts.frames == 2
+
+
+def test_live_gives_the_one_shot_generator_where_the_driver_lies_on_each_photo(oneshot_weights, photos, tmp_path):
+    library = tmp_path / "library"
+    library.mkdir()
+    paths, _ = photos
+    assert main(["prepare", *map(str, paths), "--name", "me", "--oneshot", str(oneshot_weights), "--library", str(library)]) == 0
+    avatar = Avatar.open(library, "me")
+    engine = load_engine(avatar, "onnx", int8=False)
+    model = load_face_model()
+    meshes = photo_meshes(avatar, engine, model)
+    assert correspondence_sources(engine) == 2 and len(meshes) == 2
+    stage = FaceStage(model, avatar.subject, "head", brows=avatar.brows, photos=meshes)
+    try:
+        for i, frame in enumerate(read_frames(SAMPLE_CLIP, 12)):
+            packet = stage.process(Packet(i, i / 30, frame))
+    finally:
+        stage.close()
+    corr, driver = packet.corr, packet.nmfc.astype(np.float32)
+    assert corr.shape == (1, 6, 256, 256)
+    face = driver.any(-1)
+    assert face.mean() > 0.1 and ((corr[0, 2] > 0) == face).mean() > 0.99  # it covers the driver's face
+    for k in range(2):  # each face pixel points at the same surface point on photo k: the same NMFC colour there
+        grid = torch.from_numpy(corr[:, 3 * k:3 * k + 2]).permute(0, 2, 3, 1)
+        photo = torch.from_numpy(avatar.read_image("nmfc", k).astype(np.float32)).permute(2, 0, 1)[None]
+        seen = F.grid_sample(photo, grid, mode="nearest", align_corners=False)[0].permute(1, 2, 0).numpy()
+        shown = face & seen.any(-1)
+        assert shown.mean() > 0.5 * face.mean() and np.median(np.abs(seen - driver)[shown]) <= 3.0
+    cond = np.zeros((1, 18, 256, 256), np.float32)
+    cond[0, 12:] = conditioning_input(packet.nmfc, packet.eyes)
+    prev = np.zeros((1, 6, 256, 256), np.float32)
+    given, own = engine.run(cond, prev, corr), engine.run(cond, prev)
+    assert np.abs(given - own)[0, :3, face].mean() > 1e-3  # the generator uses it
+    assert np.array_equal(engine.run(cond, prev, corr[:, :3]), own)  # another avatar's (in flight at a switch): its own
+    generated = GeneratorStage(engine).process(packet)
+    assert np.allclose(generated.raw, given[0], atol=1e-5)  # and the live stage passes it
 
 
 def conditioning_stays_exact(int8_model) -> bool:

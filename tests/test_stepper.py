@@ -33,3 +33,18 @@ def test_single_frame_models_never_see_previous_outputs():
     stepper = GeneratorStepper(lambda c, p: (seen.append(p.any()), np.ones((1, 3, 8, 8), np.float32))[1], size=8, sequential=False)
     out = [stepper(*_images(9)) for _ in range(3)]
     assert not any(seen) and out[0].dtype == np.uint8 and (out[0] == 255).all()
+
+
+def test_both_steppers_pass_a_correspondence_to_the_step_only_when_a_frame_has_one():
+    import torch
+
+    from h2h.engines.device_stepper import DeviceStepper
+
+    corr = np.random.default_rng(0).random((1, 3, 8, 8), dtype=np.float32)
+    for make in (lambda step: GeneratorStepper(step, size=8, sequential=False),
+                 lambda step: DeviceStepper(lambda *inputs: torch.from_numpy(step(*(np.asarray(t) for t in inputs))), 8, False, "cpu")):
+        given = []
+        stepper = make(lambda cond, prev, *extra: (given.append([e.copy() for e in extra]), np.zeros((1, 3, 8, 8), np.float32))[1])
+        stepper(*_images(0), corr)
+        stepper(*_images(0))
+        assert len(given[0]) == 1 and np.array_equal(given[0][0], corr) and given[1] == []

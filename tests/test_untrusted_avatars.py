@@ -152,11 +152,13 @@ def test_a_fifo_in_the_folder_cannot_hang_a_read(lib, tmp_path, capsys):
     assert "not a regular file" in line
 
 
-def _generator_graph(size=256, external=None, names=("cond", "prev", "frame")) -> bytes:
+def _generator_graph(size=256, external=None, names=("cond", "prev", "frame"), corr=None) -> bytes:
     """A tiny ONNX with the generator step's interface; `external` makes its one weight point
-    at a file by path (as a malicious avatar would)."""
+    at a file by path (as a malicious avatar would); `corr`: channels of a one-shot step's
+    correspondence input."""
     cond = helper.make_tensor_value_info(names[0], TensorProto.FLOAT, [1, 18, size, size])
     prev = helper.make_tensor_value_info(names[1], TensorProto.FLOAT, [1, 6, size, size])
+    extra = [helper.make_tensor_value_info("corr", TensorProto.FLOAT, [1, corr, size, size])] if corr else []
     frame = helper.make_tensor_value_info(names[2], TensorProto.FLOAT, [1, 3, size, size])
     weight = helper.make_tensor("w", TensorProto.FLOAT, [1, 18, 1, 1], np.ones(18, np.float32))
     if external:
@@ -166,8 +168,20 @@ def _generator_graph(size=256, external=None, names=("cond", "prev", "frame")) -
             weight.external_data.add(key=key, value=value)
     conv = helper.make_node("Conv", [names[0], "w"], ["one"])
     tile = helper.make_node("Concat", ["one", "one", "one"], [names[2]], axis=1)
-    graph = helper.make_graph([conv, tile], "g", [cond, prev], [frame], [weight])
+    graph = helper.make_graph([conv, tile], "g", [cond, prev, *extra], [frame], [weight])
     return helper.make_model(graph, opset_imports=[helper.make_opsetid("", 18)]).SerializeToString()
+
+
+def _planted(packaged, library, model: bytes) -> None:
+    """A copy of the packaged sample in `library` with `model` as its engine (checksum updated)."""
+    import hashlib
+
+    shutil.copytree(packaged / "sample", library / "sample")
+    folder = library / "sample"
+    (folder / "engines" / "generator.onnx").write_bytes(model)
+    sums = json.loads((folder / "checksums.json").read_text())
+    sums["files"]["engines/generator.onnx"] = hashlib.sha256(model).hexdigest()
+    (folder / "checksums.json").write_text(json.dumps(sums))
 
 
 @pytest.mark.parametrize("case,model,expected", [
@@ -176,21 +190,32 @@ def _generator_graph(size=256, external=None, names=("cond", "prev", "frame")) -
     ("another graph's inputs", _generator_graph(names=("x", "y", "z")), "not the generator step"),
     ("another resolution", _generator_graph(size=128), "1xCx256x256"),
     ("not ONNX at all", b"\x00garbage" * 100, "not an ONNX model"),
+    ("a correspondence that is not 3 channels a photo", _generator_graph(corr=4), "3 channels"),
+    ("a correspondence for more photos than an avatar can have", _generator_graph(corr=3000), "3 channels"),
 ])
 def test_unsafe_or_foreign_onnx_is_refused(packaged, tmp_path, caplog, case, model, expected):
-    shutil.copytree(packaged / "sample", tmp_path / "sample")
-    folder = tmp_path / "sample"
-    (folder / "engines" / "generator.onnx").write_bytes(model)
-    sums = json.loads((folder / "checksums.json").read_text())
-    import hashlib
-
-    sums["files"]["engines/generator.onnx"] = hashlib.sha256(model).hexdigest()
-    (folder / "checksums.json").write_text(json.dumps(sums))
+    _planted(packaged, tmp_path, model)
     avatar = Avatar.open(tmp_path, "sample")
     with pytest.raises(EngineError, match=expected):
         load(avatar, "onnx")
     with pytest.raises(EngineError, match=expected):
         load(avatar)  # auto: no checkpoint in a package, so nothing else to fall back to
+
+
+def test_a_correspondence_engine_in_an_avatar_without_photos_is_refused_with_a_message(packaged, tmp_path):
+    """A video avatar whose engine asks for photos' correspondence: loading says so (the GUI
+    shows it), and the engine runs whatever correspondence a frame carries (none, or one
+    rendered for the avatar before a switch)."""
+    from h2h.app.session import load_avatar
+
+    _planted(packaged, tmp_path, _generator_graph(corr=3))
+    entry = next(e for e in available_avatars(tmp_path) if e.name == "sample")
+    with pytest.raises(AvatarError, match="expects 1 photos"):
+        load_avatar(entry)
+    engine = load(Avatar.open(tmp_path, "sample"), "onnx")
+    cond, prev = np.ones((1, 18, 256, 256), np.float32), np.zeros((1, 6, 256, 256), np.float32)
+    for corr in (None, np.ones((1, 6, 256, 256), np.float32), np.ones((1, 3, 256, 256), np.float32)):
+        assert engine.run(cond, prev, corr).shape == (1, 3, 256, 256)
 
 
 def test_the_plain_generator_onnx_passes_the_check(exported):

@@ -7,7 +7,7 @@ import numpy as np
 
 from .eyes import detect_pupils, draw_eye_sketch
 from .face_model import FaceModel
-from .nmfc import RESOLUTION, NMFCRenderer
+from .nmfc import RESOLUTION, NMFCRenderer, correspondence
 from .retarget import Retargeted
 from .tracker import FaceTracker
 
@@ -29,12 +29,15 @@ def track_face(tracker: FaceTracker, rgb: np.ndarray, model: FaceModel) -> Track
 
 
 class ConditioningRenderer:
-    """NMFC and eye sketch (both RGB uint8, size x size) of retargeted frames."""
+    """NMFC and eye sketch (both RGB uint8, size x size) of retargeted frames, and for a one-shot
+    avatar whose generator takes it, their exact correspondence to its photos' posed meshes."""
 
-    def __init__(self, model: FaceModel, size: int = RESOLUTION, backend: str = "auto", brows: bool = False) -> None:
+    def __init__(self, model: FaceModel, size: int = RESOLUTION, backend: str = "auto", brows: bool = False,
+                 photos: list[np.ndarray] | None = None) -> None:
         self.model = model
         self.size = size
         self.brows = brows  # conditioning version 2 draws the brows in the eye sketch
+        self.photos = photos  # the photos' posed meshes (V, 3), or None: no correspondence
         self.nmfc = NMFCRenderer(model, size, backend)
 
     def render_nmfc(self, face: Retargeted) -> np.ndarray:
@@ -45,6 +48,13 @@ class ConditioningRenderer:
 
     def render(self, face: Retargeted) -> tuple[np.ndarray, np.ndarray]:
         return self.render_nmfc(face), self.render_eyes(face)
+
+    def render_correspondence(self, face: Retargeted | None) -> np.ndarray | None:
+        """The generator's `corr` input (1, 3K, size, size): where each pixel of the face lies on
+        each of the K photos (see nmfc.correspondence); None without photos or a face."""
+        if self.photos is None or face is None:
+            return None
+        return correspondence(self.nmfc, face.vertices, self.photos).reshape(1, -1, self.size, self.size)
 
     def close(self) -> None:
         self.nmfc.close()

@@ -73,9 +73,9 @@ class GLRenderer:
         data = self.fbo.read(components=3, alignment=1)
         return np.frombuffer(data, np.uint8).reshape(self.size, self.size, 3)[::-1].copy()
 
-    def render_values(self, vertices: np.ndarray, values: np.ndarray) -> np.ndarray:
+    def render_values(self, vertices: np.ndarray, values: np.ndarray, off: float = np.nan) -> np.ndarray:
         """float32 (size, size, 3): per-vertex values (V, 3) interpolated over the visible surface
-        of posed vertices (V, 3) in pixels; NaN off the mesh."""
+        of posed vertices (V, 3) in pixels; `off` off the mesh (0: a view of the read pixels)."""
         if self._values is None:  # the NMFC's shaders, fed values instead of colours, into float pixels
             buffer = self.ctx.buffer(reserve=len(self._triangles) * 12)
             vao = self.ctx.vertex_array(self.program, [(self.positions, "3f", "in_pos"), (buffer, "3f", "in_value")])
@@ -86,7 +86,11 @@ class GLRenderer:
         buffer.write(np.ascontiguousarray(values[self._triangles], dtype="f4").tobytes())
         self._draw(vao, target, vertices, background=0.0)
         out = np.frombuffer(target.read(components=4, dtype="f4"), np.float32).reshape(self.size, self.size, 4)[::-1]
-        return np.where(out[..., 3:] > 0.5, out[..., :3], np.nan).astype(np.float32)
+        if off == 0.0:  # the target is cleared to 0
+            return out[..., :3]
+        values = out[..., :3].copy()
+        values[out[..., 3] <= 0.5] = off
+        return values
 
     def _draw(self, vao, target, vertices: np.ndarray, background: float = 1.0) -> None:
         """Rasterise posed vertices (V, 3) in pixels into `target`, nearest surface kept."""
@@ -177,11 +181,11 @@ class NMFCRenderer:
             return self._gl.render(vertices)
         return render_reference(vertices, self.model, self.size)
 
-    def render_values(self, vertices: np.ndarray, values: np.ndarray) -> np.ndarray:
+    def render_values(self, vertices: np.ndarray, values: np.ndarray, off: float = np.nan) -> np.ndarray:
         """See GLRenderer.render_values."""
         if self._gl is not None:
-            return self._gl.render_values(vertices, values)
-        return values_reference(vertices, values, self.model, self.size)
+            return self._gl.render_values(vertices, values, off)
+        return np.nan_to_num(values_reference(vertices, values, self.model, self.size), nan=off)
 
     def close(self) -> None:
         if self._gl is not None:
@@ -193,11 +197,9 @@ def correspondence(renderer: NMFCRenderer, vertices: np.ndarray, targets: list[n
     """float32 (K, 3, size, size): where each pixel of posed vertices (V, 3) lies on each of K
     other poses of the same mesh (V, 3), in grid_sample units (x, y), and 1 where the mesh covers
     the pixel (0 and position 0 elsewhere)."""
-    size = renderer.size
-    maps = []
-    for target in targets:
-        values = renderer.render_values(vertices, target)
-        covered = ~np.isnan(values).any(-1)
-        grid = np.where(covered[..., None], values[..., :2] * (2.0 / size) - 1.0, 0.0)
-        maps.append(np.concatenate([grid, covered[..., None]], -1).transpose(2, 0, 1))
-    return np.stack(maps).astype(np.float32)
+    scale = np.array([2.0 / renderer.size, 2.0 / renderer.size, 0.0], np.float32)
+    shift = np.array([-1.0, -1.0, 1.0], np.float32)
+    maps = np.empty((len(targets), 3, renderer.size, renderer.size), np.float32)
+    for k, target in enumerate(targets):  # values already in grid units with a third channel of 1: the map itself
+        maps[k] = renderer.render_values(vertices, target * scale + shift, off=0.0).transpose(2, 0, 1)
+    return maps

@@ -140,6 +140,15 @@ def posed_mesh(model: FaceModel, neutral: np.ndarray, pose: Pose, expression: np
     return pose.apply(canonical if detail is None else canonical + detail)
 
 
+def tracked_mesh(model: FaceModel, subject: Subject, tracks: dict[str, np.ndarray], i: int) -> np.ndarray:
+    """Tracked frame i's model reconstruction (V, 3) in its image, as prepare rendered its conditioning."""
+    pose = Pose(float(tracks["scale"][i]), tracks["rotation"][i], tracks["translation"][i])
+    detail = None
+    if subject.eye_detail:
+        detail = model.eye_detail(pose.invert(tracks["landmarks"][i][: model.num_vertices, :3]) - subject.neutral)
+    return posed_mesh(model, subject.neutral, pose, tracks["expression"][i], detail)
+
+
 def retargeted_face(model: FaceModel, neutral: np.ndarray, pose: Pose, expression: np.ndarray, gaze: np.ndarray,
                     detail: np.ndarray | None = None) -> Retargeted:
     """The posed mesh of identity + expression with its eyes: pupils placed by `gaze`

@@ -534,8 +534,9 @@ class OneShotGenerator(nn.Module):
 class BoundOneShot(nn.Module):
     """The generator with a photo set's sources folded in as constants, behind the engine
     interface of the person-specific generators: (cond (1, 18, S, S), prev (1, 6, S, S)) ->
-    (1, 4, S, S) RGB and mask in [-1, 1]. Only the window's newest frame is used; prev is not
-    (a single-frame model)."""
+    (1, 4, S, S) RGB and mask in [-1, 1], and optionally corr (1, 3K, S, S), the exact
+    correspondence to the K photos (see prior_flow's `exact`). Only the window's newest frame
+    is used; prev is not (a single-frame model)."""
 
     def __init__(self, generator: OneShotGenerator, sources: Sources) -> None:
         super().__init__()
@@ -547,7 +548,8 @@ class BoundOneShot(nn.Module):
         for level, feats in enumerate(sources.features):
             self.register_buffer(f"features{level}", feats.detach().clone())
 
-    def forward(self, cond: torch.Tensor, prev: torch.Tensor) -> torch.Tensor:
+    def forward(self, cond: torch.Tensor, prev: torch.Tensor, corr: torch.Tensor | None = None) -> torch.Tensor:
         sources = Sources(self.images, [self.features0, self.features1, self.features2], self.table, self.pupils, self.masks)
-        out = self.generator(sources, cond[:, -COND_CHANNELS:])
+        exact = None if corr is None else corr.unflatten(1, (self.images.shape[0], 3))
+        out = self.generator(sources, cond[:, -COND_CHANNELS:], exact=exact)
         return torch.cat([out[:, :3], torch.tanh(out[:, 3:4] * 0.5) + prev[:, :1] * 0.0], 1)
