@@ -90,7 +90,7 @@ def plain_loop(source: Path, target: Subject, generator: GeneratorStage | None, 
                     "render": t[6] - t[5], "eyes": (t[3] - t[2]) + (t[7] - t[6]),
                 }
                 if generator is not None:
-                    packet = output.process(generator.process(Packet(count, t[0], rgb, nmfc=nmfc, eyes=eyes, corr=corr)))
+                    packet = output.process(generator.process(Packet(count, t[0], rgb, nmfc=nmfc, eyes=eyes, corr=corr, corr_for=photos)))
                     stage.update({k: packet.timings[k] / 1e3 for k in ("generator", "convert", "output", "upsample") if k in packet.timings})
                 if count > WARMUP_FRAMES:
                     for k, v in stage.items():
@@ -185,7 +185,7 @@ def run_bench(source: str | Path, frames: int | None = None, json_out: str | Pat
         target, brows = avatar.subject, avatar.brows
         engine = load_engine(avatar, engine_choice)
         photos = photo_meshes(avatar, engine, load_face_model())
-        generator = GeneratorStage(engine, avatar.resolution)
+        generator = GeneratorStage(engine, avatar.resolution, photos)
         engine_info = {"provider": engine.provider, "precision": engine.precision}
         if hires:
             upsampler = load_upsampler_engine(avatar)

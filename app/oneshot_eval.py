@@ -52,8 +52,7 @@ def generated(reference: BoundReference, avatar: Avatar, sources: np.ndarray, in
     try:
         for i in indices:
             cond[0, 12:] = conditioning_input(avatar.read_image("nmfc", int(i)), avatar.read_image("eyes", int(i)))
-            corr = correspondence(renderer, model_mesh(avatar, model, int(i)), photos).reshape(1, -1, size, size)
-            out = reference.run(cond, prev, corr)[0]
+            out = reference.run(cond, prev, correspondence(renderer, model_mesh(avatar, model, int(i)), photos))[0]
             yield output_to_image(out[:3]), output_to_image(out[3:])[..., 0]
     finally:
         renderer.close()

@@ -53,6 +53,7 @@ class Packet:
     eyes: np.ndarray | None = None
     cond: np.ndarray | None = None  # nmfc and eyes as the generator's float input (made on the face thread)
     corr: np.ndarray | None = None  # a one-shot avatar's correspondence to its photos, when its generator takes it
+    corr_for: list | None = None  # the photos' meshes it was rendered onto (a switch leaves frames of the last avatar in flight)
     raw: np.ndarray | None = None  # the generator's float output, turned into images on the output thread
     output: np.ndarray | None = None
     mask: np.ndarray | None = None  # the generator's foreground mask (uint8, 255 = person), if it has one
@@ -153,6 +154,7 @@ class FaceStage:
         self._last: Retargeted | None = None
         self._lost_since: float | None = None
         self._pending: tuple | None = None
+        self._pending_lock = threading.Lock()  # set_target from any thread, taken on the face thread
         self._recalibrate = False
 
     @property
@@ -163,15 +165,18 @@ class FaceStage:
                    brows: bool | None = None, photos: list[np.ndarray] | None = None) -> None:
         """Switch avatar (or mode) from any thread; applied before the next frame. `brows`: the
         new avatar's eye sketches carry brows (its conditioning version); `photos`: the posed
-        meshes of a one-shot avatar's photos when its generator takes their correspondence."""
-        self._pending = (target, target_poses, mode or self.retargeter.mode, self.brows if brows is None else brows, photos)
+        meshes of a one-shot avatar's photos when its generator takes their correspondence (None:
+        the avatar has none)."""
+        with self._pending_lock:
+            self._pending = (target, target_poses, mode or self.retargeter.mode, self.brows if brows is None else brows, photos)
 
     def _apply_pending(self) -> None:
         if self._recalibrate:
             self._recalibrate = False
             self.calibration.reset()
             self.retargeter.reset()
-        pending, self._pending = self._pending, None
+        with self._pending_lock:
+            pending, self._pending = self._pending, None
         if pending is not None:
             target, poses, mode, self.brows, self.photos = pending
             if self._renderer is not None:
@@ -207,7 +212,7 @@ class FaceStage:
             packet.nmfc = packet.eyes = np.zeros((self.size, self.size, 3), np.uint8)
         else:
             packet.nmfc, packet.eyes = self._renderer.render(retargeted)
-        packet.corr = self._renderer.render_correspondence(retargeted)
+        packet.corr, packet.corr_for = self._renderer.render_correspondence(retargeted), self._renderer.photos
         packet.cond = conditioning_input(packet.nmfc, packet.eyes)
         t3 = time.perf_counter()
         packet.timings.update(track=(t1 - t0) * 1e3, retarget=(t2 - t1) * 1e3, render=(t3 - t2) * 1e3)
@@ -265,10 +270,12 @@ def make_stepper(engine: Engine, size: int, wrap: Callable[[Callable], Callable]
 
 
 class GeneratorStage:
-    """An engine behind the window/previous-output state; times the engine and the rest."""
+    """An engine behind the window/previous-output state; times the engine and the rest.
+    `photos`: the meshes its one-shot avatar's correspondence is rendered onto; a frame's
+    correspondence reaches the engine only when it was rendered onto these."""
 
-    def __init__(self, engine: Engine, size: int = 256) -> None:
-        self.engine = engine
+    def __init__(self, engine: Engine, size: int = 256, photos: list[np.ndarray] | None = None) -> None:
+        self.engine, self.photos = engine, photos
         self._run_ms = 0.0
         self.stepper = make_stepper(engine, size, self._timed)
 
@@ -283,11 +290,12 @@ class GeneratorStage:
     def process(self, packet: Packet) -> Packet:
         """The step; the numpy stepper leaves its raw output for the output stage to convert."""
         t0 = time.perf_counter()
+        corr = packet.corr if packet.corr_for is self.photos else None  # another avatar's: none (its own from the NMFC)
         if isinstance(self.stepper, GeneratorStepper):
             cond = packet.cond if packet.cond is not None else conditioning_input(packet.nmfc, packet.eyes)
-            packet.raw = self.stepper.step(cond, packet.corr)
+            packet.raw = self.stepper.step(cond, corr)
         else:
-            packet.output = self.stepper(packet.nmfc, packet.eyes, packet.corr)
+            packet.output = self.stepper(packet.nmfc, packet.eyes, corr)
             packet.mask = self.stepper.mask
         total = (time.perf_counter() - t0) * 1e3
         packet.timings.update(generator=self._run_ms, convert=total - self._run_ms)

@@ -116,7 +116,7 @@ class LiveSession:
         self.current = loaded
         if self.pipeline is not None:
             self.face.set_target(loaded.avatar.subject, self._poses(loaded), self.mode, loaded.avatar.brows, loaded.photos)
-            self.pipeline.generator = GeneratorStage(loaded.engine, loaded.avatar.resolution)
+            self.pipeline.generator = GeneratorStage(loaded.engine, loaded.avatar.resolution, loaded.photos)
             self.pipeline.output.upsampler = self._upsampler()
 
     def set_hires(self, on: bool) -> str | None:
@@ -169,7 +169,7 @@ class LiveSession:
         self.source = source
         self.face = FaceStage(self.model, avatar.subject, self.mode, self._poses(self.current), self.options, brows=avatar.brows,
                               photos=self.current.photos)
-        generator = GeneratorStage(self.current.engine, avatar.resolution)
+        generator = GeneratorStage(self.current.engine, avatar.resolution, self.current.photos)
         sinks = [self._deliver, *(extra_sinks or [])]
         self.pipeline = Pipeline(iter(source), self.face, generator, sinks, realtime, keep_all_timings, self._upsampler()).start()
 

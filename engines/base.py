@@ -22,8 +22,9 @@ class Engine(Protocol):
     """A loaded generator step: run(cond (1, 18, H, W), prev (1, 6, H, W)) -> (1, 3, H, W), or
     (1, 4, H, W) for generators that also predict the foreground mask (RGB first). A one-shot
     generator may also take `corr` (1, 3K, H, W), the driver's exact correspondence to its K
-    photos (ConditioningRenderer.render_correspondence); engines that do not ignore it, and
-    those that do take zeros without one (then the generator finds its own from the NMFC)."""
+    photos (ConditioningRenderer.render_correspondence). Engines whose generator has no such
+    input ignore `corr`; those whose generator has one feed zeros when `corr` is None or of
+    another shape, and the generator then finds its own correspondence from the NMFC."""
 
     provider: str  # e.g. "TensorRT", "ONNX Runtime (CPUExecutionProvider)", "PyTorch (cpu)"
     precision: str  # "fp32" | "fp16"
@@ -43,8 +44,7 @@ def correspondence_sources(engine: Engine) -> int:
 
 
 def correspondence_feed(shape: tuple[int, ...], corr: np.ndarray | None) -> np.ndarray:
-    """`corr` when it has the engine's input shape, else zeros: no correspondence (an avatar
-    switch can leave a frame rendered for the previous avatar in flight)."""
+    """`corr` when it has the engine's input shape, else zeros: no correspondence."""
     if corr is None or corr.shape != tuple(shape):
         return np.zeros(shape, np.float32)
     return np.ascontiguousarray(corr, np.float32)

@@ -15,7 +15,7 @@ DeviceStep = Callable[..., torch.Tensor]  # (window, prev[, corr]) -> frame
 
 
 class DeviceStepper:
-    """Feeds run_device(window, prev) -> frame, all torch tensors on `device`."""
+    """Feeds run_device(window, prev[, corr]) -> frame, all torch tensors on `device`."""
 
     def __init__(self, run_device: DeviceStep, size: int, sequential: bool, device: torch.device | str) -> None:
         self.run_device, self.size, self.sequential = run_device, size, sequential

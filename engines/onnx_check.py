@@ -1,6 +1,7 @@
 """Checks on an ONNX model from an avatar folder before ONNX Runtime sees it: no tensor may
 name external data (a path that could point anywhere on disk), and the graph must be the
-generator step (cond, prev -> frame at the avatar's resolution) or the 2x upsampler
+generator step (cond, prev and, for a one-shot avatar, corr -> frame at the avatar's
+resolution) or the 2x upsampler
 (frame -> hires)."""
 from __future__ import annotations
 

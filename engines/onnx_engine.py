@@ -63,7 +63,7 @@ class OnnxEngine:
     """An ONNX Runtime session on the exported generator step.
 
     `model` is the ONNX file's bytes; `label` names it in messages; `size` is the avatar's
-    resolution, which the generator-step check (no external data, cond/prev -> frame) uses."""
+    resolution, which the generator-step check (no external data, cond/prev[/corr] -> frame) uses."""
 
     def __init__(self, model: bytes, label: str, size: int = 256, sequential: bool = True, fp16: bool = True,
                  threads: int | None = None, providers: list[str] | None = None) -> None:

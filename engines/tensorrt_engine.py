@@ -136,11 +136,10 @@ class TensorRTEngine:
         torch = self._torch
         self._host["cond"].numpy()[:] = cond
         self._host["prev"].numpy()[:] = prev
-        device_corr = None
         if CORRESPONDENCE in self._host:
             self._host[CORRESPONDENCE].numpy()[:] = correspondence_feed(tuple(self._host[CORRESPONDENCE].shape), corr)
-            device_corr = self._host[CORRESPONDENCE].cuda(non_blocking=True)
-        with torch.cuda.stream(self.stream):
+        with torch.cuda.stream(self.stream):  # every upload on the engine's stream, ordered before its copies
+            device_corr = self._host[CORRESPONDENCE].cuda(non_blocking=True) if CORRESPONDENCE in self._host else None
             out = self.run_device(self._host["cond"].cuda(non_blocking=True), self._host["prev"].cuda(non_blocking=True), device_corr)
             self._host["frame"].copy_(out.float(), non_blocking=True)
         self.stream.synchronize()

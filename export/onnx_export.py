@@ -81,8 +81,7 @@ def conditioning_frames(avatar: Avatar, count: int, photos: int = 0) -> list[tup
     meshes = avatar.photo_meshes(model, photos)
     renderer = NMFCRenderer(model, avatar.resolution)
     try:
-        size = avatar.resolution
-        return [(*frame, correspondence(renderer, tracked_mesh(model, avatar.subject, avatar.tracks, int(i)), meshes).reshape(1, -1, size, size))
+        return [(*frame, correspondence(renderer, tracked_mesh(model, avatar.subject, avatar.tracks, int(i)), meshes))
                 for frame, i in zip(frames, indices)]
     finally:
         renderer.close()

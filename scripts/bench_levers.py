@@ -32,7 +32,7 @@ RUNS = 40
 def real_inputs(avatar: Avatar, count: int) -> list[tuple[np.ndarray, np.ndarray]]:
     """(cond, prev) pairs the generator sees on the avatar's test frames."""
     engine = TorchEngine(avatar.files, "main", size=avatar.resolution)
-    return [(c, p) for c, p, _ in recorded_steps(engine, conditioning_frames(avatar, count))]
+    return [(feeds["cond"], feeds["prev"]) for feeds, _ in recorded_steps(engine, conditioning_frames(avatar, count))]
 
 
 def session(model: bytes, threads: int = 2, level=ort.GraphOptimizationLevel.ORT_ENABLE_ALL) -> ort.InferenceSession:

@@ -283,7 +283,7 @@ def test_an_exact_correspondence_moves_the_face_where_the_photo_shows_it(prepare
     with torch.no_grad():
         sources = net.encode(to_tensor(avatar.read_image("frame", 0))[None], cond(0))
         plain = net.prior_flow(sources, cond(10), paired=False)
-        given = net.prior_flow(sources, cond(10), paired=False, exact=torch.from_numpy(exact)[None])
+        given = net.prior_flow(sources, cond(10), paired=False, exact=torch.from_numpy(exact).unflatten(1, (1, 3)))
     size = avatar.resolution
     cells, _ = colour_cells(cond(10)[:, :3])
     shown = (look_up(sources.table, cells)[0, 2] > 0).reshape(size, size).numpy()  # triangles the photo shows
@@ -434,9 +434,10 @@ def test_live_gives_the_one_shot_generator_where_the_driver_lies_on_each_photo(o
     prev = np.zeros((1, 6, 256, 256), np.float32)
     given, own = engine.run(cond, prev, corr), engine.run(cond, prev)
     assert np.abs(given - own)[0, :3, face].mean() > 1e-3  # the generator uses it
-    assert np.array_equal(engine.run(cond, prev, corr[:, :3]), own)  # another avatar's (in flight at a switch): its own
-    generated = GeneratorStage(engine).process(packet)
-    assert np.allclose(generated.raw, given[0], atol=1e-5)  # and the live stage passes it
+    assert np.array_equal(engine.run(cond, prev, corr[:, :3]), own)  # one of another shape: its own
+    assert np.allclose(GeneratorStage(engine, photos=meshes).process(replace(packet)).raw, given[0], atol=1e-5)  # live passes it
+    switched = GeneratorStage(engine, photos=list(meshes)).process(replace(packet))  # rendered for another avatar's photos
+    assert np.allclose(switched.raw, own[0], atol=1e-5)
 
 
 def conditioning_stays_exact(int8_model) -> bool:

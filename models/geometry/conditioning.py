@@ -54,7 +54,7 @@ class ConditioningRenderer:
         each of the K photos (see nmfc.correspondence); None without photos or a face."""
         if self.photos is None or face is None:
             return None
-        return correspondence(self.nmfc, face.vertices, self.photos).reshape(1, -1, self.size, self.size)
+        return correspondence(self.nmfc, face.vertices, self.photos)
 
     def close(self) -> None:
         self.nmfc.close()

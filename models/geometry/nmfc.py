@@ -194,12 +194,12 @@ class NMFCRenderer:
 
 
 def correspondence(renderer: NMFCRenderer, vertices: np.ndarray, targets: list[np.ndarray]) -> np.ndarray:
-    """float32 (K, 3, size, size): where each pixel of posed vertices (V, 3) lies on each of K
-    other poses of the same mesh (V, 3), in grid_sample units (x, y), and 1 where the mesh covers
-    the pixel (0 and position 0 elsewhere)."""
+    """float32 (1, 3K, size, size), a one-shot generator's `corr` input: where each pixel of
+    posed vertices (V, 3) lies on each of K other poses of the same mesh (V, 3), in grid_sample
+    units (x, y), and 1 where the mesh covers the pixel (0 and position 0 elsewhere)."""
     scale = np.array([2.0 / renderer.size, 2.0 / renderer.size, 0.0], np.float32)
     shift = np.array([-1.0, -1.0, 1.0], np.float32)
-    maps = np.empty((len(targets), 3, renderer.size, renderer.size), np.float32)
+    maps = np.empty((1, 3 * len(targets), renderer.size, renderer.size), np.float32)
     for k, target in enumerate(targets):  # values already in grid units with a third channel of 1: the map itself
-        maps[k] = renderer.render_values(vertices, target * scale + shift, off=0.0).transpose(2, 0, 1)
+        maps[0, 3 * k : 3 * k + 3] = renderer.render_values(vertices, target * scale + shift, off=0.0).transpose(2, 0, 1)
     return maps
