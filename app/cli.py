@@ -51,17 +51,6 @@ def _count(text: str) -> int:
     return int(text)
 
 
-def _pixels(text: str) -> float:
-    """argparse type: a number of pixels from 0 to 20."""
-    try:
-        value = float(text)
-    except ValueError:
-        value = -1.0
-    if not 0.0 <= value <= 20.0:
-        raise argparse.ArgumentTypeError(f"expected pixels from 0 to 20, got {text!r}")
-    return value
-
-
 def _positive_int(text: str) -> int:
     if _count(text) < 1:
         raise argparse.ArgumentTypeError(f"expected a positive whole number, got {text!r}")
@@ -211,7 +200,7 @@ def cmd_train(args: argparse.Namespace) -> int:
     from ..models.train_config import train_config
 
     given = {"ablation": args.ablation, "seed": args.seed, "frames": args.frames, "epochs": args.epochs,
-             "warmup": args.warmup, "ema": args.ema, "batch": args.batch, "brow": args.brow}
+             "warmup": args.warmup, "ema": args.ema, "batch": args.batch}
     overrides = {k: v for k, v in given.items() if v is not None}
     library = resolve_library(args.library)
     avatar = Avatar.open(library, args.name)
@@ -388,9 +377,6 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--ema", type=_fraction, default=None, metavar="DECAY",
                    help="decay of the saved weight average of the generator, 0 = off (default: the preset's)")
     p.add_argument("--batch", type=_positive_int, default=None, help="sequences per step and process (default: 1)")
-    p.add_argument("--brow", type=_pixels, default=None, metavar="PX",
-                   help="in half the sequences move one brow alone by up to PX pixels, frame and conditioning alike, so one-sided "
-                        "brow motion is learned (default: the preset's)")
     p.add_argument("--run", type=_run_name, help="run name, a folder under checkpoints/ (default: main, or the ablation's name)")
     p.add_argument("--vgg-weights", metavar="PATH", help="torchvision vgg19-dcbb9e9d.pth for the perceptual loss")
     _add_run_options(p)

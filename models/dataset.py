@@ -17,7 +17,7 @@ from tqdm import tqdm
 from .avatar import Avatar, AvatarError
 from .segmentation import ForegroundSegmenter
 from .expression_features import face_features, feature_table, normalise
-from .geometry.eyes import BROWS, draw_eye_sketch, eyelid_opening, pupils_absolute, pupils_relative
+from .geometry.eyes import draw_eye_sketch, eyelid_opening, pupils_absolute, pupils_relative
 from .geometry.face_model import FaceModel
 from .geometry.retarget import tracked_mesh
 
@@ -31,38 +31,15 @@ RARITY_CAP = 4.0  # weight cap (the average frame's squared rarity is about 1)
 
 @dataclass(frozen=True)
 class Augment:
-    """Per-sequence random affine (same for conditioning and real frames), eye jitter and, in
-    a share of the sequences, one brow moved alone (see brow_field)."""
+    """Per-sequence random affine (same for conditioning and real frames) and eye jitter."""
 
     scale: float = 0.05
     shift: float = 6.0
     eye_jitter: float = 0.6  # pixels of Gaussian noise on eyelid and pupil points
-    brow: float = 0.0  # at most this many pixels (at 256^2) one brow is raised or lowered; 0: off
-    brow_share: float = 0.5  # of the sequences
 
     @classmethod
     def off(cls) -> "Augment":
         return cls(0.0, 0.0, 0.0)
-
-
-BROW_REACH = (0.5, 0.3)  # the brow field's Gaussian sigmas (x, y) in brow widths
-
-
-def brow_field(vertices: np.ndarray, brow: tuple[int, ...], amount: float, size: int) -> tuple[np.ndarray, np.ndarray]:
-    """One brow moved vertically by `amount` pixels, as a smooth field that fades over
-    BROW_REACH of its width: (the remap maps (H, W) x and y that move an image of the frame by
-    it, the vertices (V, 3) moved by it). Applied alike to the frame and its conditioning it
-    makes a pair showing a one-sided brow movement the person may never have made."""
-    points = vertices[list(brow), :2]
-    centre = points.mean(0)
-    width = max(float(np.ptp(points[:, 0])), 1.0)
-    sx, sy = BROW_REACH[0] * width, BROW_REACH[1] * width
-    bump = lambda x, y: np.exp(-0.5 * (((x - centre[0]) / sx) ** 2 + ((y - centre[1]) / sy) ** 2))
-    xs, ys = np.meshgrid(np.arange(size, dtype=np.float32) + 0.5, np.arange(size, dtype=np.float32) + 0.5)
-    maps = (xs - 0.5, ys - 0.5 - amount * bump(xs, ys))  # sample where the moved point came from
-    moved = vertices.copy()
-    moved[:, 1] += amount * bump(vertices[:, 0], vertices[:, 1])
-    return (maps[0], maps[1].astype(np.float32)), moved
 
 
 @dataclass
@@ -163,9 +140,8 @@ class AvatarFrames:
             ok &= self.consecutive[k : len(self) - length + 1 + k]
         return np.flatnonzero(ok)
 
-    def eyes(self, pos: int, rng: np.random.Generator, jitter: float, vertices: np.ndarray | None = None) -> np.ndarray:
-        """The eye sketch of a frame (of `vertices` when given: its mesh moved by an augmentation)."""
-        vertices, pupils = self.vertices[pos] if vertices is None else vertices, self.pupils[pos]
+    def eyes(self, pos: int, rng: np.random.Generator, jitter: float) -> np.ndarray:
+        vertices, pupils = self.vertices[pos], self.pupils[pos]
         if jitter > 0:
             vertices = vertices + rng.normal(scale=jitter, size=vertices.shape).astype(np.float32)
             pupils = pupils + rng.normal(scale=jitter, size=pupils.shape).astype(np.float32)
@@ -177,12 +153,6 @@ class AvatarFrames:
         if not self.consecutive[pos]:
             return np.zeros((self.size, self.size, 2), np.float32)
         return cv2.resize(self.flow_small[pos].astype(np.float32), (self.size, self.size), interpolation=cv2.INTER_LINEAR)
-
-    def _brow_move(self, rng: np.random.Generator, augment: Augment) -> tuple[tuple[int, ...], float] | None:
-        """(which brow, pixels) of a sequence's one-brow movement, or None (off, or not this sequence)."""
-        if augment.brow <= 0 or rng.random() >= augment.brow_share:
-            return None
-        return BROWS[int(rng.integers(2))], float(rng.uniform(-augment.brow, augment.brow)) * self.size / 256
 
     def window_positions(self, pos: int) -> list[int]:
         """Positions of X[t-2:t] for the frame at pos, repeating the earliest available frame."""
@@ -239,33 +209,23 @@ class AvatarFrames:
         scale = 1.0 + rng.uniform(-augment.scale, augment.scale)
         shift = rng.uniform(-augment.shift, augment.shift, size=2)
         matrix = np.array([[scale, 0, (1 - scale) * s / 2 + shift[0]], [0, scale, (1 - scale) * s / 2 + shift[1]]], np.float32)
-        brow = self._brow_move(rng, augment)
-        fields = {} if brow is None else {p: brow_field(self.vertices[p], *brow, s) for p in set(self.window_positions(start) + list(range(start, start + length)))}
-
-        def warp(p: int, img: np.ndarray, interp: int, border: int) -> np.ndarray:
-            if p in fields:
-                img = cv2.remap(img, *fields[p][0], interp, borderMode=border)
-            return cv2.warpAffine(img, matrix, (s, s), flags=interp, borderMode=border)
-
-        def eyes(p: int) -> np.ndarray:
-            return self.eyes(p, rng, augment.eye_jitter, fields[p][1] if p in fields else None)
-
+        warp = lambda img, interp, border: cv2.warpAffine(img, matrix, (s, s), flags=interp, borderMode=border)
         positions = list(range(start, start + length))
         cond_pos = self.window_positions(start)[:-1] + positions
         cond = [
             np.concatenate(
                 [
-                    warp(p, self.nmfc[p], cv2.INTER_NEAREST, cv2.BORDER_CONSTANT),
-                    warp(p, eyes(p), cv2.INTER_NEAREST, cv2.BORDER_CONSTANT),
+                    warp(self.nmfc[p], cv2.INTER_NEAREST, cv2.BORDER_CONSTANT),
+                    warp(self.eyes(p, rng, augment.eye_jitter), cv2.INTER_NEAREST, cv2.BORDER_CONSTANT),
                 ],
                 -1,
             )
             for p in cond_pos
         ]
-        real = [warp(p, self.frames[p], cv2.INTER_LINEAR, cv2.BORDER_REPLICATE) for p in positions]
-        flow = [warp(p, self.flow(p), cv2.INTER_LINEAR, cv2.BORDER_REPLICATE) * scale for p in positions]
+        real = [warp(self.frames[p], cv2.INTER_LINEAR, cv2.BORDER_REPLICATE) for p in positions]
+        flow = [warp(self.flow(p), cv2.INTER_LINEAR, cv2.BORDER_REPLICATE) * scale for p in positions]
         mouth = self.mouth[positions] * scale + matrix[:, 2]
-        masks = None if self.masks is None else np.stack([warp(p, self.masks[p], cv2.INTER_LINEAR, cv2.BORDER_REPLICATE) for p in positions])
+        masks = None if self.masks is None else np.stack([warp(self.masks[p], cv2.INTER_LINEAR, cv2.BORDER_REPLICATE) for p in positions])
         return (
             to_tensor(np.stack(cond)),
             to_tensor(np.stack(real)),

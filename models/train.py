@@ -148,7 +148,7 @@ class Trainer:
         self.elapsed = 0.0
         self.gan_start: Mark | None = None  # where the GAN phase began
         self.frames_seen = 0  # generated training frames over all processes (epochs = this / train frames)
-        self.augment = Augment(brow=config.brow)
+        self.augment = Augment()
 
     def _finish_setup(self) -> None:
         """After the data is loaded: resume or initialise, then wrap the modules for DDP."""

@@ -33,7 +33,6 @@ class TrainConfig:
     ema: float = 0.0  # decay of the generator's weight average that is saved for inference (0: off)
     face_parts: float = 0.0  # extra L1 inside the eye regions and the mouth crop (blinks, brows, open mouths)
     rare_expressions: float = 0.0  # share of sequences drawn favouring unusual expressions
-    brow: float = 0.0  # half the sequences move one brow alone by up to this many pixels (frame and conditioning alike)
     mask: float = 0.0  # > 0: the generator also predicts the foreground mask, with this L1 weight (Head2HeadFS)
     adversarial: str = "lsgan"  # or "hinge" (Head2HeadFS)
     projection: bool = False  # D_I scores "real and this person" with a learnable row per identity (Head2HeadFS eq. 7)
