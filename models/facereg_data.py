@@ -1,7 +1,7 @@
 """Distillation data for DenseFaceReg: frames with the teacher's points (MediaPipe Face Mesh,
 as `h2h prepare` stored them in tracks.npz), the face crop both the trainer and the tracker
 take, and the augmentation (box jitter, rotation, scale, mirror with the mesh mirrored,
-colour, blur, noise, occlusion, glasses)."""
+colour, blur, noise, occlusion)."""
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -98,47 +98,6 @@ class Augment:
     blur: float = 0.3
     noise: float = 0.3
     occlude: float = 0.25
-    glasses: float = 0.3  # share of crops given a drawn pair of glasses (none of the training people wears any)
-
-
-EYE_CORNER_PAIRS = ((33, 133), (263, 362))  # (outer, inner) of the right and left eye
-
-
-def draw_glasses(crop: np.ndarray, target: np.ndarray, rng: np.random.Generator) -> np.ndarray:
-    """A random pair of glasses drawn over the eyes of a crop whose normalised points are
-    `target`: a frame around each eye (on the eye's axis, 1.4-2 eye widths), the bridge, the
-    temples towards the ears, sometimes a faint reflection on the lenses; the points stay
-    where they are (the frame hides nothing the network must not find)."""
-    side = crop.shape[0]
-    xy = (target[:, :2] + 1) * (side / 2)
-    image = crop.copy()
-    shade = rng.uniform(0, 70, 3) if rng.random() < 0.7 else rng.uniform(120, 230) * np.ones(3)
-    thick = max(1, int(round(rng.uniform(0.6, 2.2) * side / 128)))
-    stretch, aspect, drop = rng.uniform(1.4, 2.0), rng.uniform(0.55, 0.85), rng.uniform(-0.05, 0.15)
-    inner_edges, outer_edges = [], []
-    for outer, inner in EYE_CORNER_PAIRS:
-        a, b = xy[outer], xy[inner]
-        axis = b - a
-        width = float(np.linalg.norm(axis)) + 1e-6
-        unit, normal = axis / width, np.array([-axis[1], axis[0]]) / width
-        normal = normal if normal[1] > 0 else -normal  # pointing down the face
-        centre = (a + b) / 2 + normal * drop * width
-        half = (width * stretch / 2, width * stretch * aspect / 2)
-        angle = float(np.degrees(np.arctan2(unit[1], unit[0])))
-        if rng.random() < 0.4:  # a faint reflection on the lens
-            lens = np.zeros(image.shape[:2], np.uint8)
-            cv2.ellipse(lens, tuple(np.round(centre).astype(int)), tuple(int(max(h, 1)) for h in half), angle, 0, 360, 255, -1)
-            alpha = rng.uniform(0.05, 0.2)
-            image = np.where(lens[..., None] > 0, image * (1 - alpha) + 255 * alpha, image).astype(np.uint8)
-        cv2.ellipse(image, tuple(np.round(centre).astype(int)), tuple(int(max(h, 1)) for h in half), angle, 0, 360,
-                    tuple(float(c) for c in shade), thick, cv2.LINE_AA)
-        inner_edges.append(centre + unit * half[0])
-        outer_edges.append((centre - unit * half[0], -unit))
-    point = lambda p: tuple(int(round(v)) for v in p)
-    cv2.line(image, point(inner_edges[0]), point(inner_edges[1]), tuple(float(c) for c in shade), thick, cv2.LINE_AA)
-    for edge, outwards in outer_edges:
-        cv2.line(image, point(edge), point(edge + outwards * side * 0.15), tuple(float(c) for c in shade), thick, cv2.LINE_AA)
-    return image
 
 
 def augment_pixels(crop: np.ndarray, rng: np.random.Generator, a: Augment) -> np.ndarray:
@@ -202,8 +161,6 @@ class FaceSamples:
         if mirror is not None and rng.random() < a.flip:
             image = image[:, ::-1]
             target = target[mirror] * np.array([-1.0, 1.0, 1.0], np.float32)
-        if rng.random() < a.glasses:
-            image = draw_glasses(np.ascontiguousarray(image), target, rng)
         return augment_pixels(image, rng, a), target
 
     def batch(self, rng: np.random.Generator, count: int, size: int, a: Augment | None,

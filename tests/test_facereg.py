@@ -10,7 +10,7 @@ from h2h.app.cli import main
 from h2h.models.avatar import Avatar
 from h2h.models.checkpoint import CheckpointError
 from h2h.models.expression_features import LEFT_EYE, RIGHT_EYE
-from h2h.models.facereg_data import Augment, Crop, FaceSamples, draw_glasses, mirror_permutation
+from h2h.models.facereg_data import Augment, Crop, FaceSamples, mirror_permutation
 from h2h.models.facereg_eval import load_facereg
 
 
@@ -30,22 +30,6 @@ def test_crops_map_points_both_ways_and_the_mirror_swaps_sides(prepared, model):
     plain = samples.example(0, rng, 64, None, None)[1]
     right_eye_x = plain[RIGHT_EYE["outer"], 0]
     assert np.allclose(flips[0][1][LEFT_EYE["outer"], 0], -right_eye_x, atol=1e-5)  # mirrored: sides swap
-
-
-def test_drawn_glasses_sit_over_both_eyes_and_leave_the_rest_of_the_face(prepared):
-    library, _ = prepared
-    samples = FaceSamples.from_avatars(library, ["sample"], progress=False)
-    crop, target = samples.example(0, np.random.default_rng(0), 128, None, None)
-    xy = (target[:, :2] + 1) * 64
-    for seed in range(5):
-        changed = (draw_glasses(crop, target, np.random.default_rng(seed)) != crop).any(-1)
-        for eye in (RIGHT_EYE, LEFT_EYE):  # the frame passes above and below each eye
-            x = int(round((xy[eye["outer"], 0] + xy[eye["inner"], 0]) / 2))
-            y = int(round((xy[eye["outer"], 1] + xy[eye["inner"], 1]) / 2))
-            column = changed[:, x]
-            assert column[y - 20 : y].any() and column[y : y + 20].any()
-        mouth_y = int(round(xy[13, 1]))  # the upper lip's centre
-        assert not changed[mouth_y - 4 : mouth_y + 5].any()
 
 
 def test_train_facereg_resumes_and_is_scored_against_the_teacher(prepared, tmp_path, capsys):
