@@ -44,7 +44,7 @@ def cmd_train_oneshot(args: argparse.Namespace) -> int:
 
 def _shots(text: str) -> int:
     """argparse type: a number of source frames, 1 to MAX_PHOTOS."""
-    from ..models.photo_prepare import MAX_PHOTOS
+    from ..models.manifest import MAX_PHOTOS
 
     if not text.isdigit() or not 1 <= int(text) <= MAX_PHOTOS:
         raise argparse.ArgumentTypeError(f"must be a whole number from 1 to {MAX_PHOTOS}")

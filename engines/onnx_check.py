@@ -8,10 +8,10 @@ from __future__ import annotations
 from collections.abc import Iterator
 
 from ..models.manifest import MAX_PHOTOS
-from .base import EngineError
+from .base import CORRESPONDENCE, EngineError
 
 INPUTS = ("cond", "prev")
-ONESHOT_INPUTS = (*INPUTS, "corr")  # a one-shot step that takes the exact correspondence
+ONESHOT_INPUTS = (*INPUTS, CORRESPONDENCE)  # a one-shot step that takes the exact correspondence
 STANDARD_DOMAINS = ("", "ai.onnx")  # no contrib ops: com.microsoft's EPContext embeds engines (code)
 OUTPUTS = ("frame",)
 UPSAMPLER_INPUTS = ("frame",)
@@ -80,7 +80,7 @@ def check_generator_onnx(data: bytes, size: int, label: str) -> None:
     for value in inputs:
         _check_image(value, label, size)
         channels = _dims(value)[1]
-        if value.name == "corr" and (channels % 3 or channels > 3 * MAX_PHOTOS):
+        if value.name == CORRESPONDENCE and (channels % 3 or channels > 3 * MAX_PHOTOS):
             raise EngineError(f"{label}: 'corr' must have 3 channels (x, y, coverage) for each of 1 to {MAX_PHOTOS} photos")
     if _dims(outputs[0])[1] not in (3, 4):
         raise EngineError(f"{label}: 'frame' must have 3 channels (RGB) or 4 (RGB and the foreground mask)")

@@ -12,7 +12,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from ..engines.base import EngineError
+from ..engines.base import CORRESPONDENCE, EngineError
 from ..engines.cache import bytes_sha256
 from ..engines.onnx_engine import OnnxEngine
 from ..engines.select import ONNX_FILE, ONNX_META
@@ -96,7 +96,7 @@ def export_oneshot(folder: Path, sources: PhotoSources, weights: Path = SHIPPED_
     reference = BoundReference(bound)
     frames = driven_conditioning(sources.subject, CALIBRATION_FRAMES + PARITY_FRAMES, size, list(sources.meshes))
     example = (torch.zeros(1, 18, size, size), torch.zeros(1, 6, size, size), torch.zeros(1, 3 * len(sources.images), size, size))
-    data = onnx_bytes(bound, example, ["cond", "prev", "corr"], ["frame"])
+    data = onnx_bytes(bound, example, ["cond", "prev", CORRESPONDENCE], ["frame"])
     candidate = OnnxEngine(data, ONNX_FILE, size, sequential=False, providers=["CPUExecutionProvider"])
     error = parity(reference, candidate, frames[:PARITY_FRAMES])
     if error > FP32_TOLERANCE:

@@ -15,7 +15,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from ..engines.base import EngineError
+from ..engines.base import CORRESPONDENCE, EngineError
 from ..engines.cache import bytes_sha256
 from ..engines.onnx_engine import OnnxEngine
 from ..engines.select import INT8_FILE, INT8_META, INT8_MIN_PSNR, ONNX_FILE, ONNX_META
@@ -99,7 +99,7 @@ def recorded_steps(reference, frames: list[tuple]) -> list[tuple[Feeds, np.ndarr
         out = reference.run(cond, prev, corr)
         feeds = {"cond": cond.copy(), "prev": prev.copy()}  # the stepper reuses its buffers
         if corr is not None:
-            feeds["corr"] = corr
+            feeds[CORRESPONDENCE] = corr
         recorded.append((feeds, out))
         return out
 

@@ -13,7 +13,8 @@ from PySide6.QtWidgets import QFileDialog, QLabel, QPushButton, QWidget
 
 from ...models.library import avatar_dir
 from ...models.oneshot_model import SHIPPED_ONESHOT
-from ...models.photo_prepare import MAX_PHOTOS, is_photo
+from ...models.manifest import MAX_PHOTOS
+from ...models.photo_prepare import is_photo
 
 PHOTO_FILTER = "Photos (*.jpg *.jpeg *.png *.bmp *.webp *.tif *.tiff)"
 
