@@ -27,7 +27,7 @@ from ..models.geometry.conditioning import ConditioningRenderer
 from ..models.geometry.eyes import detect_pupils
 from ..models.geometry.face_model import load_face_model
 from ..models.geometry.retarget import CameraStats, Retargeter, SourceCalibration, Subject
-from ..models.geometry.tracker import MediaPipeTracker
+from ..models.geometry.tracker import create_tracker
 from ..models.video import probe, read_frames
 from .pipeline import FaceStage, GeneratorStage, OutputStage, Packet, Pipeline, photo_meshes
 from .sources import VideoFileSource
@@ -45,10 +45,10 @@ def _default_target() -> Subject:
 
 
 def plain_loop(source: Path, target: Subject, generator: GeneratorStage | None, frames: int | None,
-               brows: bool = True, upsampler=None, photos=None) -> tuple[dict, int, float]:
+               brows: bool = True, upsampler=None, photos=None, tracker: str = "mediapipe") -> tuple[dict, int, float]:
     """Every stage of every frame in turn: ({stage: [ms]}, frames, the frames per second after
-    the first WARMUP_FRAMES: models loading and first runs are not the rate). `photos`: see
-    FaceStage (rendering counts the correspondence)."""
+    the first WARMUP_FRAMES: models loading and first runs are not the rate). `photos` and
+    `tracker`: see FaceStage (rendering counts the correspondence)."""
     model = load_face_model()
     renderer = ConditioningRenderer(model, SIZE, brows=brows, photos=photos)
     output = OutputStage(upsampler)
@@ -58,7 +58,7 @@ def plain_loop(source: Path, target: Subject, generator: GeneratorStage | None, 
     cap = cv2.VideoCapture(str(source))
     count, started, warm = 0, time.perf_counter(), 0
     try:
-        with MediaPipeTracker(video_mode=True) as tracker:
+        with create_tracker(tracker, video_mode=True) as points:
             while frames is None or count < frames:
                 if count == WARMUP_FRAMES:  # a clip shorter than that is timed whole
                     started, warm = time.perf_counter(), WARMUP_FRAMES
@@ -68,7 +68,7 @@ def plain_loop(source: Path, target: Subject, generator: GeneratorStage | None, 
                     break
                 rgb = cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB)
                 t.append(time.perf_counter())
-                landmarks = tracker.track(rgb)
+                landmarks = points.track(rgb)
                 t.append(time.perf_counter())
                 count += 1
                 if landmarks is None:
@@ -103,12 +103,12 @@ def plain_loop(source: Path, target: Subject, generator: GeneratorStage | None, 
 
 def threaded(source: Path, target: Subject, generator: GeneratorStage | None, frames: int | None,
              mode: str = "head", target_poses=None, brows: bool = True, upsampler=None,
-             photos=None) -> tuple[int, float, dict, float | None]:
+             photos=None, tracker: str = "mediapipe") -> tuple[int, float, dict, float | None]:
     """The live pipeline over the same frames, delivering every one: (frames, frames per second,
     medians, seconds to the first frame); the rate counts from the WARMUP_FRAMES'th delivered
     frame, as the plain loop's does (the start, threads loading their models, is reported apart)."""
     model = load_face_model()
-    face = FaceStage(model, target, mode, target_poses, brows=brows, photos=photos)
+    face = FaceStage(model, target, mode, target_poses, brows=brows, photos=photos, tracker=tracker)
     if generator is not None:
         generator.reset()
     times: list[float] = []
@@ -156,11 +156,11 @@ def delivery_stats(captured: int, delivered: list[tuple[int, float, float]], set
 
 
 def paced(source: Path, target: Subject, generator: GeneratorStage | None, frames: int | None,
-          brows: bool = True, upsampler=None, photos=None) -> dict:
+          brows: bool = True, upsampler=None, photos=None, tracker: str = "mediapipe") -> dict:
     """The clip played at its own frame rate through the real-time pipeline, as the live app
     runs a camera: delivery_stats of the run, after SETTLE_SECONDS."""
     model = load_face_model()
-    face = FaceStage(model, target, "head", brows=brows, photos=photos)
+    face = FaceStage(model, target, "head", brows=brows, photos=photos, tracker=tracker)
     if generator is not None:
         generator.reset()
     clip = VideoFileSource(source, loop=False, paced=True, max_frames=frames)
@@ -177,7 +177,7 @@ def paced(source: Path, target: Subject, generator: GeneratorStage | None, frame
 
 def run_bench(source: str | Path, frames: int | None = None, json_out: str | Path | None = None,
               library: Path | None = None, avatar_name: str | None = None, engine_choice: str = "auto",
-              realtime: bool = False, hires: bool = False) -> str:
+              realtime: bool = False, hires: bool = False, tracker: str = "mediapipe") -> str:
     info = probe(source)
     generator, upsampler, target, engine_info, brows, photos = None, None, _default_target(), None, True, None
     if avatar_name:
@@ -192,7 +192,7 @@ def run_bench(source: str | Path, frames: int | None = None, json_out: str | Pat
             engine_info["upsampler"] = {"provider": upsampler.provider, "precision": upsampler.precision}
     elif hires:
         raise EngineError("--hires needs --avatar (the upsampler is the avatar's own)")
-    times, count, plain_fps = plain_loop(info.path, target, generator, frames, brows, upsampler, photos)
+    times, count, plain_fps = plain_loop(info.path, target, generator, frames, brows, upsampler, photos, tracker)
     medians = {k: round(float(np.median(v)), 3) for k, v in times.items()}
     face_total = round(sum(medians.get(k, 0.0) for k in FACE_STAGES), 3)
     report = {
@@ -204,20 +204,21 @@ def run_bench(source: str | Path, frames: int | None = None, json_out: str | Pat
         "output_resolution": 2 * SIZE if upsampler is not None else SIZE,
         "avatar": avatar_name,
         "engine": engine_info,
+        "tracker": tracker,
         "stages_ms": medians,
         "face_total_ms": face_total,
         "face_path_fps": round(1000.0 / face_total, 1) if face_total else None,
         "plain_loop_fps": round(plain_fps, 2),
     }
     delivered, threaded_fps, pipeline_medians, first = threaded(info.path, target, generator, frames, brows=brows, upsampler=upsampler,
-                                                                  photos=photos)
+                                                                  photos=photos, tracker=tracker)
     report["threaded_fps"] = round(threaded_fps, 2)
     report["threaded_frames"] = delivered
     report["threaded_first_frame_s"] = None if first is None else round(first, 2)
     report["threaded_speedup"] = round(report["threaded_fps"] / max(report["plain_loop_fps"], 1e-6), 2)
     report["threaded_latency_ms"] = round(pipeline_medians.get("latency", 0.0), 1)
     if realtime:
-        report["realtime"] = paced(info.path, target, generator, frames, brows, upsampler, photos)
+        report["realtime"] = paced(info.path, target, generator, frames, brows, upsampler, photos, tracker)
     report["peak_memory_mb"] = round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)
     report["machine"] = {"cpus": os.cpu_count(), "processor": platform.machine(), "python": platform.python_version()}
     text = json.dumps(report, indent=2)

@@ -109,7 +109,8 @@ def cmd_prepare(args: argparse.Namespace) -> int:
         return prepare_from_photos(args)
     if len(args.video) > 1:
         raise AvatarError("give one video (several photos of one person are fine, several videos are not)")
-    result = prepare(args.video[0], resolve_library(args.library), args.name, args.overwrite, args.preview, args.discard_training)
+    result = prepare(args.video[0], resolve_library(args.library), args.name, args.overwrite, args.preview, args.discard_training,
+                     args.tracker)
     print(result.summary())
     for warning in result.warnings():
         print(warning, file=sys.stderr)
@@ -148,6 +149,7 @@ def cmd_reenact(args: argparse.Namespace) -> int:
         side_by_side=args.side_by_side,
         run=args.run,
         background=parse_background(args.background),
+        tracker=args.tracker,
     )
     print(result.summary())
     return 0
@@ -309,7 +311,8 @@ def cmd_bench(args: argparse.Namespace) -> int:
     from .bench import run_bench
 
     library = resolve_library(args.library) if args.avatar else None
-    report = run_bench(args.source, args.frames, args.json, library, args.avatar, args.engine, args.realtime, args.hires)
+    report = run_bench(args.source, args.frames, args.json, library, args.avatar, args.engine, args.realtime, args.hires,
+                       args.tracker)
     print(report)
     return 0
 
@@ -325,6 +328,8 @@ def cmd_doctor(args: argparse.Namespace) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
+    from .live import add_live_arguments, add_tracker_argument, cmd_live
+
     parser = argparse.ArgumentParser(prog="h2h", description="Head2Head++ avatars: prepare, train, eval, reenact, bench.")
     parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
@@ -341,6 +346,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--preview", action="store_true", help="write preview/contact_sheet.png and preview.mp4")
     p.add_argument("--oneshot", metavar="DIR", help="with photos: the person-generic generator to use (a folder from "
                                                      "h2h train-oneshot; default: the shipped one)")
+    add_tracker_argument(p, note=" (tracks a video; photos always use MediaPipe)")
     _library_arg(p)
     p.set_defaults(func=cmd_prepare)
 
@@ -358,6 +364,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--frames", type=int, default=None, help="stop after N source frames")
     p.add_argument("--background", default="keep", metavar="keep|blur|color:RRGGBB|PATH",
                    help="what goes behind the person (needs a generator with a mask: fine-tuned from the base)")
+    add_tracker_argument(p)
     _library_arg(p)
     p.set_defaults(func=cmd_reenact)
 
@@ -455,8 +462,6 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_package)
 
     p = sub.add_parser("live", help="the live app: drive an avatar from a webcam into a virtual camera")
-    from .live import add_live_arguments, cmd_live
-
     add_live_arguments(p)
     p.set_defaults(func=cmd_live)
 
@@ -474,6 +479,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--realtime", action="store_true",
                    help="also play the clip at its frame rate through the live pipeline: frames delivered, drops, latency p50/p95, jitter")
     p.add_argument("--hires", action="store_true", help="with --avatar: 512x512 output through its learned upsampler")
+    add_tracker_argument(p)
     _library_arg(p)
     p.set_defaults(func=cmd_bench)
     return parser

@@ -70,6 +70,18 @@ def engine_choice(library: Path, avatar: str | None) -> dict:
         logger.removeHandler(handler)
 
 
+def densefacereg_facts() -> dict:
+    """Where the DenseFaceReg tracker would run, or why it cannot."""
+    from ..engines.base import EngineError
+    from ..engines.facereg_engine import load_facereg_engine
+
+    try:
+        engine = load_facereg_engine()
+    except EngineError as exc:
+        return {"problem": str(exc)}
+    return {"provider": engine.provider, "precision": engine.precision, "crop": engine.size}
+
+
 def diagnose(library: Path, avatar: str | None) -> dict:
     return {
         "python": platform.python_version(),
@@ -79,4 +91,5 @@ def diagnose(library: Path, avatar: str | None) -> dict:
         "tensorrt": tensorrt_facts(),
         "engine_cache": str(engine_cache_dir()),
         "live": engine_choice(library, avatar),
+        "densefacereg": densefacereg_facts(),
     }

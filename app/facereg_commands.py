@@ -10,6 +10,7 @@ from pathlib import Path
 from ..models.facereg_data import FaceSamples
 from ..models.facereg_eval import evaluate, format_report
 from ..models.facereg_training import FACEREG_STATE, FACEREG_TRAIN_PRESETS, FaceRegTrainer
+from ..models.geometry.facereg_tracker import CALIBRATION_FRAMES
 from ..models.io_utils import atomic_write_bytes
 from ..models.library import resolve_library
 from .timed_commands import add_timed_training_arguments, run_folder
@@ -34,10 +35,13 @@ def add_eval_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("folder", help="a DenseFaceReg folder (from h2h train-facereg)")
     p.add_argument("--avatars", nargs="+", required=True, metavar="NAME", help="prepared avatars to score it on (people it never saw)")
     p.add_argument("--json", metavar="OUT", help="also write the report as JSON")
+    p.add_argument("--calibration", type=int, default=CALIBRATION_FRAMES, metavar="N",
+                   help=f"frames after each find on which the teacher calibrates the network, as the live tracker does "
+                        f"(default {CALIBRATION_FRAMES}; 0: the network alone)")
 
 
 def cmd_eval_facereg(args: argparse.Namespace) -> int:
-    report = evaluate(Path(args.folder), resolve_library(args.library), args.avatars)
+    report = evaluate(Path(args.folder), resolve_library(args.library), args.avatars, calibration=args.calibration)
     print(format_report(report))
     if args.json:
         atomic_write_bytes(Path(args.json), json.dumps(report, indent=2).encode())

@@ -11,7 +11,9 @@ from pathlib import Path
 
 import numpy as np
 
+from ..engines.base import EngineError
 from ..models.avatar import AvatarError
+from ..models.geometry.tracker import TRACKERS
 from ..models.library import resolve_library
 from .background import parse_background
 from .session import AvatarEntry, LiveSession, available_avatars, load_avatar
@@ -63,6 +65,9 @@ def run_headless(args: argparse.Namespace) -> int:
     source: FrameSource = open_source(spec, realtime=realtime, max_frames=args.frames, loop=bool(args.frames) and not args.record,
                                       give_up_after=args.camera_timeout)
     session = LiveSession(mode=args.mode or "head")
+    problem = session.set_tracker(args.tracker or "mediapipe")
+    if problem:
+        raise EngineError(problem)
     session.set_avatar(loaded)
     problem = session.set_background(parse_background(args.background))
     if problem:
@@ -104,6 +109,7 @@ def run_headless(args: argparse.Namespace) -> int:
         session.close()
     stats = session_stats(session, delivered[0], elapsed)
     stats["frames_with_face"] = faces[0]
+    stats["tracker"] = session.tracker
     if recorder is not None:
         stats["recorded"] = {"path": str(recorder.path), "frames": recorder.frames, "codec": recorder.codec}
     print(json.dumps(stats, indent=2))
@@ -129,6 +135,12 @@ def session_stats(session: LiveSession, delivered: int, seconds: float) -> dict:
     }
 
 
+def add_tracker_argument(p: argparse.ArgumentParser, default: str | None = "mediapipe", note: str = "") -> None:
+    p.add_argument("--tracker", choices=TRACKERS, default=default,
+                   help=f"face tracker: MediaPipe's face mesh, or the project's DenseFaceReg network (faster; MediaPipe "
+                        f"still finds the face){note}")
+
+
 def add_live_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--headless", action="store_true", help="no window: run the pipeline and print a summary")
     p.add_argument("--start", action="store_true", help="start driving as soon as the window opens")
@@ -137,6 +149,7 @@ def add_live_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--mode", choices=("head", "face"), help="head (pose + expression + gaze) or face (expression + gaze); default head, or the window's last")
     p.add_argument("--engine", choices=("auto", "trt", "onnx", "torch"), default="auto")
     p.add_argument("--device", choices=("cpu", "cuda"), default="cpu", help="where the PyTorch engine runs (with --engine torch)")
+    add_tracker_argument(p, None, "; default mediapipe, or the window's last")
     p.add_argument("--vcam", action="store_true", help="send the avatar to a virtual camera")
     p.add_argument("--record", metavar="OUT.mp4", help="record the avatar to an mp4")
     p.add_argument("--record-size-output", action="store_true", help="record at --size instead of the avatar's own size (256, or 512 with --hires)")

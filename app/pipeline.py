@@ -145,8 +145,10 @@ class FaceStage:
 
     def __init__(self, model: FaceModel, target: Subject, mode: str = "head", target_poses: list[Pose] | None = None,
                  options: RetargetOptions | None = None, size: int = 256, calibration_frames: int = 30,
-                 brows: bool = False, photos: list[np.ndarray] | None = None) -> None:
+                 brows: bool = False, photos: list[np.ndarray] | None = None, tracker: str = "mediapipe") -> None:
         self.model, self.target, self.size, self.brows, self.photos = model, target, size, brows, photos
+        self.tracker = tracker  # the tracker back-end (models.geometry.tracker.TRACKERS)
+        self._tracker_pending: str | None = None
         self.retargeter = Retargeter(model, target, mode, target_poses, options)
         self.calibration = SourceCalibration(model, calibration_frames)
         self._tracker = None
@@ -170,7 +172,19 @@ class FaceStage:
         with self._pending_lock:
             self._pending = (target, target_poses, mode or self.retargeter.mode, self.brows if brows is None else brows, photos)
 
+    def set_tracker(self, kind: str) -> None:
+        """Switch the tracker back-end from any thread; applied before the next frame."""
+        with self._pending_lock:
+            self._tracker_pending = kind
+
     def _apply_pending(self) -> None:
+        with self._pending_lock:
+            kind, self._tracker_pending = self._tracker_pending, None
+        if kind is not None and kind != self.tracker:
+            self.tracker = kind
+            if self._tracker is not None:
+                self._tracker.close()
+                self._tracker = create_tracker(kind, video_mode=True)
         if self._recalibrate:
             self._recalibrate = False
             self.calibration.reset()
@@ -193,7 +207,7 @@ class FaceStage:
     def process(self, packet: Packet) -> Packet:
         self._apply_pending()
         if self._renderer is None:
-            self._tracker = create_tracker(video_mode=True)
+            self._tracker = create_tracker(self.tracker, video_mode=True)
             self._renderer = ConditioningRenderer(self.model, self.size, brows=self.brows, photos=self.photos)
         t0 = time.perf_counter()
         face = track_face(self._tracker, packet.source, self.model)

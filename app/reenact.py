@@ -52,13 +52,13 @@ class DrivenFrame:
 
 
 def driven(avatar: Avatar, source: Path, mode: str, max_frames: int | None,
-           photos: list[np.ndarray] | None = None) -> tuple[float, Iterator[DrivenFrame]]:
-    """(fps, iterator of DrivenFrame): the source tracked (whole-video calibration) and
-    retargeted onto the avatar; `photos`: see FaceStage."""
+           photos: list[np.ndarray] | None = None, tracker: str = "mediapipe") -> tuple[float, Iterator[DrivenFrame]]:
+    """(fps, iterator of DrivenFrame): the source tracked by the `tracker` back-end
+    (whole-video calibration) and retargeted onto the avatar; `photos`: see FaceStage."""
     info = probe(source)
     model = load_face_model()
     size = avatar.resolution
-    crops, faces = zip(*tracked_crops(info, locate_crop(info), size, model, max_frames))
+    crops, faces = zip(*tracked_crops(info, locate_crop(info), size, model, max_frames, tracker))
     found = [f.landmarks for f in faces if f is not None]
     if not found:
         raise AvatarError(f"{info.path}: no face found in the source; use a clip where one face is visible")
@@ -81,10 +81,10 @@ def driven(avatar: Avatar, source: Path, mode: str, max_frames: int | None,
 
 
 def driven_frames(avatar: Avatar, source: Path, mode: str, max_frames: int | None, counter: list[int],
-                  photos: list[np.ndarray] | None = None) -> tuple[float, Iterator[Frame]]:
+                  photos: list[np.ndarray] | None = None, tracker: str = "mediapipe") -> tuple[float, Iterator[Frame]]:
     """(fps, iterator of source crop + retargeted conditioning); frames without a face hold
     the last conditioning and are counted in `counter`."""
-    fps, frames = driven(avatar, source, mode, max_frames, photos)
+    fps, frames = driven(avatar, source, mode, max_frames, photos, tracker)
 
     def crops_and_conditioning() -> Iterator[Frame]:
         for frame in frames:
@@ -121,6 +121,7 @@ def reenact(
     side_by_side: bool = False,
     run: str | None = None,
     background: Background | None = None,
+    tracker: str = "mediapipe",
 ) -> ReenactResult:
     """Write the reenactment video; see `h2h reenact --help` for the layouts."""
     started = time.perf_counter()
@@ -144,7 +145,7 @@ def reenact(
     if mode == "self":
         fps, frames = avatar.fps, self_frames(avatar, max_frames)
     else:
-        fps, frames = driven_frames(avatar, Path(source), mode, max_frames, no_face, photos)
+        fps, frames = driven_frames(avatar, Path(source), mode, max_frames, no_face, photos, tracker)
     size = avatar.resolution
     reference = target_reference(avatar) if conditioning_only else None
     panels = 4 if conditioning_only else (3 if side_by_side else 1)

@@ -17,6 +17,7 @@ from ..engines.upsampler_engine import load_upsampler_engine
 from ..models.avatar import Avatar
 from ..models.geometry.face_model import load_face_model
 from ..models.geometry.retarget import RetargetOptions
+from ..models.geometry.tracker import tracker_problem
 from ..models.library import BUNDLED, list_avatars
 from .background import Background, Compositor, no_mask_problem
 from .pipeline import FaceStage, GeneratorStage, Packet, Pipeline, photo_meshes
@@ -91,9 +92,10 @@ def load_avatar(entry: AvatarEntry, engine: str = "auto", device: str = "cpu") -
 class LiveSession:
     """Runs the pipeline for one avatar and source; avatars switch without stopping."""
 
-    def __init__(self, mode: str = "head", options: RetargetOptions | None = None) -> None:
+    def __init__(self, mode: str = "head", options: RetargetOptions | None = None, tracker: str = "mediapipe") -> None:
         self.model = load_face_model()
         self.mode = mode
+        self.tracker = tracker
         self.options = options or RetargetOptions(smoothing=0.3)
         self.current: LoadedAvatar | None = None
         self.pipeline: Pipeline | None = None
@@ -149,6 +151,16 @@ class LiveSession:
             return no_mask_problem(self.current.avatar.name)
         return None
 
+    def set_tracker(self, kind: str) -> str | None:
+        """Track with this back-end from the next frame on (safe while running); returns why
+        it cannot be used (then the tracker stays as it was), or None."""
+        problem = tracker_problem(kind)
+        if problem is None:
+            self.tracker = kind
+            if self.face is not None:
+                self.face.set_tracker(kind)
+        return problem
+
     def set_mode(self, mode: str) -> None:
         self.mode = mode
         if self.face is not None and self.current is not None:
@@ -168,7 +180,7 @@ class LiveSession:
         avatar = self.current.avatar
         self.source = source
         self.face = FaceStage(self.model, avatar.subject, self.mode, self._poses(self.current), self.options, brows=avatar.brows,
-                              photos=self.current.photos)
+                              photos=self.current.photos, tracker=self.tracker)
         generator = GeneratorStage(self.current.engine, avatar.resolution, self.current.photos)
         sinks = [self._deliver, *(extra_sinks or [])]
         self.pipeline = Pipeline(iter(source), self.face, generator, sinks, realtime, keep_all_timings, self._upsampler()).start()

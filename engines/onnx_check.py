@@ -1,8 +1,8 @@
 """Checks on an ONNX model from an avatar folder before ONNX Runtime sees it: no tensor may
 name external data (a path that could point anywhere on disk), and the graph must be the
 generator step (cond, prev and, for a one-shot avatar, corr -> frame at the avatar's
-resolution) or the 2x upsampler
-(frame -> hires)."""
+resolution), the 2x upsampler
+(frame -> hires) or DenseFaceReg (crop -> points)."""
 from __future__ import annotations
 
 from collections.abc import Iterator
@@ -16,6 +16,8 @@ STANDARD_DOMAINS = ("", "ai.onnx")  # no contrib ops: com.microsoft's EPContext 
 OUTPUTS = ("frame",)
 UPSAMPLER_INPUTS = ("frame",)
 UPSAMPLER_OUTPUTS = ("hires",)
+FACEREG_SIZES = range(32, 513, 32)  # square crop sides DenseFaceReg may take
+FACEREG_POINTS = 478
 
 
 def _messages(message) -> Iterator:
@@ -95,3 +97,17 @@ def check_upsampler_onnx(data: bytes, size: int, label: str) -> None:
         raise EngineError(f"{label}: inputs {names[0]} -> outputs {names[1]} are not the upsampler's (frame -> hires)")
     _check_image(inputs[0], label, size, (3,))
     _check_image(outputs[0], label, 2 * size, (3,))
+
+
+def check_facereg_onnx(data: bytes, label: str) -> int:
+    """The crop side of a self-contained DenseFaceReg (crop 1x3xSxS -> points 1x478x3); EngineError otherwise."""
+    inputs, outputs = _graph_io(_checked_model(data, label))
+    if [i.name for i in inputs] != ["crop"] or [o.name for o in outputs] != ["points"]:
+        raise EngineError(f"{label}: inputs {[i.name for i in inputs]} -> outputs {[o.name for o in outputs]} are not DenseFaceReg's (crop -> points)")
+    size = _dims(inputs[0])[-1]
+    if size not in FACEREG_SIZES:
+        raise EngineError(f"{label}: crop side {size} is not one of 32-512 in steps of 32")
+    _check_image(inputs[0], label, size, (3,))
+    if _dims(outputs[0]) != [1, FACEREG_POINTS, 3]:
+        raise EngineError(f"{label}: 'points' must be 1x{FACEREG_POINTS}x3")
+    return size

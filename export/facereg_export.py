@@ -8,13 +8,12 @@ import numpy as np
 import torch
 
 from ..engines.base import EngineError
+from ..engines.facereg_engine import FACEREG_INT8, FACEREG_ONNX, write_int8_record
 from ..models.facereg_data import FaceSamples, to_input
 from ..models.facereg_eval import load_facereg
 from ..models.io_utils import atomic_write_bytes
 from .onnx_export import CALIBRATION_FRAMES, onnx_bytes, spread_over
 
-FACEREG_ONNX = "facereg.onnx"
-FACEREG_INT8 = "facereg.int8.onnx"
 FP32_TOLERANCE = 1e-3  # crop-normalised units (1 = half the crop)
 INT8_TOLERANCE = 0.01  # mean point error of the int8 model against fp32, same units
 
@@ -57,5 +56,6 @@ def export_facereg(folder: Path, samples: FaceSamples, int8: bool = False) -> di
         if gap > INT8_TOLERANCE:
             raise EngineError(f"DenseFaceReg int8 model is {gap:.4f} from fp32 (> {INT8_TOLERANCE:g}); not saved")
         atomic_write_bytes(folder / FACEREG_INT8, quantized)
+        write_int8_record(folder, onnx, gap)
         report.update(int8=str(folder / FACEREG_INT8), int8_mean_error=gap)
     return report

@@ -1,8 +1,9 @@
 """DenseFaceReg against its teacher on people it never saw (`h2h eval-facereg`): each clip
-tracked the way the live app tracks, every crop taken around the network's own previous
-answer (the teacher's points only start a clip and restart it after a lost face); then the
-vertex error over the inter-ocular distance, eye and mouth correlation with the teacher, and
-frame-to-frame jitter of both."""
+tracked by the live app's DenseFaceRegTracker, every crop taken around the network's own
+previous answer (the teacher's stored points stand in for MediaPipe: they start a clip,
+restart it after a lost face and calibrate the first frames); then the vertex error over the
+inter-ocular distance, eye and mouth correlation with the teacher, and frame-to-frame jitter
+of both."""
 from __future__ import annotations
 
 from dataclasses import fields
@@ -16,8 +17,9 @@ from .avatar import Avatar
 from .avatar_files import AvatarFiles
 from .checkpoint import CheckpointError, read_model_meta, read_weights
 from .expression_features import IRIS_CENTRES, LEFT_EYE, RIGHT_EYE, correlation, face_features
-from .facereg_data import Crop, to_input
+from .facereg_data import to_input
 from .facereg_training import FACEREG_FILE, FACEREG_META
+from .geometry.facereg_tracker import CALIBRATION_FRAMES, DenseFaceRegTracker
 from .networks.facereg import DenseFaceReg, FaceRegConfig
 
 CONFIG_BOUNDS = {"size": (32, 512), "width": (1, 128), "max_channels": (1, 512), "squeeze": (1, 256)}
@@ -51,12 +53,28 @@ def load_facereg(folder: Path) -> tuple[DenseFaceReg, dict]:
     return net.eval(), meta
 
 
-@torch.no_grad()
-def predict(net: DenseFaceReg, rgb: np.ndarray, previous: np.ndarray) -> np.ndarray:
-    """Image-space points (478, 3) of the face near `previous` (its last points)."""
-    crop = Crop.around(previous, net.config.size)
-    out = net(to_input(crop.image(rgb)[None]))[0].numpy()
-    return crop.denormalise(out)
+class TorchRegressor:
+    """The network as the tracker's regressor: a crop (S, S, 3) uint8 -> (478, 3) crop points."""
+
+    def __init__(self, net: DenseFaceReg) -> None:
+        self.net, self.size = net, net.config.size
+
+    @torch.no_grad()
+    def run(self, crop: np.ndarray) -> np.ndarray:
+        return self.net(to_input(crop[None]))[0].numpy()
+
+
+class StoredTracks:
+    """The tracker's finder on stored teacher points: those of frame `index`."""
+
+    def __init__(self, landmarks: np.ndarray) -> None:
+        self.landmarks, self.index = landmarks, 0
+
+    def track(self, rgb: np.ndarray) -> np.ndarray:
+        return self.landmarks[self.index]
+
+    def close(self) -> None:
+        pass
 
 
 def interocular(points: np.ndarray) -> float:
@@ -77,24 +95,32 @@ def jitter(series: np.ndarray, scale: np.ndarray) -> float:
     return float(np.median(second / scale[1:-1]))
 
 
-def track_clip(net: DenseFaceReg, avatar: Avatar, progress: bool = True) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """(teacher, student) points over the avatar's frames with a face, and those frame indices."""
+def track_clip(net: DenseFaceReg, avatar: Avatar, progress: bool = True,
+               calibration: int = CALIBRATION_FRAMES) -> tuple[np.ndarray, np.ndarray, np.ndarray, int]:
+    """(teacher, student) points over the avatar's frames with a face, those frame indices,
+    and how often the tracker lost the face (it is then found again on the same frame)."""
     valid = avatar.tracks["valid"]
     teacher = avatar.tracks["landmarks"]
-    indices, student, previous = [], [], None
+    stored = StoredTracks(teacher)
+    tracker = DenseFaceRegTracker(TorchRegressor(net), stored, None, calibration=calibration)
+    indices, student, lost = [], [], 0
     for i in tqdm(range(len(valid)), desc=f"tracking {avatar.name}", unit="f", disable=not progress, leave=False):
         if not valid[i]:
-            previous = None
+            tracker.reset()
             continue
-        points = predict(net, avatar.read_image("frame", i), teacher[i] if previous is None else previous)
+        stored.index = i
+        rgb = avatar.read_image("frame", i)
+        points = tracker.track(rgb)
+        if points is None:
+            lost += 1
+            points = tracker.track(rgb)
         student.append(points)
         indices.append(i)
-        previous = points
-    return teacher[indices], np.asarray(student), np.asarray(indices)
+    return teacher[indices], np.asarray(student), np.asarray(indices), lost
 
 
-def evaluate_person(net: DenseFaceReg, avatar: Avatar, progress: bool = True) -> dict:
-    teacher, student, _ = track_clip(net, avatar, progress)
+def evaluate_person(net: DenseFaceReg, avatar: Avatar, progress: bool = True, calibration: int = CALIBRATION_FRAMES) -> dict:
+    teacher, student, _, lost = track_clip(net, avatar, progress, calibration)
     scale = np.array([interocular(p) for p in teacher])
     error = np.linalg.norm(student[:, :, :2] - teacher[:, :, :2], axis=-1).mean(-1) / scale
     error_3d = np.linalg.norm(student - teacher, axis=-1).mean(-1) / scale
@@ -102,6 +128,7 @@ def evaluate_person(net: DenseFaceReg, avatar: Avatar, progress: bool = True) ->
     theirs = [features(p) for p in teacher]
     report = {
         "frames": len(teacher),
+        "lost": lost,
         "median_error_iod": float(np.median(error)),
         "p90_error_iod": float(np.percentile(error, 90)),
         "median_error_3d_iod": float(np.median(error_3d)),
@@ -113,15 +140,17 @@ def evaluate_person(net: DenseFaceReg, avatar: Avatar, progress: bool = True) ->
     return report
 
 
-def evaluate(folder: Path, library: Path, names: list[str], progress: bool = True) -> dict:
+def evaluate(folder: Path, library: Path, names: list[str], progress: bool = True, calibration: int = CALIBRATION_FRAMES) -> dict:
     net, meta = load_facereg(folder)
-    people = {name: evaluate_person(net, Avatar.open(library, name), progress) for name in names}
+    people = {name: evaluate_person(net, Avatar.open(library, name), progress, calibration) for name in names}
     seen = sorted(set(names) & set(meta.get("people", [])))
-    return {"facereg": str(folder), "step": meta.get("step"), "trained_on": meta.get("people"), "also_trained_on": seen, "people": people}
+    return {"facereg": str(folder), "step": meta.get("step"), "trained_on": meta.get("people"), "also_trained_on": seen,
+            "calibration_frames": calibration, "people": people}
 
 
 def format_report(report: dict) -> str:
-    lines = [f"DenseFaceReg {report['facereg']} (step {report['step']}) against MediaPipe (the teacher)",
+    lines = [f"DenseFaceReg {report['facereg']} (step {report['step']}) against MediaPipe (the teacher), "
+             f"calibrated on {report['calibration_frames']} frames after each find",
              f"{'person':10s}{'frames':>8s}{'median err':>12s}{'p90 err':>10s}{'eye R r':>9s}{'eye L r':>9s}{'mouth r':>9s}{'jitter':>9s}{'teacher':>9s}"]
     for name, r in report["people"].items():
         lines.append(f"{name:10s}{r['frames']:8d}{r['median_error_iod']:11.1%} {r['p90_error_iod']:9.1%} {r['r_eye_right']:8.2f} "

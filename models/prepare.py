@@ -59,11 +59,11 @@ class PrepareResult:
         return []
 
 
-def track_crops(info: VideoInfo, box: tuple[int, int, int], model: FaceModel, folder: Path):
+def track_crops(info: VideoInfo, box: tuple[int, int, int], model: FaceModel, folder: Path, tracker: str = "mediapipe"):
     """Crop, save, segment and track every frame; landmarks/pupils are NaN where the face was lost."""
     landmarks, pupils = [], []
     with ForegroundSegmenter() as segmenter:
-        for i, (crop, face) in enumerate(tracked_crops(info, box, RESOLUTION, model)):
+        for i, (crop, face) in enumerate(tracked_crops(info, box, RESOLUTION, model, tracker=tracker)):
             cv2.imwrite(str(folder / "frames" / FRAME_NAME.format(i)), cv2.cvtColor(crop, cv2.COLOR_RGB2BGR))
             cv2.imwrite(str(folder / "masks" / FRAME_NAME.format(i)), segmenter.mask(crop))
             landmarks.append(face.landmarks if face else np.full((NUM_LANDMARKS, 3), np.nan, np.float32))
@@ -171,10 +171,11 @@ def conditioning_to_render(writer: AvatarWriter) -> int:
 
 def prepare(
     video: str | Path, library: Path, name: str, overwrite: bool = False, preview: bool = False,
-    discard_training: bool = False,
+    discard_training: bool = False, tracker: str = "mediapipe",
 ) -> PrepareResult:
     """Run the whole preparation; the avatar appears in the library only when complete.
-    Replacing an avatar keeps its checkpoints/ and engines/ unless `discard_training`."""
+    Replacing an avatar keeps its checkpoints/ and engines/ unless `discard_training`.
+    `tracker`: the back-end that tracks the frames (models.geometry.tracker.TRACKERS)."""
     started = time.perf_counter()
     info = probe(video)
     refuse_still_image(info)
@@ -184,7 +185,7 @@ def prepare(
     try:
         model = load_face_model()
         box = locate_crop(info)
-        landmarks, pupils = track_crops(info, box, model, writer.tmp)
+        landmarks, pupils = track_crops(info, box, model, writer.tmp, tracker)
         refuse_still_image(info, len(landmarks))
         valid = ~np.isnan(landmarks).any(axis=(1, 2))
         if valid.sum() < MIN_VALID_FRAMES:

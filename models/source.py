@@ -11,7 +11,7 @@ from .avatar import Avatar, AvatarError
 from .geometry.conditioning import TrackedFace, track_face
 from .geometry.crop import crop_frame, face_box, square_crop_box
 from .geometry.face_model import FaceModel
-from .geometry.tracker import MediaPipeTracker
+from .geometry.tracker import MediaPipeTracker, create_tracker
 from .metrics import psnr
 from .video import VideoInfo, probe, read_frames
 
@@ -35,14 +35,15 @@ def locate_crop(info: VideoInfo) -> tuple[int, int, int]:
 
 
 def tracked_crops(
-    info: VideoInfo, box: tuple[int, int, int], size: int, model: FaceModel, max_frames: int | None = None
+    info: VideoInfo, box: tuple[int, int, int], size: int, model: FaceModel, max_frames: int | None = None,
+    tracker: str = "mediapipe",
 ) -> Iterator[tuple[np.ndarray, TrackedFace | None]]:
-    """(crop, face or None) for each frame, tracked in video mode, with a progress bar."""
+    """(crop, face or None) for each frame, tracked in video mode by the `tracker` back-end, with a progress bar."""
     total = min(info.frame_count, max_frames) if max_frames else info.frame_count
-    with MediaPipeTracker(video_mode=True) as tracker:
+    with create_tracker(tracker, video_mode=True) as points:
         for frame in tqdm(read_frames(info.path, max_frames), total=total or None, desc="tracking", unit="f"):
             crop = crop_frame(frame, box, size)
-            yield crop, track_face(tracker, crop, model)
+            yield crop, track_face(points, crop, model)
 
 
 def hires_crops(avatar: Avatar, video: str | Path, indices: np.ndarray, size: int) -> np.ndarray:

@@ -10,8 +10,9 @@ from h2h.app.cli import main
 from h2h.models.avatar import Avatar
 from h2h.models.checkpoint import CheckpointError
 from h2h.models.expression_features import LEFT_EYE, RIGHT_EYE
-from h2h.models.facereg_data import Augment, Crop, FaceSamples, mirror_permutation
+from h2h.models.facereg_data import Augment, FaceSamples, mirror_permutation
 from h2h.models.facereg_eval import load_facereg
+from h2h.models.geometry.face_crop import Crop
 
 
 def test_crops_map_points_both_ways_and_the_mirror_swaps_sides(prepared, model):
@@ -70,3 +71,45 @@ def test_a_shared_facereg_with_an_unreasonable_config_is_refused(prepared, tmp_p
     (out / "facereg.json").write_text(json.dumps(meta))
     with pytest.raises(CheckpointError, match="width"):
         load_facereg(out)
+
+
+def test_the_densefacereg_tracker_follows_the_face_and_notices_when_it_is_gone(short_clip):
+    """The shipped network tracks a real clip close to MediaPipe (its teacher), says None
+    within a few frames of the face leaving, and finds it again when it comes back."""
+    from h2h.models.facereg_eval import interocular
+    from h2h.models.geometry.facereg_tracker import CHECK_EVERY
+    from h2h.models.geometry.tracker import MediaPipeTracker, create_tracker
+    from h2h.models.video import read_frames
+
+    frames = list(read_frames(short_clip, 12))
+    with MediaPipeTracker(video_mode=True) as teacher:
+        expected = [teacher.track(f) for f in frames]
+    with create_tracker("densefacereg") as tracker:
+        got = [tracker.track(f) for f in frames]
+        assert all(p is not None and p.shape == (478, 3) for p in got)
+        errors = [np.linalg.norm(p[:, :2] - e[:, :2], axis=1).mean() / interocular(e) for p, e in zip(got, expected)]
+        assert np.median(errors) < 0.05
+        blank = np.full_like(frames[0], 90)
+        gone = [tracker.track(blank) for _ in range(CHECK_EVERY + 1)]
+        assert gone[-1] is None
+        assert tracker.track(frames[0]) is not None
+
+
+def test_a_missing_or_foreign_densefacereg_model_is_refused_with_a_message(exported, short_clip, tmp_path, monkeypatch, capsys):
+    from h2h.engines.base import EngineError
+    from h2h.engines.facereg_engine import load_facereg_engine
+    from h2h.models.geometry.tracker import tracker_problem
+
+    with pytest.raises(EngineError, match="missing"):
+        load_facereg_engine(tmp_path)
+    library, avatar = exported
+    (tmp_path / "facereg.onnx").write_bytes((avatar.path / "engines" / "generator.onnx").read_bytes())
+    with pytest.raises(EngineError, match="not DenseFaceReg's"):
+        load_facereg_engine(tmp_path)
+    (tmp_path / "facereg.onnx").write_bytes(b"not a model")
+    with pytest.raises(EngineError, match="not an ONNX model"):
+        load_facereg_engine(tmp_path)
+    monkeypatch.setattr("h2h.engines.facereg_engine.SHIPPED_FACEREG", tmp_path / "nowhere")
+    assert "DenseFaceReg cannot run" in tracker_problem("densefacereg")
+    assert main(["bench", "--source", str(short_clip), "--frames", "3", "--tracker", "densefacereg"]) == 1
+    assert "facereg.onnx is missing" in capsys.readouterr().err

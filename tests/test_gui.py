@@ -173,6 +173,28 @@ def test_settings_survive_a_restart(app, library, short_clip, tmp_path):
         again.close()
 
 
+def test_the_face_tracker_switches_while_running_and_a_missing_network_is_said(app, library, short_clip, tmp_path, monkeypatch):
+    settings = _settings(tmp_path)
+    window = _window(app, library, settings, short_clip)
+    try:
+        window.start_when_ready()
+        assert _wait(app, lambda: window.session.latest() is not None), window.message.text()
+        window.use_tracker("densefacereg")
+        assert window.tracker_combo.currentText() == "DenseFaceReg" and "DenseFaceReg" in window.message.text()
+        assert _wait(app, lambda: window.session.face.tracker == "densefacereg")
+        shown = window.session.pipeline.stats.delivered
+        assert _wait(app, lambda: window.session.pipeline.stats.delivered > shown + 3 and window.session.latest().face_found)
+        assert settings.value("tracker") == "densefacereg"
+        window.use_tracker("mediapipe")
+        monkeypatch.setattr("h2h.engines.facereg_engine.SHIPPED_FACEREG", tmp_path / "nowhere")
+        window.use_tracker("densefacereg")
+        assert "DenseFaceReg cannot run" in window.message.text()
+        assert window.tracker_combo.currentText() == "MediaPipe" and window.session.tracker == "mediapipe"
+        assert window.session.running
+    finally:
+        window.close()
+
+
 def test_headless_records_one_frame_per_source_frame(library, short_clip, tmp_path, capsys):
     import json
 
@@ -188,6 +210,7 @@ def test_headless_records_one_frame_per_source_frame(library, short_clip, tmp_pa
     assert summary["frames"] == source_frames and summary["recorded"]["frames"] == source_frames
     assert len(list(read_frames(out))) == source_frames
     assert "engine ONNX Runtime" in printed and summary["fps"] > 0
+    assert summary["tracker"] == "mediapipe"
 
 
 def test_headless_without_a_virtual_camera_keeps_running(library, short_clip, capsys, monkeypatch):

@@ -46,6 +46,14 @@ def test_bench_reports_every_face_stage(short_clip, tmp_path, capsys):
     assert paced["latency_ms_p50"] > 0 and paced["latency_ms_p95"] >= paced["latency_ms_p50"]
 
 
+def test_bench_times_the_densefacereg_tracker(short_clip, tmp_path):
+    out = tmp_path / "bench.json"
+    assert main(["bench", "--source", str(short_clip), "--frames", "15", "--tracker", "densefacereg", "--json", str(out)]) == 0
+    report = json.loads(out.read_text())
+    assert report["tracker"] == "densefacereg" and report["frames"] == report["threaded_frames"] == 15
+    assert report["stages_ms"]["track"] > 0 and report["stages_ms"]["fit"] > 0  # a face was tracked on the timed frames
+
+
 def test_paced_delivery_scores_drops_bursts_latency_and_jitter():
     def run(shown):  # 30 fps, 40 ms latency; the first 5 frames settle
         return [(i, i / 30, 40.0) for i in shown]

@@ -29,6 +29,7 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
+from ...models.geometry.tracker import TRACKER_NAMES
 from ...models.library import resolve_library
 from ..background import BackgroundError, parse_background
 from ..live import SAMPLE_CLIP
@@ -176,6 +177,12 @@ class MainWindow(QMainWindow):
         self.mode_combo.addItems(["head", "face"])
         self.mode_combo.currentTextChanged.connect(self._mode_changed)
         form.addRow("Reenactment", self.mode_combo)
+        self.tracker_combo = QComboBox()
+        for kind, shown in TRACKER_NAMES.items():
+            self.tracker_combo.addItem(shown, kind)
+        self.tracker_combo.setToolTip("MediaPipe's face mesh, or the project's DenseFaceReg network (faster; MediaPipe still finds the face)")
+        self.tracker_combo.currentIndexChanged.connect(lambda _: self._tracker_changed())
+        form.addRow("Face tracker", self.tracker_combo)
         self.start_button = QPushButton("Start")
         self.start_button.clicked.connect(self.toggle_running)
         form.addRow(self.start_button)
@@ -441,6 +448,25 @@ class MainWindow(QMainWindow):
         self.background_combo.setCurrentText(shown)
         self.background_combo.blockSignals(False)
 
+    def use_tracker(self, kind: str) -> None:
+        """Select tracker `kind` in the combo (which switches it, also while running)."""
+        index = self.tracker_combo.findData(kind)
+        if index >= 0:
+            self.tracker_combo.setCurrentIndex(index)
+
+    def _tracker_changed(self) -> None:
+        kind = str(self.tracker_combo.currentData())
+        problem = self.session.set_tracker(kind)
+        if problem:
+            self.message.setText(f"{problem}. Tracking stays with {TRACKER_NAMES[self.session.tracker]}.")
+            self.tracker_combo.blockSignals(True)
+            self.tracker_combo.setCurrentIndex(self.tracker_combo.findData(self.session.tracker))
+            self.tracker_combo.blockSignals(False)
+            return
+        self.settings.setValue("tracker", kind)
+        if not self._restoring:
+            self.message.setText(f"Face tracker: {TRACKER_NAMES[kind]}.")
+
     def _mode_changed(self, mode: str) -> None:
         self.session.set_mode(mode)
         self.settings.setValue("mode", mode)
@@ -494,6 +520,7 @@ class MainWindow(QMainWindow):
         self.mirror_check.setChecked(as_bool(s.value("mirror", False)))
         self.mirror_check.toggled.connect(lambda v: self.settings.setValue("mirror", v))
         self.mode_combo.setCurrentText(str(s.value("mode", "head")))
+        self.use_tracker(str(s.value("tracker", "mediapipe")))
         self.size_combo.setCurrentText(str(s.value("output_size", "1280x720")))
         self.size_combo.currentTextChanged.connect(self._size_changed)
 
@@ -641,6 +668,8 @@ def apply_cli_flags(window: MainWindow, args) -> None:
         window.message.setText("No webcam found: driving from the bundled sample clip. Press Start (Space).")
     if args.mode:
         window.mode_combo.setCurrentText(args.mode)
+    if args.tracker:
+        window.use_tracker(args.tracker)
     if args.size:
         window.size_combo.setCurrentText(args.size)
     if args.vcam:

@@ -73,6 +73,33 @@ class MediaPipeTracker:
         self.close()
 
 
-def create_tracker(video_mode: bool = True) -> FaceTracker:
-    """The default tracker back-end."""
-    return MediaPipeTracker(video_mode=video_mode)
+TRACKER_NAMES = {"mediapipe": "MediaPipe", "densefacereg": "DenseFaceReg"}  # back-end -> the name shown
+TRACKERS = tuple(TRACKER_NAMES)
+
+
+def create_tracker(kind: str = "mediapipe", video_mode: bool = True) -> FaceTracker:
+    """The tracker back-end `kind`: MediaPipe's face mesh, or DenseFaceReg (the shipped network,
+    on the best ONNX Runtime provider; always tracking, MediaPipe finds the face)."""
+    if kind == "mediapipe":
+        return MediaPipeTracker(video_mode=video_mode)
+    if kind == "densefacereg":
+        from ...engines.facereg_engine import load_facereg_engine  # the engine layer, only when asked for
+        from .facereg_tracker import DenseFaceRegTracker
+
+        return DenseFaceRegTracker.with_mediapipe(load_facereg_engine())
+    raise ValueError(f"unknown tracker {kind!r}; choose one of {', '.join(TRACKERS)}")
+
+
+def tracker_problem(kind: str) -> str | None:
+    """Why tracker `kind` cannot run here (unknown, or its network missing or unloadable), or None."""
+    if kind not in TRACKERS:
+        return f"unknown tracker {kind!r}; choose one of {', '.join(TRACKERS)}"
+    if kind == "densefacereg":
+        from ...engines.base import EngineError
+        from ...engines.facereg_engine import load_facereg_engine
+
+        try:
+            load_facereg_engine()
+        except EngineError as exc:
+            return f"DenseFaceReg cannot run: {exc}"
+    return None

@@ -1,0 +1,150 @@
+"""DenseFaceReg as the face tracker (Head2Head++ 3.1): one small network maps a crop around
+the face to its 478 points; each crop is taken around the network's previous answer.
+MediaPipe stays for detection and as the teacher: its face mesh finds the face at the start
+and after a loss and calibrates the network to that face on the first few frames, and its
+face detector checks every few frames that the face is still where the network thinks it is
+(the network itself always answers with a face)."""
+from __future__ import annotations
+
+from typing import Protocol
+
+import numpy as np
+
+from .face_crop import Crop
+from .tracker import NUM_MESH_VERTICES, MediaPipeTracker, quiet_native_logs
+
+CHECK_EVERY = 5  # frames between presence checks (~2 ms each)
+CALIBRATION_FRAMES = 5  # frames after a find on which the finder's points calibrate the network
+MAX_SCALE_CHANGE = 1.5  # the face's box may not grow or shrink more than this from one frame to the next
+MAX_SHIFT = 0.5  # nor move by more than this share of its side
+
+
+class Regressor(Protocol):
+    """A crop (size, size, 3) uint8 -> (478, 3) crop-normalised points (engines.facereg_engine)."""
+
+    size: int
+
+    def run(self, crop: np.ndarray) -> np.ndarray: ...
+
+
+def _box(points: np.ndarray) -> tuple[np.ndarray, float]:
+    """Centre and larger side of the mesh's 2D bounding box."""
+    xy = points[:NUM_MESH_VERTICES, :2]
+    low, high = xy.min(0), xy.max(0)
+    return (low + high) / 2, float(max(high - low))
+
+
+def followed(points: np.ndarray, previous: np.ndarray) -> bool:
+    """Whether `points` plausibly continue `previous` (no jump in place or size)."""
+    if not np.isfinite(points).all():
+        return False
+    (c0, s0), (c1, s1) = _box(previous), _box(points)
+    return 1 / MAX_SCALE_CHANGE < s1 / max(s0, 1e-6) < MAX_SCALE_CHANGE and float(np.linalg.norm(c1 - c0)) < MAX_SHIFT * s0
+
+
+class FaceDetector:
+    """MediaPipe's short-range face detector: face boxes as (x0, y0, x1, y1) in pixels."""
+
+    def __init__(self, min_confidence: float = 0.5) -> None:
+        quiet_native_logs()
+        from mediapipe.python.solutions import face_detection
+
+        self._detector = face_detection.FaceDetection(model_selection=0, min_detection_confidence=min_confidence)
+
+    def boxes(self, rgb: np.ndarray) -> list[tuple[float, float, float, float]]:
+        result = self._detector.process(np.ascontiguousarray(rgb))
+        h, w = rgb.shape[:2]
+        found = []
+        for detection in result.detections or []:
+            b = detection.location_data.relative_bounding_box
+            found.append((b.xmin * w, b.ymin * h, (b.xmin + b.width) * w, (b.ymin + b.height) * h))
+        return found
+
+    def close(self) -> None:
+        self._detector.close()
+
+
+def present(points: np.ndarray, boxes: list[tuple[float, float, float, float]]) -> bool:
+    """Whether a detected face box has its centre inside the points' face box."""
+    centre, side = _box(points)
+    return any(abs((x0 + x1) / 2 - centre[0]) < side / 2 and abs((y0 + y1) / 2 - centre[1]) < side / 2 for x0, y0, x1, y1 in boxes)
+
+
+class DenseFaceRegTracker:
+    """The FaceTracker protocol on DenseFaceReg: (478, 3) image-space points, or None.
+
+    `finder` (a FaceTracker: MediaPipe's face mesh in the app) finds the face when there is
+    none, and gives the teacher's points for the first `calibration` frames after each find:
+    the network's mean error on them, in crop coordinates, is added to its later answers. That
+    takes out most of what the network gets wrong about a face it never saw (its shape), which
+    stays the same from frame to frame. `detector` (None: no checks) says every `check_every`
+    frames whether the face is still there."""
+
+    def __init__(self, regressor: Regressor, finder, detector: FaceDetector | None, check_every: int = CHECK_EVERY,
+                 calibration: int = CALIBRATION_FRAMES) -> None:
+        self.regressor, self.check_every, self.calibration = regressor, check_every, calibration
+        self._finder, self._detector = finder, detector
+        self.reset()
+
+    @classmethod
+    def with_mediapipe(cls, regressor: Regressor) -> "DenseFaceRegTracker":
+        """MediaPipe's face mesh finds and calibrates, its face detector checks."""
+        return cls(regressor, MediaPipeTracker(video_mode=False), FaceDetector())
+
+    @property
+    def provider(self) -> str:
+        return getattr(self.regressor, "provider", "?")
+
+    def _anchor(self, rgb: np.ndarray) -> tuple[np.ndarray | None, bool]:
+        """(where to crop, whether it was just found): the previous answer while the face is
+        still there, else the finder's points (None: no face)."""
+        previous = self._previous
+        if previous is not None:
+            self._since_check += 1
+            if self._detector is None or self._since_check < self.check_every:
+                return previous, False
+            self._since_check = 0
+            if present(previous, self._detector.boxes(rgb)):
+                return previous, False
+        self.reset()
+        return self._finder.track(rgb), True
+
+    def _calibrate(self, crop: Crop, raw: np.ndarray, teacher: np.ndarray | None) -> None:
+        if teacher is not None:
+            self._errors.append(crop.normalise(teacher) - raw)
+            self._offset = np.mean(self._errors, 0)
+
+    def track(self, rgb: np.ndarray) -> np.ndarray | None:
+        if rgb.ndim != 3 or rgb.shape[2] != 3 or rgb.dtype != np.uint8:
+            raise ValueError("track() expects an HxWx3 uint8 RGB image")
+        anchor, found = self._anchor(rgb)
+        if anchor is None:
+            return None
+        crop = Crop.around(anchor, self.regressor.size)
+        raw = self.regressor.run(crop.image(rgb))
+        if len(self._errors) < self.calibration:
+            self._calibrate(crop, raw, anchor if found else self._finder.track(rgb))
+        points = crop.denormalise(raw + self._offset)
+        if not followed(points, anchor):
+            self.reset()
+            return None
+        self._previous = points
+        return points
+
+    def reset(self) -> None:
+        """Forget the face (and its calibration): the next frame is found again."""
+        self._previous: np.ndarray | None = None
+        self._since_check = 0
+        self._errors: list[np.ndarray] = []
+        self._offset = np.zeros((1, 3), np.float32)
+
+    def close(self) -> None:
+        self._finder.close()
+        if self._detector is not None:
+            self._detector.close()
+
+    def __enter__(self) -> "DenseFaceRegTracker":
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
