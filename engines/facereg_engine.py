@@ -10,7 +10,9 @@ from pathlib import Path
 
 import numpy as np
 
+from ..models.geometry.face_crop import checked_eye_points
 from ..models.geometry.topology import ASSETS
+from ..models.geometry.tracker import NUM_LANDMARKS
 from ..models.io_utils import atomic_write_bytes
 from .base import EngineError
 from .cache import bytes_sha256
@@ -23,18 +25,23 @@ SHIPPED_FACEREG = ASSETS / "facereg"
 FACEREG_ONNX = "facereg.onnx"
 FACEREG_INT8 = "facereg.int8.onnx"
 FACEREG_INT8_META = "facereg.int8.onnx.json"
+EYES_ONNX = "eyes.onnx"  # the eye stage, beside the face network
+EYES_META = "eyes.json"  # its eye point indices
+EYE_POINTS = 21
 MAX_FACEREG_BYTES = 64 << 20
 FACEREG_THREADS = 1  # ~1 ms a crop: a second thread gains little and takes a core from the generator
 
 
 class FaceRegEngine:
+    """A DenseFaceReg network that predicts `points` points: the face's 478, or an eye's 21."""
+
     def __init__(self, model: bytes, label: str, threads: int | None = FACEREG_THREADS, fp16: bool = True,
-                 providers: list[str] | None = None) -> None:
-        self.size = check_facereg_onnx(model, label)
+                 providers: list[str] | None = None, points: int = NUM_LANDMARKS) -> None:
+        self.size, self.width = check_facereg_onnx(model, label, points)
         self.session, self.choice, self.provider, self.precision = open_session(model, label, fp16, threads, providers)
 
     def run(self, crop: np.ndarray) -> np.ndarray:
-        """(S, S, 3) uint8 crop -> (478, 3) float32 crop-normalised points."""
+        """(H, W, 3) uint8 crop -> (points, 3) float32 crop-normalised points."""
         return self.session.run(["points"], {"crop": image_to_input(crop)[None]})[0][0]
 
 
@@ -73,3 +80,18 @@ def load_facereg_engine(folder: Path | None = None, int8: bool = False, threads:
         engine.precision = "int8"
     log.info("DenseFaceReg: %s, %s", engine.provider, engine.precision)
     return engine
+
+
+def load_eye_engine(folder: Path | None = None, threads: int | None = FACEREG_THREADS,
+                    providers: list[str] | None = None) -> tuple[FaceRegEngine, np.ndarray] | None:
+    """The eye stage in `folder` (the shipped one by default) and its eye point indices (2, 21),
+    or None when the folder has none; EngineError when it has one that cannot be used."""
+    folder = folder or SHIPPED_FACEREG
+    if not (folder / EYES_ONNX).exists():
+        return None
+    engine = FaceRegEngine(_read(folder / EYES_ONNX), str(folder / EYES_ONNX), threads, providers=providers, points=EYE_POINTS)
+    try:
+        record = json.loads(_read(folder / EYES_META))
+        return engine, checked_eye_points(record.get("eye_points") if isinstance(record, dict) else None, EYE_POINTS, str(folder / EYES_META))
+    except ValueError as exc:
+        raise EngineError(f"{exc}; reinstall h2h or export the eye stage again") from exc

@@ -16,8 +16,8 @@ STANDARD_DOMAINS = ("", "ai.onnx")  # no contrib ops: com.microsoft's EPContext 
 OUTPUTS = ("frame",)
 UPSAMPLER_INPUTS = ("frame",)
 UPSAMPLER_OUTPUTS = ("hires",)
-FACEREG_SIZES = range(32, 513, 32)  # square crop sides DenseFaceReg may take
-FACEREG_POINTS = 478
+FACEREG_SIZES = range(16, 513, 16)  # crop heights DenseFaceReg may take
+FACEREG_ASPECTS = (1, 2, 4)  # crop width over height
 
 
 def _messages(message) -> Iterator:
@@ -99,15 +99,15 @@ def check_upsampler_onnx(data: bytes, size: int, label: str) -> None:
     _check_image(outputs[0], label, 2 * size, (3,))
 
 
-def check_facereg_onnx(data: bytes, label: str) -> int:
-    """The crop side of a self-contained DenseFaceReg (crop 1x3xSxS -> points 1x478x3); EngineError otherwise."""
+def check_facereg_onnx(data: bytes, label: str, points: int) -> tuple[int, int]:
+    """The crop (height, width) of a self-contained DenseFaceReg network that predicts `points`
+    points (crop 1x3xHxW -> points 1xPx3); EngineError otherwise."""
     inputs, outputs = _graph_io(_checked_model(data, label))
     if [i.name for i in inputs] != ["crop"] or [o.name for o in outputs] != ["points"]:
         raise EngineError(f"{label}: inputs {[i.name for i in inputs]} -> outputs {[o.name for o in outputs]} are not DenseFaceReg's (crop -> points)")
-    size = _dims(inputs[0])[-1]
-    if size not in FACEREG_SIZES:
-        raise EngineError(f"{label}: crop side {size} is not one of 32-512 in steps of 32")
-    _check_image(inputs[0], label, size, (3,))
-    if _dims(outputs[0]) != [1, FACEREG_POINTS, 3]:
-        raise EngineError(f"{label}: 'points' must be 1x{FACEREG_POINTS}x3")
-    return size
+    dims = _dims(inputs[0])
+    if len(dims) != 4 or dims[:2] != [1, 3] or dims[2] not in FACEREG_SIZES or dims[3] not in [dims[2] * a for a in FACEREG_ASPECTS]:
+        raise EngineError(f"{label}: 'crop' is {'x'.join(map(str, dims))}, expected 1x3xHxW with H 16-512 in steps of 16 and W = 1, 2 or 4 H")
+    if _dims(outputs[0]) != [1, points, 3]:
+        raise EngineError(f"{label}: 'points' must be 1x{points}x3")
+    return dims[2], dims[3]

@@ -2,15 +2,18 @@
 PyTorch on real face crops before it is written."""
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import numpy as np
 import torch
 
 from ..engines.base import EngineError
-from ..engines.facereg_engine import FACEREG_INT8, FACEREG_ONNX, write_int8_record
+from ..engines.facereg_engine import EYES_META, EYES_ONNX, FACEREG_INT8, FACEREG_ONNX, write_int8_record
+from ..engines.onnx_check import check_facereg_onnx
 from ..models.facereg_data import FaceSamples, to_input
-from ..models.facereg_eval import load_facereg
+from ..models.facereg_eval import eye_points_from, load_facereg
+from ..models.networks.facereg import DenseFaceReg
 from ..models.io_utils import atomic_write_bytes
 from .onnx_export import CALIBRATION_FRAMES, onnx_bytes, spread_over
 
@@ -18,11 +21,17 @@ FP32_TOLERANCE = 1e-3  # crop-normalised units (1 = half the crop)
 INT8_TOLERANCE = 0.01  # mean point error of the int8 model against fp32, same units
 
 
-def check_crops(samples: FaceSamples, size: int, count: int) -> list[np.ndarray]:
-    """(1, 3, S, S) inputs of `count` unaugmented crops spread over the samples."""
+def check_crops(samples: FaceSamples, net: DenseFaceReg, count: int, eyes: np.ndarray | None) -> list[np.ndarray]:
+    """(1, 3, H, W) inputs of `count` unaugmented crops spread over the samples: face crops, or
+    eye crops (right and mirrored left eyes alternately) when `eyes` gives the eye points."""
     picks = spread_over(np.arange(len(samples.images)), count)
     rng = np.random.default_rng(0)  # unaugmented crops draw nothing
-    return [to_input(samples.example(int(i), rng, size, None, None)[0][None]).numpy() for i in picks]
+    c = net.config
+    if eyes is None:
+        crops = [samples.example(int(i), rng, c.size, None, None)[0] for i in picks]
+    else:
+        crops = [samples.eye_example(int(i), rng, c.size * c.aspect, None, eyes, n % 2)[0] for n, i in enumerate(picks)]
+    return [to_input(crop[None]).numpy() for crop in crops]
 
 
 def session(onnx: bytes):
@@ -34,19 +43,27 @@ def session(onnx: bytes):
 
 
 def export_facereg(folder: Path, samples: FaceSamples, int8: bool = False) -> dict:
-    """Write and check facereg.onnx and, with int8, facereg.int8.onnx; what was written and how close."""
-    net, _ = load_facereg(folder)
-    size = net.config.size
-    crops = check_crops(samples, size, CALIBRATION_FRAMES)
-    onnx = onnx_bytes(net, (torch.zeros(1, 3, size, size),), ["crop"], ["points"])
+    """Write and check facereg.onnx (an eye network: eyes.onnx and its eyes.json) and, with int8
+    (face networks), facereg.int8.onnx; what was written and how close."""
+    net, meta = load_facereg(folder, part=None)
+    eyes = eye_points_from(meta, str(folder)) if net.config.part == "eye" else None
+    if eyes is not None and int8:
+        raise EngineError("the eye stage is exported in fp32 only (int8 cost the face network its eyes); leave out --int8")
+    crops = check_crops(samples, net, CALIBRATION_FRAMES, eyes)
+    onnx = onnx_bytes(net, (torch.zeros(crops[0].shape),), ["crop"], ["points"])
+    check_facereg_onnx(onnx, str(folder), net.config.points)  # what the tracker will load
     fp32 = session(onnx)
     with torch.no_grad():
         expected = [net(torch.from_numpy(c)).numpy() for c in crops]
     error = max(float(np.abs(fp32.run(None, {"crop": c})[0] - e).max()) for c, e in zip(crops, expected))
     if error > FP32_TOLERANCE:
         raise EngineError(f"DenseFaceReg ONNX differs from PyTorch by {error:.2e} (> {FP32_TOLERANCE:g}); not saved")
-    atomic_write_bytes(folder / FACEREG_ONNX, onnx)
-    report = {"onnx": str(folder / FACEREG_ONNX), "max_abs_error": error}
+    name = FACEREG_ONNX if eyes is None else EYES_ONNX
+    atomic_write_bytes(folder / name, onnx)
+    if eyes is not None:
+        made = {k: meta.get(k) for k in ("preset", "step", "train_minutes", "people")}
+        atomic_write_bytes(folder / EYES_META, json.dumps({"eye_points": eyes.tolist(), **made}, indent=1).encode())
+    report = {"onnx": str(folder / name), "max_abs_error": error}
     if int8:
         from .quantize import quantize_int8
 

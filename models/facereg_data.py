@@ -14,7 +14,7 @@ from scipy.optimize import linear_sum_assignment
 from tqdm import tqdm
 
 from .avatar import Avatar
-from .geometry.face_crop import Crop
+from .geometry.face_crop import Crop, EyeCrop, eye_corners
 from .geometry.face_model import FaceModel
 from .geometry.tracker import NUM_LANDMARKS, NUM_MESH_VERTICES
 
@@ -36,6 +36,13 @@ def mirror_permutation(model: FaceModel, points: np.ndarray) -> np.ndarray:
         for k, offset in enumerate(offsets[a]):
             order[IRIS[a] + 1 + k] = IRIS[b] + 1 + int(np.linalg.norm(flipped - offset, axis=1).argmin())
     return order
+
+
+def eye_indices(model: FaceModel, points: np.ndarray) -> np.ndarray:
+    """(2, 21): the right eye's contour and iris points, and the left eye's in the mirrored
+    order (so one eye network reads both, a left eye mirrored)."""
+    right = np.concatenate([model.topology.right_eye, np.arange(IRIS[0], IRIS[0] + 5)])
+    return np.stack([right, mirror_permutation(model, points)[right]])
 
 
 def point_weights(model: FaceModel) -> np.ndarray:
@@ -61,6 +68,9 @@ class Augment:
     occlude: float = 0.25
 
 
+EYE_AUGMENT = Augment(shift=0.08, zoom=(0.85, 1.15), rotate=15.0, flip=0.0)  # eye crops: the face stage's error, no mirror (built in)
+
+
 def augment_pixels(crop: np.ndarray, rng: np.random.Generator, a: Augment) -> np.ndarray:
     """Colour gains and offset, then maybe blur, noise and one occluding rectangle."""
     image = crop.astype(np.float32)
@@ -70,9 +80,9 @@ def augment_pixels(crop: np.ndarray, rng: np.random.Generator, a: Augment) -> np
     if rng.random() < a.noise:
         image = image + rng.normal(0, rng.uniform(2, 12), image.shape)
     if rng.random() < a.occlude:
-        side = crop.shape[0]
-        w, h = (rng.uniform(0.1, 0.35, 2) * side).astype(int)
-        x, y = rng.integers(0, side - w), rng.integers(0, side - h)
+        height, width = crop.shape[:2]
+        w, h = (rng.uniform(0.1, 0.35, 2) * (width, height)).astype(int)
+        x, y = rng.integers(0, width - w), rng.integers(0, height - h)
         image[y : y + h, x : x + w] = rng.uniform(0, 255, 3)
     return np.clip(image, 0, 255).astype(np.uint8)
 
@@ -124,7 +134,16 @@ class FaceSamples:
             target = target[mirror] * np.array([-1.0, 1.0, 1.0], np.float32)
         return augment_pixels(image, rng, a), target
 
-    def batch(self, rng: np.random.Generator, count: int, size: int, a: Augment | None,
-              mirror: np.ndarray | None) -> tuple[torch.Tensor, torch.Tensor]:
-        pairs = [self.example(int(rng.integers(len(self.images))), rng, size, a, mirror) for _ in range(count)]
-        return to_input(np.stack([p[0] for p in pairs])), torch.from_numpy(np.stack([p[1] for p in pairs]))
+    def eye_example(self, i: int, rng: np.random.Generator, width: int, a: Augment | None,
+                    eyes: np.ndarray, side: int | None = None) -> tuple[np.ndarray, np.ndarray]:
+        """One eye crop (width // 2, width, 3) uint8 and its normalised target (21, 3): a random
+        eye (or `side`: 0 right, 1 left, mirrored)."""
+        side = int(rng.integers(2)) if side is None else side
+        points = self.points[i][eyes[side]]
+        outer, inner = (points[k] for k in eye_corners(eyes))
+        if a is None:
+            crop = EyeCrop.around(outer, inner, width, left=side == 1)
+            return crop.image(self.images[i]), crop.normalise(points)
+        crop = EyeCrop.around(outer, inner, width, left=side == 1, angle=rng.uniform(-a.rotate, a.rotate),
+                              shift=tuple(rng.uniform(-a.shift, a.shift, 2)), zoom=rng.uniform(*a.zoom))
+        return augment_pixels(crop.image(self.images[i]), rng, a), crop.normalise(points)

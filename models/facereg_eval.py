@@ -19,17 +19,27 @@ from .checkpoint import CheckpointError, read_model_meta, read_weights
 from .expression_features import IRIS_CENTRES, LEFT_EYE, RIGHT_EYE, correlation, face_features
 from .facereg_data import to_input
 from .facereg_training import FACEREG_FILE, FACEREG_META
+from .geometry.face_crop import checked_eye_points
 from .geometry.facereg_tracker import CALIBRATION_FRAMES, DenseFaceRegTracker
-from .networks.facereg import DenseFaceReg, FaceRegConfig
+from .networks.facereg import EYE_POINTS, NUM_POINTS, DenseFaceReg, FaceRegConfig
 
 CONFIG_BOUNDS = {"size": (32, 512), "width": (1, 128), "max_channels": (1, 512), "squeeze": (1, 256)}
 TRACKED = ("eye_right", "eye_left", "mouth_open")
 
 
+PARTS = {"face": NUM_POINTS, "eye": EYE_POINTS}  # what a network predicts -> how many points
+
+
 def facereg_config_from_dict(data: object) -> FaceRegConfig:
-    """A FaceRegConfig from JSON, refused when out of bounds (a shared file must not build a huge net)."""
-    if not isinstance(data, dict) or set(data) != {f.name for f in fields(FaceRegConfig)}:
+    """A FaceRegConfig from JSON, refused when out of bounds (a shared file must not build a huge net);
+    a face network saved before configs named their part, aspect and points gets the defaults."""
+    names = {f.name for f in fields(FaceRegConfig)}
+    if isinstance(data, dict) and set(data) | {"aspect", "points", "part"} == names:
+        data = {"aspect": 1, "points": NUM_POINTS, "part": "face", **data}
+    if not isinstance(data, dict) or set(data) != names:
         raise CheckpointError("facereg.json: not a DenseFaceReg config")
+    if data["part"] not in PARTS or data["points"] != PARTS[data["part"]] or data["aspect"] not in (1, 2, 4):
+        raise CheckpointError("facereg.json: part, points or aspect is not one DenseFaceReg makes")
     for name, (low, high) in CONFIG_BOUNDS.items():
         if not isinstance(data[name], int) or not low <= data[name] <= high:
             raise CheckpointError(f"facereg.json: {name} {data[name]!r} is outside {low}-{high}")
@@ -41,8 +51,17 @@ def facereg_config_from_dict(data: object) -> FaceRegConfig:
     return FaceRegConfig(**{**data, "blocks": tuple(blocks)})
 
 
-def load_facereg(folder: Path) -> tuple[DenseFaceReg, dict]:
-    """The network (eval mode) and its metadata, through the checked accessor (no code runs)."""
+def eye_points_from(meta: dict, label: str) -> np.ndarray:
+    """(2, 21) eye point indices from an eye network's metadata (checked)."""
+    try:
+        return checked_eye_points(meta.get("eye_points"), EYE_POINTS, label)
+    except ValueError as exc:
+        raise CheckpointError(str(exc)) from exc
+
+
+def load_facereg(folder: Path, part: str | None = "face") -> tuple[DenseFaceReg, dict]:
+    """The network (eval mode) and its metadata, through the checked accessor (no code runs);
+    refused unless it is a `part` network (None: either)."""
     files = AvatarFiles(folder)
     meta = read_model_meta(files, FACEREG_META, FACEREG_FILE, f"no DenseFaceReg in {folder}; run h2h train-facereg first")
     net = DenseFaceReg(facereg_config_from_dict(meta.get("config")))
@@ -50,6 +69,8 @@ def load_facereg(folder: Path) -> tuple[DenseFaceReg, dict]:
         net.load_state_dict(read_weights(files, FACEREG_FILE))
     except RuntimeError as exc:
         raise CheckpointError(f"{folder}: DenseFaceReg weights do not fit its config; train again") from exc
+    if part is not None and net.config.part != part:
+        raise CheckpointError(f"{folder}: a DenseFaceReg {net.config.part} network, not a {part} network")
     return net.eval(), meta
 
 
@@ -57,7 +78,7 @@ class TorchRegressor:
     """The network as the tracker's regressor: a crop (S, S, 3) uint8 -> (478, 3) crop points."""
 
     def __init__(self, net: DenseFaceReg) -> None:
-        self.net, self.size = net, net.config.size
+        self.net, self.size, self.width = net, net.config.size, net.config.size * net.config.aspect
 
     @torch.no_grad()
     def run(self, crop: np.ndarray) -> np.ndarray:
@@ -95,14 +116,17 @@ def jitter(series: np.ndarray, scale: np.ndarray) -> float:
     return float(np.median(second / scale[1:-1]))
 
 
-def track_clip(net: DenseFaceReg, avatar: Avatar, progress: bool = True,
-               calibration: int = CALIBRATION_FRAMES) -> tuple[np.ndarray, np.ndarray, np.ndarray, int]:
+def track_clip(net: DenseFaceReg, avatar: Avatar, progress: bool = True, calibration: int = CALIBRATION_FRAMES,
+               eyes: tuple[DenseFaceReg, np.ndarray] | None = None) -> tuple[np.ndarray, np.ndarray, np.ndarray, int]:
     """(teacher, student) points over the avatar's frames with a face, those frame indices,
-    and how often the tracker lost the face (it is then found again on the same frame)."""
+    and how often the tracker lost the face (it is then found again on the same frame).
+    `eyes`: an eye network and its eye point indices, for the tracker's eye stage."""
     valid = avatar.tracks["valid"]
     teacher = avatar.tracks["landmarks"]
     stored = StoredTracks(teacher)
-    tracker = DenseFaceRegTracker(TorchRegressor(net), stored, None, calibration=calibration)
+    eye_net, eye_points = eyes if eyes else (None, None)
+    tracker = DenseFaceRegTracker(TorchRegressor(net), stored, None, calibration=calibration,
+                                  eyes=TorchRegressor(eye_net) if eye_net else None, eye_points=eye_points)
     indices, student, lost = [], [], 0
     for i in tqdm(range(len(valid)), desc=f"tracking {avatar.name}", unit="f", disable=not progress, leave=False):
         if not valid[i]:
@@ -119,8 +143,9 @@ def track_clip(net: DenseFaceReg, avatar: Avatar, progress: bool = True,
     return teacher[indices], np.asarray(student), np.asarray(indices), lost
 
 
-def evaluate_person(net: DenseFaceReg, avatar: Avatar, progress: bool = True, calibration: int = CALIBRATION_FRAMES) -> dict:
-    teacher, student, _, lost = track_clip(net, avatar, progress, calibration)
+def evaluate_person(net: DenseFaceReg, avatar: Avatar, progress: bool = True, calibration: int = CALIBRATION_FRAMES,
+                    eyes: tuple[DenseFaceReg, np.ndarray] | None = None) -> dict:
+    teacher, student, _, lost = track_clip(net, avatar, progress, calibration, eyes)
     scale = np.array([interocular(p) for p in teacher])
     error = np.linalg.norm(student[:, :, :2] - teacher[:, :, :2], axis=-1).mean(-1) / scale
     error_3d = np.linalg.norm(student - teacher, axis=-1).mean(-1) / scale
@@ -140,16 +165,22 @@ def evaluate_person(net: DenseFaceReg, avatar: Avatar, progress: bool = True, ca
     return report
 
 
-def evaluate(folder: Path, library: Path, names: list[str], progress: bool = True, calibration: int = CALIBRATION_FRAMES) -> dict:
+def evaluate(folder: Path, library: Path, names: list[str], progress: bool = True, calibration: int = CALIBRATION_FRAMES,
+             eyes_folder: Path | None = None) -> dict:
     net, meta = load_facereg(folder)
-    people = {name: evaluate_person(net, Avatar.open(library, name), progress, calibration) for name in names}
+    eyes = None
+    if eyes_folder is not None:
+        eye_net, eye_meta = load_facereg(eyes_folder, "eye")
+        eyes = eye_net, eye_points_from(eye_meta, str(eyes_folder))
+    people = {name: evaluate_person(net, Avatar.open(library, name), progress, calibration, eyes) for name in names}
     seen = sorted(set(names) & set(meta.get("people", [])))
-    return {"facereg": str(folder), "step": meta.get("step"), "trained_on": meta.get("people"), "also_trained_on": seen,
-            "calibration_frames": calibration, "people": people}
+    return {"facereg": str(folder), "eyes": None if eyes_folder is None else str(eyes_folder), "step": meta.get("step"),
+            "trained_on": meta.get("people"), "also_trained_on": seen, "calibration_frames": calibration, "people": people}
 
 
 def format_report(report: dict) -> str:
-    lines = [f"DenseFaceReg {report['facereg']} (step {report['step']}) against MediaPipe (the teacher), "
+    eyes = f" with the eye stage {report['eyes']}" if report["eyes"] else ""
+    lines = [f"DenseFaceReg {report['facereg']} (step {report['step']}){eyes} against MediaPipe (the teacher), "
              f"calibrated on {report['calibration_frames']} frames after each find",
              f"{'person':10s}{'frames':>8s}{'median err':>12s}{'p90 err':>10s}{'eye R r':>9s}{'eye L r':>9s}{'mouth r':>9s}{'jitter':>9s}{'teacher':>9s}"]
     for name, r in report["people"].items():

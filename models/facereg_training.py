@@ -12,7 +12,7 @@ import numpy as np
 import torch
 
 from .checkpoint import load_state, save_network, save_state
-from .facereg_data import Augment, FaceSamples, mirror_permutation, point_weights
+from .facereg_data import EYE_AUGMENT, Augment, FaceSamples, eye_indices, mirror_permutation, point_weights, to_input
 from .geometry.face_model import load_face_model
 from .networks.facereg import DenseFaceReg, facereg_config
 from .timed_training import TimedTrainer
@@ -34,6 +34,8 @@ class FaceRegTrainConfig:
 FACEREG_TRAIN_PRESETS = {
     "small": FaceRegTrainConfig(),
     "tiny": FaceRegTrainConfig(preset="tiny", batch=4),
+    "eye": FaceRegTrainConfig(preset="eye", batch=64),
+    "tiny-eye": FaceRegTrainConfig(preset="tiny-eye", batch=4),
 }
 
 
@@ -58,9 +60,11 @@ class FaceRegTrainer(TimedTrainer):
         self.net = DenseFaceReg(facereg_config(self.config.preset))
         model = load_face_model()
         self.mirror = mirror_permutation(model, samples.points)
-        self.weights = torch.from_numpy(point_weights(model))
+        self.eyes = eye_indices(model, samples.points)
+        self.part = self.net.config.part
+        self.weights = torch.from_numpy(point_weights(model)) if self.part == "face" else torch.ones(self.net.config.points)
         self.optimizer = torch.optim.AdamW(self.net.parameters(), lr=self.config.lr, weight_decay=self.config.weight_decay)
-        self.augment = Augment()
+        self.augment = Augment() if self.part == "face" else EYE_AUGMENT
         if state:
             self.restore(state, "facereg")
         else:
@@ -69,13 +73,21 @@ class FaceRegTrainer(TimedTrainer):
 
     def _mean_target(self) -> torch.Tensor:
         """The mean crop-normalised shape of (up to 256) unaugmented samples: the network's start."""
-        size, unused = self.net.config.size, np.random.default_rng(0)  # unaugmented crops draw nothing
         picks = np.linspace(0, len(self.samples.images) - 1, min(256, len(self.samples.images))).astype(int)
-        return torch.from_numpy(np.mean([self.samples.example(int(i), unused, size, None, None)[1] for i in picks], 0).astype(np.float32))
+        return self._batch(np.random.default_rng(0), None, picks)[1].mean(0)
+
+    def _batch(self, rng: np.random.Generator, augment: Augment | None, picks: np.ndarray) -> tuple[torch.Tensor, torch.Tensor]:
+        """Inputs and targets of these samples: face crops, or eye crops (right, then left mirrored, alternately)."""
+        c = self.net.config
+        if self.part == "face":
+            pairs = [self.samples.example(int(i), rng, c.size, augment, self.mirror) for i in picks]
+        else:
+            pairs = [self.samples.eye_example(int(i), rng, c.size * c.aspect, augment, self.eyes, n % 2) for n, i in enumerate(picks)]
+        return to_input(np.stack([p[0] for p in pairs])), torch.from_numpy(np.stack([p[1] for p in pairs]))
 
     def train_step(self) -> dict[str, float]:
         self.cosine_lr(self.config.lr)
-        inputs, targets = self.samples.batch(self.rng, self.config.batch, self.net.config.size, self.augment, self.mirror)
+        inputs, targets = self._batch(self.rng, self.augment, self.rng.integers(len(self.samples.images), size=self.config.batch))
         loss = weighted_point_l1(self.net(inputs), targets, self.weights)
         self.optimizer.zero_grad(set_to_none=True)
         loss.backward()
@@ -91,6 +103,7 @@ class FaceRegTrainer(TimedTrainer):
         save_network(self.folder, self.net, FACEREG_FILE, FACEREG_META, {
             "preset": self.config.preset, "step": self.step, "train_minutes": round(self.elapsed / 60, 2),
             "people": self.people, "frames": len(self.samples.images),
+            **({"eye_points": self.eyes.tolist()} if self.part == "eye" else {}),
         })
         self.write_samples(self._sample_sheet())
 
@@ -98,7 +111,7 @@ class FaceRegTrainer(TimedTrainer):
     def _sample_sheet(self, count: int = 6) -> np.ndarray:
         """Augmented training crops with the teacher's points (green) and the network's (red), BGR."""
         rng = np.random.default_rng(1)
-        inputs, targets = self.samples.batch(rng, count, self.net.config.size, self.augment, self.mirror)
+        inputs, targets = self._batch(rng, self.augment, rng.integers(len(self.samples.images), size=count))
         was_training = self.net.training
         self.net.eval()
         preds = self.net(inputs)
@@ -106,9 +119,9 @@ class FaceRegTrainer(TimedTrainer):
         tiles = []
         for image, target, pred in zip(inputs, targets, preds):
             tile = cv2.cvtColor(((image.permute(1, 2, 0).numpy() + 1) * 127.5).astype(np.uint8), cv2.COLOR_RGB2BGR)
-            tile = cv2.resize(tile, (256, 256))
+            tile = cv2.resize(tile, (256, 256 * tile.shape[0] // tile.shape[1]))
             for points, colour in ((target, (0, 200, 0)), (pred, (0, 0, 255))):
-                for x, y in ((points[:, :2].numpy() + 1) * 128).astype(int):
+                for x, y in (points[:, :2].numpy() * 128 + (128, tile.shape[0] / 2)).astype(int):
                     cv2.circle(tile, (int(x), int(y)), 1, colour, -1)
             tiles.append(tile)
         return cv2.hconcat(tiles)

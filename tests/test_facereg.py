@@ -113,3 +113,37 @@ def test_a_missing_or_foreign_densefacereg_model_is_refused_with_a_message(expor
     assert "DenseFaceReg cannot run" in tracker_problem("densefacereg")
     assert main(["bench", "--source", str(short_clip), "--frames", "3", "--tracker", "densefacereg"]) == 1
     assert "facereg.onnx is missing" in capsys.readouterr().err
+
+
+def test_the_eye_stage_trains_exports_and_redraws_both_eyes(prepared, short_clip, tmp_path, capsys):
+    """An eye network (a crop around each eye, the left one mirrored) is trained, scored with
+    the face network, exported with its eye point indices, and run by the tracker; a shared eye
+    stage with indices that are not an eye's is refused."""
+    from h2h.engines.base import EngineError
+    from h2h.engines.facereg_engine import load_eye_engine, load_facereg_engine
+    from h2h.models.geometry.facereg_tracker import DenseFaceRegTracker
+    from h2h.models.video import read_frames
+
+    library, _ = prepared
+    face, eyes = tmp_path / "face", tmp_path / "eyes"
+    for out, preset in ((face, "tiny"), (eyes, "tiny-eye")):
+        assert main(["train-facereg", "--avatars", "sample", "--out", str(out), "--preset", preset, "--max-steps", "2",
+                     "--library", str(library)]) == 0
+    meta = json.loads((eyes / "facereg.json").read_text())
+    assert meta["config"]["part"] == "eye" and len(meta["eye_points"]) == 2 and len(meta["eye_points"][0]) == 21
+    assert main(["eval-facereg", str(face), "--eyes", str(eyes), "--avatars", "sample", "--library", str(library)]) == 0
+    assert "with the eye stage" in capsys.readouterr().out
+    assert main(["eval-facereg", str(eyes), "--avatars", "sample", "--library", str(library)]) == 1  # not a face network
+    assert main(["export-facereg", str(eyes), "--avatars", "sample", "--library", str(library)]) == 0
+    assert main(["export-facereg", str(face), "--avatars", "sample", "--library", str(library)]) == 0
+    engine, points = load_eye_engine(eyes)
+    assert (engine.size, engine.width) == (32, 64) and points.shape == (2, 21)
+    with DenseFaceRegTracker.with_mediapipe(load_facereg_engine(face), engine, points) as tracker:
+        tracked = [tracker.track(frame) for frame in read_frames(short_clip, 8)]
+    assert all(p is not None and p.shape == (478, 3) and np.isfinite(p).all() for p in tracked)
+    (eyes / "eyes.json").write_text(json.dumps({"eye_points": [[0] * 21, [1] * 21]}))
+    with pytest.raises(EngineError, match="eye_points"):
+        load_eye_engine(eyes)
+    (eyes / "eyes.onnx").write_bytes((face / "facereg.onnx").read_bytes())
+    with pytest.raises(EngineError, match="1x21x3"):
+        load_eye_engine(eyes)

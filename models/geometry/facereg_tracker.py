@@ -10,7 +10,7 @@ from typing import Protocol
 
 import numpy as np
 
-from .face_crop import Crop
+from .face_crop import Crop, EyeCrop, eye_corners
 from .tracker import NUM_MESH_VERTICES, MediaPipeTracker, quiet_native_logs
 
 CHECK_EVERY = 5  # frames between presence checks (~2 ms each)
@@ -20,9 +20,10 @@ MAX_SHIFT = 0.5  # nor move by more than this share of its side
 
 
 class Regressor(Protocol):
-    """A crop (size, size, 3) uint8 -> (478, 3) crop-normalised points (engines.facereg_engine)."""
+    """A crop (size, width, 3) uint8 -> (points, 3) crop-normalised points (engines.facereg_engine)."""
 
     size: int
+    width: int
 
     def run(self, crop: np.ndarray) -> np.ndarray: ...
 
@@ -78,18 +79,25 @@ class DenseFaceRegTracker:
     the network's mean error on them, in crop coordinates, is added to its later answers. That
     takes out most of what the network gets wrong about a face it never saw (its shape), which
     stays the same from frame to frame. `detector` (None: no checks) says every `check_every`
-    frames whether the face is still there."""
+    frames whether the face is still there. `eyes` (None: none), a second network on a crop
+    around each eye, then redraws that eye's contour and iris (`eye_points` (2, 21): their
+    indices in the right eye, and in the left eye in mirrored order), calibrated the same way."""
 
     def __init__(self, regressor: Regressor, finder, detector: FaceDetector | None, check_every: int = CHECK_EVERY,
-                 calibration: int = CALIBRATION_FRAMES) -> None:
+                 calibration: int = CALIBRATION_FRAMES, eyes: Regressor | None = None,
+                 eye_points: np.ndarray | None = None) -> None:
         self.regressor, self.check_every, self.calibration = regressor, check_every, calibration
         self._finder, self._detector = finder, detector
+        self.eyes, self.eye_points = eyes, eye_points
+        if eyes is not None:
+            self._corners = eye_corners(eye_points)
         self.reset()
 
     @classmethod
-    def with_mediapipe(cls, regressor: Regressor) -> "DenseFaceRegTracker":
+    def with_mediapipe(cls, regressor: Regressor, eyes: Regressor | None = None,
+                       eye_points: np.ndarray | None = None) -> "DenseFaceRegTracker":
         """MediaPipe's face mesh finds and calibrates, its face detector checks."""
-        return cls(regressor, MediaPipeTracker(video_mode=False), FaceDetector())
+        return cls(regressor, MediaPipeTracker(video_mode=False), FaceDetector(), eyes=eyes, eye_points=eye_points)
 
     @property
     def provider(self) -> str:
@@ -109,10 +117,16 @@ class DenseFaceRegTracker:
         self.reset()
         return self._finder.track(rgb), True
 
-    def _calibrate(self, crop: Crop, raw: np.ndarray, teacher: np.ndarray | None) -> None:
-        if teacher is not None:
-            self._errors.append(crop.normalise(teacher) - raw)
-            self._offset = np.mean(self._errors, 0)
+    def _refine_eyes(self, rgb: np.ndarray, points: np.ndarray, teacher: np.ndarray | None) -> None:
+        """Each eye's points redrawn by the eye network (in place), calibrated like the face."""
+        for side, indices in enumerate(self.eye_points):
+            outer, inner = (points[indices[k]] for k in self._corners)
+            crop = EyeCrop.around(outer, inner, self.eyes.width, left=side == 1)
+            raw = self.eyes.run(crop.image(rgb))
+            if teacher is not None:
+                self._eye_errors[side].append(crop.normalise(teacher[indices]) - raw)
+            offset = np.mean(self._eye_errors[side], 0) if self._eye_errors[side] else 0.0
+            points[indices] = crop.denormalise(raw + offset)
 
     def track(self, rgb: np.ndarray) -> np.ndarray | None:
         if rgb.ndim != 3 or rgb.shape[2] != 3 or rgb.dtype != np.uint8:
@@ -122,12 +136,19 @@ class DenseFaceRegTracker:
             return None
         crop = Crop.around(anchor, self.regressor.size)
         raw = self.regressor.run(crop.image(rgb))
-        if len(self._errors) < self.calibration:
-            self._calibrate(crop, raw, anchor if found else self._finder.track(rgb))
+        teacher = None
+        if self._calibrating < self.calibration:
+            self._calibrating += 1
+            teacher = anchor if found else self._finder.track(rgb)
+            if teacher is not None:
+                self._errors.append(crop.normalise(teacher) - raw)
+                self._offset = np.mean(self._errors, 0)
         points = crop.denormalise(raw + self._offset)
         if not followed(points, anchor):
             self.reset()
             return None
+        if self.eyes is not None:
+            self._refine_eyes(rgb, points, teacher)
         self._previous = points
         return points
 
@@ -135,7 +156,9 @@ class DenseFaceRegTracker:
         """Forget the face (and its calibration): the next frame is found again."""
         self._previous: np.ndarray | None = None
         self._since_check = 0
+        self._calibrating = 0
         self._errors: list[np.ndarray] = []
+        self._eye_errors: tuple[list[np.ndarray], list[np.ndarray]] = ([], [])
         self._offset = np.zeros((1, 3), np.float32)
 
     def close(self) -> None:

@@ -83,10 +83,11 @@ def create_tracker(kind: str = "mediapipe", video_mode: bool = True) -> FaceTrac
     if kind == "mediapipe":
         return MediaPipeTracker(video_mode=video_mode)
     if kind == "densefacereg":
-        from ...engines.facereg_engine import load_facereg_engine  # the engine layer, only when asked for
+        from ...engines.facereg_engine import load_eye_engine, load_facereg_engine  # the engine layer, only when asked for
         from .facereg_tracker import DenseFaceRegTracker
 
-        return DenseFaceRegTracker.with_mediapipe(load_facereg_engine())
+        eyes, eye_points = load_eye_engine() or (None, None)
+        return DenseFaceRegTracker.with_mediapipe(load_facereg_engine(), eyes, eye_points)
     raise ValueError(f"unknown tracker {kind!r}; choose one of {', '.join(TRACKERS)}")
 
 
@@ -96,10 +97,11 @@ def tracker_problem(kind: str) -> str | None:
         return f"unknown tracker {kind!r}; choose one of {', '.join(TRACKERS)}"
     if kind == "densefacereg":
         from ...engines.base import EngineError
-        from ...engines.facereg_engine import load_facereg_engine
+        from ...engines.facereg_engine import load_eye_engine, load_facereg_engine
 
         try:
             load_facereg_engine()
+            load_eye_engine()
         except EngineError as exc:
             return f"DenseFaceReg cannot run: {exc}"
     return None

@@ -10,23 +10,31 @@ import torch
 from torch import nn
 
 NUM_POINTS = 478
+EYE_POINTS = 21  # an eye's 16 contour points and its iris (centre and 4 rim points)
 
 
 @dataclass(frozen=True)
 class FaceRegConfig:
-    """size: input crop side (a multiple of 32); width: stem channels; blocks: blocks per
-    stage (each stage halves the resolution and doubles the channels, up to max_channels)."""
+    """size: input crop height (divisible by 2 per stage and the stem); aspect: its width over its
+    height; width: stem channels; blocks: blocks per stage (each stage halves the resolution and
+    doubles the channels, up to max_channels); points: how many it predicts; part: "face"
+    (the whole face crop, 478 points) or "eye" (an eye crop, its contour and iris)."""
 
     size: int = 128
     width: int = 24
     blocks: tuple[int, ...] = (1, 2, 3, 2)
     max_channels: int = 192
     squeeze: int = 32
+    aspect: int = 1
+    points: int = NUM_POINTS
+    part: str = "face"
 
 
 FACEREG_PRESETS = {
     "small": FaceRegConfig(),
     "tiny": FaceRegConfig(size=64, width=8, blocks=(1, 1), max_channels=16, squeeze=8),
+    "eye": FaceRegConfig(size=32, width=16, blocks=(1, 2, 2), max_channels=128, squeeze=32, aspect=2, points=EYE_POINTS, part="eye"),
+    "tiny-eye": FaceRegConfig(size=32, width=8, blocks=(1, 1), max_channels=16, squeeze=8, aspect=2, points=EYE_POINTS, part="eye"),
 }
 
 
@@ -54,7 +62,7 @@ class SeparableBlock(nn.Module):
 
 
 class DenseFaceReg(nn.Module):
-    """(B, 3, S, S) in [-1, 1] -> (B, 478, 3) crop-normalised points."""
+    """(B, 3, S, aspect * S) in [-1, 1] -> (B, points, 3) crop-normalised points."""
 
     def __init__(self, config: FaceRegConfig = FaceRegConfig()) -> None:
         super().__init__()
@@ -69,12 +77,12 @@ class DenseFaceReg(nn.Module):
         layers += [nn.Conv2d(c, config.squeeze, 1), nn.ReLU(inplace=True)]
         self.features = nn.Sequential(*layers)
         side = config.size // 2 ** (1 + len(config.blocks))
-        self.head = nn.Linear(config.squeeze * side * side, NUM_POINTS * 3)
+        self.head = nn.Linear(config.squeeze * side * side * config.aspect, config.points * 3)
         with torch.no_grad():
             self.head.weight.mul_(0.01)  # start at the mean shape
             self.head.bias.zero_()
-        self.register_buffer("mean_shape", torch.zeros(NUM_POINTS, 3))
+        self.register_buffer("mean_shape", torch.zeros(config.points, 3))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        offsets = self.head(self.features(x).flatten(1)).view(-1, NUM_POINTS, 3)
+        offsets = self.head(self.features(x).flatten(1)).view(-1, self.config.points, 3)
         return self.mean_shape + offsets
