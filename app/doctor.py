@@ -71,15 +71,15 @@ def engine_choice(library: Path, avatar: str | None) -> dict:
 
 
 def densefacereg_facts() -> dict:
-    """Where the DenseFaceReg tracker would run, or why it cannot."""
+    """Where the DenseFaceReg tracker would run (`--tracker densefacereg`), or why it cannot."""
     from ..engines.base import EngineError
-    from ..engines.facereg_engine import load_facereg_engine
+    from ..engines.facereg_engine import load_facereg
 
     try:
-        engine = load_facereg_engine()
+        face, eyes, _ = load_facereg()
     except EngineError as exc:
         return {"problem": str(exc)}
-    return {"provider": engine.provider, "precision": engine.precision, "crop": engine.size}
+    return {"provider": face.provider, "precision": face.precision, "crop": face.size, "eye_stage": eyes is not None}
 
 
 def diagnose(library: Path, avatar: str | None) -> dict:

@@ -181,10 +181,7 @@ class FaceStage:
         with self._pending_lock:
             kind, self._tracker_pending = self._tracker_pending, None
         if kind is not None and kind != self.tracker:
-            self.tracker = kind
-            if self._tracker is not None:
-                self._tracker.close()
-                self._tracker = create_tracker(kind, video_mode=True)
+            self._switch_tracker(kind)
         if self._recalibrate:
             self._recalibrate = False
             self.calibration.reset()
@@ -198,6 +195,20 @@ class FaceStage:
             self.target = target
             self.retargeter = Retargeter(self.model, target, mode, poses, self.retargeter.options)
             self._last = None
+
+    def _switch_tracker(self, kind: str) -> None:
+        """The new back-end from this frame on (its own idea of the neutral face too); when it
+        cannot be made, the old one stays and the reason is logged."""
+        if self._tracker is not None:
+            try:
+                tracker = create_tracker(kind, video_mode=True)
+            except Exception as exc:  # a runtime or provider failure must not stop the pipeline
+                log.warning("face tracker stays %s: %s cannot start (%s: %s)", self.tracker, kind, type(exc).__name__, exc)
+                return
+            self._tracker.close()
+            self._tracker = tracker
+        self.tracker = kind
+        self._recalibrate = True
 
     def recalibrate(self) -> None:
         """Take the source's neutral face and camera statistics from the coming frames

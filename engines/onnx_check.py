@@ -17,7 +17,6 @@ OUTPUTS = ("frame",)
 UPSAMPLER_INPUTS = ("frame",)
 UPSAMPLER_OUTPUTS = ("hires",)
 FACEREG_SIZES = range(16, 513, 16)  # crop heights DenseFaceReg may take
-FACEREG_ASPECTS = (1, 2, 4)  # crop width over height
 
 
 def _messages(message) -> Iterator:
@@ -99,15 +98,15 @@ def check_upsampler_onnx(data: bytes, size: int, label: str) -> None:
     _check_image(outputs[0], label, 2 * size, (3,))
 
 
-def check_facereg_onnx(data: bytes, label: str, points: int) -> tuple[int, int]:
-    """The crop (height, width) of a self-contained DenseFaceReg network that predicts `points`
-    points (crop 1x3xHxW -> points 1xPx3); EngineError otherwise."""
+def check_facereg_onnx(data: bytes, label: str, points: int, aspect: int) -> int:
+    """The crop height H of a self-contained DenseFaceReg network that predicts `points` points
+    from crops `aspect` times as wide as high (crop 1x3xHx(aspect H) -> points 1xPx3); EngineError otherwise."""
     inputs, outputs = _graph_io(_checked_model(data, label))
     if [i.name for i in inputs] != ["crop"] or [o.name for o in outputs] != ["points"]:
         raise EngineError(f"{label}: inputs {[i.name for i in inputs]} -> outputs {[o.name for o in outputs]} are not DenseFaceReg's (crop -> points)")
     dims = _dims(inputs[0])
-    if len(dims) != 4 or dims[:2] != [1, 3] or dims[2] not in FACEREG_SIZES or dims[3] not in [dims[2] * a for a in FACEREG_ASPECTS]:
-        raise EngineError(f"{label}: 'crop' is {'x'.join(map(str, dims))}, expected 1x3xHxW with H 16-512 in steps of 16 and W = 1, 2 or 4 H")
+    if len(dims) != 4 or dims[:2] != [1, 3] or dims[2] not in FACEREG_SIZES or dims[3] != aspect * dims[2]:
+        raise EngineError(f"{label}: 'crop' is {'x'.join(map(str, dims))}, expected 1x3xHx{aspect}H with H 16-512 in steps of 16")
     if _dims(outputs[0]) != [1, points, 3]:
         raise EngineError(f"{label}: 'points' must be 1x{points}x3")
-    return dims[2], dims[3]
+    return dims[2]

@@ -9,7 +9,8 @@ import numpy as np
 import torch
 
 from ..engines.base import EngineError
-from ..engines.facereg_engine import EYES_META, EYES_ONNX, FACEREG_INT8, FACEREG_ONNX, write_int8_record
+from ..engines.cache import bytes_sha256
+from ..engines.facereg_engine import EYES_META, EYES_ONNX, FACEREG_ONNX
 from ..engines.onnx_check import check_facereg_onnx
 from ..models.facereg_data import FaceSamples, to_input
 from ..models.facereg_eval import eye_points_from, load_facereg
@@ -17,6 +18,8 @@ from ..models.networks.facereg import DenseFaceReg
 from ..models.io_utils import atomic_write_bytes
 from .onnx_export import CALIBRATION_FRAMES, onnx_bytes, spread_over
 
+FACEREG_INT8 = "facereg.int8.onnx"  # for measuring only: the tracker runs fp32 (docs/RESULTS.md)
+FACEREG_INT8_META = "facereg.int8.onnx.json"
 FP32_TOLERANCE = 1e-3  # crop-normalised units (1 = half the crop)
 INT8_TOLERANCE = 0.01  # mean point error of the int8 model against fp32, same units
 
@@ -51,7 +54,7 @@ def export_facereg(folder: Path, samples: FaceSamples, int8: bool = False) -> di
         raise EngineError("the eye stage is exported in fp32 only (int8 cost the face network its eyes); leave out --int8")
     crops = check_crops(samples, net, CALIBRATION_FRAMES, eyes)
     onnx = onnx_bytes(net, (torch.zeros(crops[0].shape),), ["crop"], ["points"])
-    check_facereg_onnx(onnx, str(folder), net.config.points)  # what the tracker will load
+    check_facereg_onnx(onnx, str(folder), net.config.points, net.config.aspect)  # what the tracker will load
     fp32 = session(onnx)
     with torch.no_grad():
         expected = [net(torch.from_numpy(c)).numpy() for c in crops]
@@ -73,6 +76,7 @@ def export_facereg(folder: Path, samples: FaceSamples, int8: bool = False) -> di
         if gap > INT8_TOLERANCE:
             raise EngineError(f"DenseFaceReg int8 model is {gap:.4f} from fp32 (> {INT8_TOLERANCE:g}); not saved")
         atomic_write_bytes(folder / FACEREG_INT8, quantized)
-        write_int8_record(folder, onnx, gap)
+        record = {"parent_onnx_sha256": bytes_sha256(onnx), "mean_point_error": gap}
+        atomic_write_bytes(folder / FACEREG_INT8_META, json.dumps(record, indent=2).encode())
         report.update(int8=str(folder / FACEREG_INT8), int8_mean_error=gap)
     return report

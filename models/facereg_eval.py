@@ -27,7 +27,7 @@ CONFIG_BOUNDS = {"size": (32, 512), "width": (1, 128), "max_channels": (1, 512),
 TRACKED = ("eye_right", "eye_left", "mouth_open")
 
 
-PARTS = {"face": NUM_POINTS, "eye": EYE_POINTS}  # what a network predicts -> how many points
+PARTS = {"face": (NUM_POINTS, 1), "eye": (EYE_POINTS, 2)}  # what a network reads -> (points, crop aspect)
 
 
 def facereg_config_from_dict(data: object) -> FaceRegConfig:
@@ -38,7 +38,8 @@ def facereg_config_from_dict(data: object) -> FaceRegConfig:
         data = {"aspect": 1, "points": NUM_POINTS, "part": "face", **data}
     if not isinstance(data, dict) or set(data) != names:
         raise CheckpointError("facereg.json: not a DenseFaceReg config")
-    if data["part"] not in PARTS or data["points"] != PARTS[data["part"]] or data["aspect"] not in (1, 2, 4):
+    part = data["part"]
+    if not isinstance(part, str) or part not in PARTS or (data["points"], data["aspect"]) != PARTS[part]:
         raise CheckpointError("facereg.json: part, points or aspect is not one DenseFaceReg makes")
     for name, (low, high) in CONFIG_BOUNDS.items():
         if not isinstance(data[name], int) or not low <= data[name] <= high:
@@ -75,7 +76,7 @@ def load_facereg(folder: Path, part: str | None = "face") -> tuple[DenseFaceReg,
 
 
 class TorchRegressor:
-    """The network as the tracker's regressor: a crop (S, S, 3) uint8 -> (478, 3) crop points."""
+    """A network (face or eye) as the tracker's regressor: a crop (H, W, 3) uint8 -> its crop points."""
 
     def __init__(self, net: DenseFaceReg) -> None:
         self.net, self.size, self.width = net, net.config.size, net.config.size * net.config.aspect
@@ -137,7 +138,9 @@ def track_clip(net: DenseFaceReg, avatar: Avatar, progress: bool = True, calibra
         points = tracker.track(rgb)
         if points is None:
             lost += 1
-            points = tracker.track(rgb)
+            points = tracker.track(rgb)  # found again from the teacher's points
+        if points is None:
+            continue
         student.append(points)
         indices.append(i)
     return teacher[indices], np.asarray(student), np.asarray(indices), lost

@@ -97,22 +97,26 @@ def test_the_densefacereg_tracker_follows_the_face_and_notices_when_it_is_gone(s
 
 def test_a_missing_or_foreign_densefacereg_model_is_refused_with_a_message(exported, short_clip, tmp_path, monkeypatch, capsys):
     from h2h.engines.base import EngineError
-    from h2h.engines.facereg_engine import load_facereg_engine
+    from h2h.engines.facereg_engine import load_facereg
     from h2h.models.geometry.tracker import tracker_problem
 
     with pytest.raises(EngineError, match="missing"):
-        load_facereg_engine(tmp_path)
+        load_facereg(tmp_path)
     library, avatar = exported
     (tmp_path / "facereg.onnx").write_bytes((avatar.path / "engines" / "generator.onnx").read_bytes())
     with pytest.raises(EngineError, match="not DenseFaceReg's"):
-        load_facereg_engine(tmp_path)
+        load_facereg(tmp_path)
     (tmp_path / "facereg.onnx").write_bytes(b"not a model")
     with pytest.raises(EngineError, match="not an ONNX model"):
-        load_facereg_engine(tmp_path)
+        load_facereg(tmp_path)
+    (tmp_path / "facereg.onnx").unlink()
+    (tmp_path / "facereg.onnx").symlink_to(avatar.path / "engines" / "generator.onnx")
+    with pytest.raises(EngineError, match="link"):
+        load_facereg(tmp_path)
     monkeypatch.setattr("h2h.engines.facereg_engine.SHIPPED_FACEREG", tmp_path / "nowhere")
     assert "DenseFaceReg cannot run" in tracker_problem("densefacereg")
     assert main(["bench", "--source", str(short_clip), "--frames", "3", "--tracker", "densefacereg"]) == 1
-    assert "facereg.onnx is missing" in capsys.readouterr().err
+    assert "facereg.onnx: missing" in capsys.readouterr().err
 
 
 def test_the_eye_stage_trains_exports_and_redraws_both_eyes(prepared, short_clip, tmp_path, capsys):
@@ -120,7 +124,7 @@ def test_the_eye_stage_trains_exports_and_redraws_both_eyes(prepared, short_clip
     the face network, exported with its eye point indices, and run by the tracker; a shared eye
     stage with indices that are not an eye's is refused."""
     from h2h.engines.base import EngineError
-    from h2h.engines.facereg_engine import load_eye_engine, load_facereg_engine
+    from h2h.engines.facereg_engine import load_facereg
     from h2h.models.geometry.facereg_tracker import DenseFaceRegTracker
     from h2h.models.video import read_frames
 
@@ -136,14 +140,19 @@ def test_the_eye_stage_trains_exports_and_redraws_both_eyes(prepared, short_clip
     assert main(["eval-facereg", str(eyes), "--avatars", "sample", "--library", str(library)]) == 1  # not a face network
     assert main(["export-facereg", str(eyes), "--avatars", "sample", "--library", str(library)]) == 0
     assert main(["export-facereg", str(face), "--avatars", "sample", "--library", str(library)]) == 0
-    engine, points = load_eye_engine(eyes)
-    assert (engine.size, engine.width) == (32, 64) and points.shape == (2, 21)
-    with DenseFaceRegTracker.with_mediapipe(load_facereg_engine(face), engine, points) as tracker:
+    for name in ("eyes.onnx", "eyes.json"):  # the eye stage beside the face network, as shipped
+        (face / name).write_bytes((eyes / name).read_bytes())
+    network, stage, points = load_facereg(face)
+    assert (stage.size, stage.width) == (32, 64) and points.shape == (2, 21) and network.width == network.size
+    with DenseFaceRegTracker.with_mediapipe(network, stage, points) as tracker:
         tracked = [tracker.track(frame) for frame in read_frames(short_clip, 8)]
     assert all(p is not None and p.shape == (478, 3) and np.isfinite(p).all() for p in tracked)
-    (eyes / "eyes.json").write_text(json.dumps({"eye_points": [[0] * 21, [1] * 21]}))
+    (face / "eyes.json").write_text(json.dumps({"eye_points": [[0] * 21, [1] * 21]}))
     with pytest.raises(EngineError, match="eye_points"):
-        load_eye_engine(eyes)
-    (eyes / "eyes.onnx").write_bytes((face / "facereg.onnx").read_bytes())
-    with pytest.raises(EngineError, match="1x21x3"):
-        load_eye_engine(eyes)
+        load_facereg(face)
+    (face / "eyes.json").write_text("[" * 100000)
+    with pytest.raises(EngineError, match="not valid JSON"):
+        load_facereg(face)
+    (face / "eyes.onnx").write_bytes((face / "facereg.onnx").read_bytes())  # a face network where the eye stage goes
+    with pytest.raises(EngineError, match="expected 1x3xHx2H"):
+        load_facereg(face)

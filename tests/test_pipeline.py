@@ -218,3 +218,24 @@ def test_each_avatar_gets_the_eye_sketch_it_was_trained_on(prepared, model, tmp_
         assert not has_brows(stage.process(Packet(1, 0.033, frame)).eyes)
     finally:
         stage.close()
+
+
+def test_the_face_tracker_switches_between_frames_and_a_failed_switch_keeps_the_old_one(model, short_clip, monkeypatch):
+    from h2h.app import pipeline
+    from h2h.app.bench import _default_target
+
+    frames = list(read_frames(short_clip, 4))
+    face = FaceStage(model, _default_target())
+    try:
+        assert face.process(pipeline.Packet(0, 0.0, frames[0])).face_found
+        face.set_tracker("densefacereg")
+        assert face.process(pipeline.Packet(1, 0.03, frames[1])).face_found and face.tracker == "densefacereg"
+
+        def broken(kind, video_mode=True):
+            raise RuntimeError("no such provider")
+
+        monkeypatch.setattr(pipeline, "create_tracker", broken)
+        face.set_tracker("mediapipe")
+        assert face.process(pipeline.Packet(2, 0.06, frames[2])).face_found and face.tracker == "densefacereg"
+    finally:
+        face.close()

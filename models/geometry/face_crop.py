@@ -11,6 +11,14 @@ import numpy as np
 from .tracker import NUM_LANDMARKS, NUM_MESH_VERTICES
 
 CROP_MARGIN = 1.5  # crop side over the larger side of the mesh's 2D bounding box
+EYE_POINTS = 21  # what the eye stage predicts of one eye: its 16 contour points and its iris (centre, 4 rim points)
+
+
+def mesh_box(points: np.ndarray) -> tuple[np.ndarray, float]:
+    """Centre and larger side of the mesh's 2D bounding box."""
+    xy = points[:NUM_MESH_VERTICES, :2]
+    low, high = xy.min(0), xy.max(0)
+    return (low + high) / 2, float(max(high - low))
 
 
 @dataclass(frozen=True)
@@ -26,10 +34,9 @@ class Crop:
                zoom: float = 1.0) -> "Crop":
         """A square crop around the face of `points`, turned by `angle` degrees, its centre
         moved by `shift` (fractions of its side) and its side divided by `zoom`."""
-        xy = points[:NUM_MESH_VERTICES, :2]
-        low, high = xy.min(0), xy.max(0)
-        side = CROP_MARGIN * float(max(high - low)) / zoom
-        centre = (low + high) / 2 + np.asarray(shift) * side
+        centre, extent = mesh_box(points)
+        side = CROP_MARGIN * extent / zoom
+        centre = centre + np.asarray(shift) * side
         scale = out / max(side, 1e-3)
         matrix = cv2.getRotationMatrix2D((float(centre[0]), float(centre[1])), angle, scale)
         matrix[:, 2] += out / 2 - centre

@@ -10,8 +10,8 @@ from typing import Protocol
 
 import numpy as np
 
-from .face_crop import Crop, EyeCrop, eye_corners
-from .tracker import NUM_MESH_VERTICES, MediaPipeTracker, quiet_native_logs
+from .face_crop import Crop, EyeCrop, eye_corners, mesh_box
+from .tracker import MediaPipeTracker, quiet_native_logs
 
 CHECK_EVERY = 5  # frames between presence checks (~2 ms each)
 CALIBRATION_FRAMES = 5  # frames after a find on which the finder's points calibrate the network
@@ -28,18 +28,11 @@ class Regressor(Protocol):
     def run(self, crop: np.ndarray) -> np.ndarray: ...
 
 
-def _box(points: np.ndarray) -> tuple[np.ndarray, float]:
-    """Centre and larger side of the mesh's 2D bounding box."""
-    xy = points[:NUM_MESH_VERTICES, :2]
-    low, high = xy.min(0), xy.max(0)
-    return (low + high) / 2, float(max(high - low))
-
-
 def followed(points: np.ndarray, previous: np.ndarray) -> bool:
     """Whether `points` plausibly continue `previous` (no jump in place or size)."""
     if not np.isfinite(points).all():
         return False
-    (c0, s0), (c1, s1) = _box(previous), _box(points)
+    (c0, s0), (c1, s1) = mesh_box(previous), mesh_box(points)
     return 1 / MAX_SCALE_CHANGE < s1 / max(s0, 1e-6) < MAX_SCALE_CHANGE and float(np.linalg.norm(c1 - c0)) < MAX_SHIFT * s0
 
 
@@ -67,7 +60,7 @@ class FaceDetector:
 
 def present(points: np.ndarray, boxes: list[tuple[float, float, float, float]]) -> bool:
     """Whether a detected face box has its centre inside the points' face box."""
-    centre, side = _box(points)
+    centre, side = mesh_box(points)
     return any(abs((x0 + x1) / 2 - centre[0]) < side / 2 and abs((y0 + y1) / 2 - centre[1]) < side / 2 for x0, y0, x1, y1 in boxes)
 
 
@@ -97,7 +90,12 @@ class DenseFaceRegTracker:
     def with_mediapipe(cls, regressor: Regressor, eyes: Regressor | None = None,
                        eye_points: np.ndarray | None = None) -> "DenseFaceRegTracker":
         """MediaPipe's face mesh finds and calibrates, its face detector checks."""
-        return cls(regressor, MediaPipeTracker(video_mode=False), FaceDetector(), eyes=eyes, eye_points=eye_points)
+        detector = FaceDetector()
+        try:
+            return cls(regressor, MediaPipeTracker(video_mode=False), detector, eyes=eyes, eye_points=eye_points)
+        except BaseException:
+            detector.close()
+            raise
 
     @property
     def provider(self) -> str:

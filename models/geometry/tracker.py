@@ -83,25 +83,22 @@ def create_tracker(kind: str = "mediapipe", video_mode: bool = True) -> FaceTrac
     if kind == "mediapipe":
         return MediaPipeTracker(video_mode=video_mode)
     if kind == "densefacereg":
-        from ...engines.facereg_engine import load_eye_engine, load_facereg_engine  # the engine layer, only when asked for
+        from ...engines.facereg_engine import load_facereg  # the engine layer, only when asked for
         from .facereg_tracker import DenseFaceRegTracker
 
-        eyes, eye_points = load_eye_engine() or (None, None)
-        return DenseFaceRegTracker.with_mediapipe(load_facereg_engine(), eyes, eye_points)
+        return DenseFaceRegTracker.with_mediapipe(*load_facereg())
     raise ValueError(f"unknown tracker {kind!r}; choose one of {', '.join(TRACKERS)}")
 
 
 def tracker_problem(kind: str) -> str | None:
-    """Why tracker `kind` cannot run here (unknown, or its network missing or unloadable), or None."""
+    """Why tracker `kind` cannot run here (unknown, or its networks missing or not DenseFaceReg's),
+    or None; cheap (nothing is loaded into a runtime), so a window may ask on its own thread."""
     if kind not in TRACKERS:
         return f"unknown tracker {kind!r}; choose one of {', '.join(TRACKERS)}"
     if kind == "densefacereg":
-        from ...engines.base import EngineError
-        from ...engines.facereg_engine import load_eye_engine, load_facereg_engine
+        from ...engines.facereg_engine import facereg_problem
 
-        try:
-            load_facereg_engine()
-            load_eye_engine()
-        except EngineError as exc:
-            return f"DenseFaceReg cannot run: {exc}"
+        problem = facereg_problem()
+        if problem:
+            return f"DenseFaceReg cannot run: {problem}"
     return None

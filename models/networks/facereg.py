@@ -9,8 +9,9 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
+from ..geometry.face_crop import EYE_POINTS
+
 NUM_POINTS = 478
-EYE_POINTS = 21  # an eye's 16 contour points and its iris (centre and 4 rim points)
 
 
 @dataclass(frozen=True)
