@@ -11,10 +11,12 @@ from typing import Protocol
 import numpy as np
 
 from .face_crop import Crop, EyeCrop, eye_corners, mesh_box
+from .smoothing import OneEuroFilter
 from .tracker import MediaPipeTracker, quiet_native_logs
 
 CHECK_EVERY = 5  # frames between presence checks (~2 ms each)
 CALIBRATION_FRAMES = 5  # frames after a find on which the finder's points calibrate the network
+SMOOTHING = (8.0, 40.0)  # One-Euro min cutoff (Hz) and beta (in face-box sides per second) on the answers
 MAX_SCALE_CHANGE = 1.5  # the face's box may not grow or shrink more than this from one frame to the next
 MAX_SHIFT = 0.5  # nor move by more than this share of its side
 
@@ -74,7 +76,9 @@ class DenseFaceRegTracker:
     stays the same from frame to frame. `detector` (None: no checks) says every `check_every`
     frames whether the face is still there. `eyes` (None: none), a second network on a crop
     around each eye, then redraws that eye's contour and iris (`eye_points` (2, 21): their
-    indices in the right eye, and in the left eye in mirrored order), calibrated the same way."""
+    indices in the right eye, and in the left eye in mirrored order), calibrated the same way.
+    The answers pass a light One-Euro filter (MediaPipe smooths its own landmarks too), which
+    takes the network's frame-to-frame noise below the teacher's without lagging blinks."""
 
     def __init__(self, regressor: Regressor, finder, detector: FaceDetector | None, check_every: int = CHECK_EVERY,
                  calibration: int = CALIBRATION_FRAMES, eyes: Regressor | None = None,
@@ -147,8 +151,10 @@ class DenseFaceRegTracker:
             return None
         if self.eyes is not None:
             self._refine_eyes(rgb, points, teacher)
-        self._previous = points
-        return points
+        self._previous = points  # the next crop is placed by the unfiltered answer
+        if found:
+            self._side = mesh_box(points)[1]
+        return (self._filter(points / self._side) * self._side).astype(np.float32)
 
     def reset(self) -> None:
         """Forget the face (and its calibration): the next frame is found again."""
@@ -158,6 +164,8 @@ class DenseFaceRegTracker:
         self._errors: list[np.ndarray] = []
         self._eye_errors: tuple[list[np.ndarray], list[np.ndarray]] = ([], [])
         self._offset = np.zeros((1, 3), np.float32)
+        self._filter = OneEuroFilter(*SMOOTHING)
+        self._side = 1.0
 
     def close(self) -> None:
         self._finder.close()
