@@ -92,10 +92,10 @@ def load_avatar(entry: AvatarEntry, engine: str = "auto", device: str = "cpu") -
 class LiveSession:
     """Runs the pipeline for one avatar and source; avatars switch without stopping."""
 
-    def __init__(self, mode: str = "head", options: RetargetOptions | None = None, tracker: str = "mediapipe") -> None:
+    def __init__(self, mode: str = "head", options: RetargetOptions | None = None) -> None:
         self.model = load_face_model()
         self.mode = mode
-        self.tracker = tracker
+        self.tracker = "mediapipe"  # set_tracker switches it
         self.options = options or RetargetOptions(smoothing=0.3)
         self.current: LoadedAvatar | None = None
         self.pipeline: Pipeline | None = None

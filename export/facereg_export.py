@@ -25,15 +25,10 @@ INT8_TOLERANCE = 0.01  # mean point error of the int8 model against fp32, same u
 
 
 def check_crops(samples: FaceSamples, net: DenseFaceReg, count: int, eyes: np.ndarray | None) -> list[np.ndarray]:
-    """(1, 3, H, W) inputs of `count` unaugmented crops spread over the samples: face crops, or
-    eye crops (right and mirrored left eyes alternately) when `eyes` gives the eye points."""
+    """(1, 3, H, W) inputs of `count` unaugmented crops spread over the samples, as the network
+    reads them (FaceSamples.examples; `eyes`: the eye stage's point indices)."""
     picks = spread_over(np.arange(len(samples.images)), count)
-    rng = np.random.default_rng(0)  # unaugmented crops draw nothing
-    c = net.config
-    if eyes is None:
-        crops = [samples.example(int(i), rng, c.size, None, None)[0] for i in picks]
-    else:
-        crops = [samples.eye_example(int(i), rng, c.size * c.aspect, None, eyes, n % 2)[0] for n, i in enumerate(picks)]
+    crops, _ = samples.examples(picks, np.random.default_rng(0), net.config, None, None, eyes)  # unaugmented: draws nothing
     return [to_input(crop[None]).numpy() for crop in crops]
 
 

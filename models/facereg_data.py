@@ -17,6 +17,7 @@ from .avatar import Avatar
 from .geometry.face_crop import Crop, EyeCrop, eye_corners
 from .geometry.face_model import FaceModel
 from .geometry.tracker import NUM_LANDMARKS, NUM_MESH_VERTICES
+from .networks.facereg import FaceRegConfig
 
 PART_WEIGHT = 5.0  # eyes, irises and lips weigh this much more in the loss (blinks, lip gaps)
 IRIS = (NUM_MESH_VERTICES, NUM_MESH_VERTICES + 5)  # first index of the right and left iris (centre, 4 rim points)
@@ -147,3 +148,13 @@ class FaceSamples:
         crop = EyeCrop.around(outer, inner, width, left=side == 1, angle=rng.uniform(-a.rotate, a.rotate),
                               shift=tuple(rng.uniform(-a.shift, a.shift, 2)), zoom=rng.uniform(*a.zoom))
         return augment_pixels(crop.image(self.images[i]), rng, a), crop.normalise(points)
+
+    def examples(self, picks: np.ndarray, rng: np.random.Generator, config: FaceRegConfig, a: Augment | None,
+                 mirror: np.ndarray | None, eyes: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Crops (B, H, W, 3) uint8 and targets of these samples for a network of `config`:
+        face crops, or eye crops (right and mirrored left eyes alternately)."""
+        if config.part == "face":
+            pairs = [self.example(int(i), rng, config.size, a, mirror) for i in picks]
+        else:
+            pairs = [self.eye_example(int(i), rng, config.size * config.aspect, a, eyes, n % 2) for n, i in enumerate(picks)]
+        return np.stack([p[0] for p in pairs]), np.stack([p[1] for p in pairs])

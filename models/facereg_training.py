@@ -77,13 +77,9 @@ class FaceRegTrainer(TimedTrainer):
         return self._batch(np.random.default_rng(0), None, picks)[1].mean(0)
 
     def _batch(self, rng: np.random.Generator, augment: Augment | None, picks: np.ndarray) -> tuple[torch.Tensor, torch.Tensor]:
-        """Inputs and targets of these samples: face crops, or eye crops (right, then left mirrored, alternately)."""
-        c = self.net.config
-        if self.part == "face":
-            pairs = [self.samples.example(int(i), rng, c.size, augment, self.mirror) for i in picks]
-        else:
-            pairs = [self.samples.eye_example(int(i), rng, c.size * c.aspect, augment, self.eyes, n % 2) for n, i in enumerate(picks)]
-        return to_input(np.stack([p[0] for p in pairs])), torch.from_numpy(np.stack([p[1] for p in pairs]))
+        """The network's inputs and targets of these samples (FaceSamples.examples)."""
+        crops, targets = self.samples.examples(picks, rng, self.net.config, augment, self.mirror, self.eyes)
+        return to_input(crops), torch.from_numpy(targets)
 
     def train_step(self) -> dict[str, float]:
         self.cosine_lr(self.config.lr)

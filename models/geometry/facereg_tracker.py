@@ -66,6 +66,17 @@ def present(points: np.ndarray, boxes: list[tuple[float, float, float, float]]) 
     return any(abs((x0 + x1) / 2 - centre[0]) < side / 2 and abs((y0 + y1) / 2 - centre[1]) < side / 2 for x0, y0, x1, y1 in boxes)
 
 
+class MeanError:
+    """The network's mean error (teacher - network, crop coordinates) over the calibration frames so far."""
+
+    def __init__(self) -> None:
+        self.count, self.value = 0, np.zeros((1, 3), np.float32)
+
+    def add(self, error: np.ndarray) -> None:
+        self.count += 1
+        self.value = self.value + (error - self.value) / self.count
+
+
 class DenseFaceRegTracker:
     """The FaceTracker protocol on DenseFaceReg: (478, 3) image-space points, or None.
 
@@ -101,10 +112,6 @@ class DenseFaceRegTracker:
             detector.close()
             raise
 
-    @property
-    def provider(self) -> str:
-        return getattr(self.regressor, "provider", "?")
-
     def _anchor(self, rgb: np.ndarray) -> tuple[np.ndarray | None, bool]:
         """(where to crop, whether it was just found): the previous answer while the face is
         still there, else the finder's points (None: no face)."""
@@ -126,9 +133,8 @@ class DenseFaceRegTracker:
             crop = EyeCrop.around(outer, inner, self.eyes.width, left=side == 1)
             raw = self.eyes.run(crop.image(rgb))
             if teacher is not None:
-                self._eye_errors[side].append(crop.normalise(teacher[indices]) - raw)
-            offset = np.mean(self._eye_errors[side], 0) if self._eye_errors[side] else 0.0
-            points[indices] = crop.denormalise(raw + offset)
+                self._eye_errors[side].add(crop.normalise(teacher[indices]) - raw)
+            points[indices] = crop.denormalise(raw + self._eye_errors[side].value)
 
     def track(self, rgb: np.ndarray) -> np.ndarray | None:
         if rgb.ndim != 3 or rgb.shape[2] != 3 or rgb.dtype != np.uint8:
@@ -143,9 +149,8 @@ class DenseFaceRegTracker:
             self._calibrating += 1
             teacher = anchor if found else self._finder.track(rgb)
             if teacher is not None:
-                self._errors.append(crop.normalise(teacher) - raw)
-                self._offset = np.mean(self._errors, 0)
-        points = crop.denormalise(raw + self._offset)
+                self._error.add(crop.normalise(teacher) - raw)
+        points = crop.denormalise(raw + self._error.value)
         if not followed(points, anchor):
             self.reset()
             return None
@@ -161,9 +166,7 @@ class DenseFaceRegTracker:
         self._previous: np.ndarray | None = None
         self._since_check = 0
         self._calibrating = 0
-        self._errors: list[np.ndarray] = []
-        self._eye_errors: tuple[list[np.ndarray], list[np.ndarray]] = ([], [])
-        self._offset = np.zeros((1, 3), np.float32)
+        self._error, self._eye_errors = MeanError(), (MeanError(), MeanError())
         self._filter = OneEuroFilter(*SMOOTHING)
         self._side = 1.0
 
