@@ -76,10 +76,10 @@ def densefacereg_facts() -> dict:
     from ..engines.facereg_engine import load_facereg
 
     try:
-        face, eyes, _ = load_facereg()
+        face, stages = load_facereg()
     except EngineError as exc:
         return {"problem": str(exc)}
-    return {"provider": face.provider, "precision": face.precision, "crop": face.size, "eye_stage": eyes is not None}
+    return {"provider": face.provider, "precision": face.precision, "crop": face.size, "stages": [s.part.name for s in stages]}
 
 
 def diagnose(library: Path, avatar: str | None) -> dict:

@@ -36,14 +36,15 @@ def add_eval_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--avatars", nargs="+", required=True, metavar="NAME", help="prepared avatars to score it on (people it never saw)")
     p.add_argument("--json", metavar="OUT", help="also write the report as JSON")
     p.add_argument("--eyes", metavar="DIR", help="also run this eye network (h2h train-facereg --preset eye) on each eye")
+    p.add_argument("--mouth", metavar="DIR", help="also run this mouth network (h2h train-facereg --preset mouth) on the mouth")
     p.add_argument("--calibration", type=int, default=CALIBRATION_FRAMES, metavar="N",
                    help=f"frames after each find on which the teacher calibrates the network, as the live tracker does "
                         f"(default {CALIBRATION_FRAMES}; 0: the network alone)")
 
 
 def cmd_eval_facereg(args: argparse.Namespace) -> int:
-    eyes = Path(args.eyes) if args.eyes else None
-    report = evaluate(Path(args.folder), resolve_library(args.library), args.avatars, calibration=args.calibration, eyes_folder=eyes)
+    stages = {part: Path(folder) for part, folder in (("eye", args.eyes), ("mouth", args.mouth)) if folder}
+    report = evaluate(Path(args.folder), resolve_library(args.library), args.avatars, calibration=args.calibration, stage_folders=stages)
     print(format_report(report))
     if args.json:
         atomic_write_bytes(Path(args.json), json.dumps(report, indent=2).encode())

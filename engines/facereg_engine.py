@@ -1,6 +1,7 @@
 """DenseFaceReg behind the engine interface: the face network (a square crop -> the 478 points)
-and its eye stage (a 2:1 crop around one eye -> that eye's 21 points), each run(crop (H, W, 3)
-uint8) -> (points, 3) in crop coordinates. ONNX Runtime on the best provider this build offers
+and its part stages (a 2:1 crop around one eye -> that eye's 21 points; a square crop around
+the mouth -> its lips), each run(crop (H, W, 3) uint8) -> (points, 3)
+in crop coordinates. ONNX Runtime on the best provider this build offers
 (TensorRT or CUDA when present, their engine cache per user), in fp32: reduced precision cost
 the eyes most of their correlation with the teacher (docs/RESULTS.md). The files are read
 through the checked accessor (no links, bounded sizes) and the ONNX bytes checked before ONNX
@@ -14,7 +15,8 @@ from pathlib import Path
 import numpy as np
 
 from ..models.avatar_files import AvatarError, AvatarFiles
-from ..models.geometry.face_crop import EYE_POINTS, checked_eye_points
+from ..models.geometry.face_crop import PARTS, checked_part_points
+from ..models.geometry.facereg_tracker import PartStage
 from ..models.geometry.topology import ASSETS
 from ..models.geometry.tracker import NUM_LANDMARKS
 from .base import EngineError
@@ -25,9 +27,8 @@ from .stepper import image_to_input
 log = logging.getLogger(__name__)
 SHIPPED_FACEREG = ASSETS / "facereg"
 FACEREG_ONNX = "facereg.onnx"
-EYES_ONNX = "eyes.onnx"  # the eye stage, beside the face network
-EYES_META = "eyes.json"  # its eye point indices
-FACE_ASPECT, EYE_ASPECT = 1, 2  # crop width over height: what the tracker's crops are
+PART_FILES = {"eye": ("eyes.onnx", "eyes.json"), "mouth": ("mouth.onnx", "mouth.json")}  # part stage -> its network, its point indices
+FACE_ASPECT = 1  # the face crop's width over its height (the parts': face_crop.PARTS)
 MAX_FACEREG_BYTES = 64 << 20
 FACEREG_THREADS = 1  # ~1 ms a crop: a second thread gains little and takes a core from the generator
 
@@ -48,13 +49,24 @@ class FaceRegEngine:
 
 @dataclass(frozen=True)
 class FaceRegModels:
-    """The checked bytes of a DenseFaceReg folder: the face network, and the eye stage with its
-    eye point indices (2, 21) when the folder has one."""
+    """The checked bytes of a DenseFaceReg folder: the face network, and each part stage the
+    folder has (part -> its network and point indices (2, N))."""
 
     folder: Path
     face: bytes
-    eyes: bytes | None = None
-    eye_points: np.ndarray | None = None
+    parts: dict[str, tuple[bytes, np.ndarray]]
+
+
+def read_part(files: AvatarFiles, folder: Path, part: str) -> tuple[bytes, np.ndarray] | None:
+    """A part stage's checked network and point indices, or None when the folder has none."""
+    onnx, meta_name = PART_FILES[part]
+    if not files.is_file(onnx):
+        return None
+    data = files.read_bytes(onnx, MAX_FACEREG_BYTES)
+    check_facereg_onnx(data, str(folder / onnx), PARTS[part].points, PARTS[part].aspect)
+    meta = files.read_json(meta_name)
+    key = f"{part}_points"
+    return data, checked_part_points(meta.get(key) if isinstance(meta, dict) else None, PARTS[part], str(folder / meta_name))
 
 
 def read_facereg(folder: Path | None = None) -> FaceRegModels:
@@ -64,15 +76,10 @@ def read_facereg(folder: Path | None = None) -> FaceRegModels:
         files = AvatarFiles(folder)
         face = files.read_bytes(FACEREG_ONNX, MAX_FACEREG_BYTES)
         check_facereg_onnx(face, str(folder / FACEREG_ONNX), NUM_LANDMARKS, FACE_ASPECT)
-        if not files.is_file(EYES_ONNX):
-            return FaceRegModels(folder, face)
-        eyes = files.read_bytes(EYES_ONNX, MAX_FACEREG_BYTES)
-        check_facereg_onnx(eyes, str(folder / EYES_ONNX), EYE_POINTS, EYE_ASPECT)
-        meta = files.read_json(EYES_META)
-        points = checked_eye_points(meta.get("eye_points") if isinstance(meta, dict) else None, EYE_POINTS, str(folder / EYES_META))
+        parts = {part: found for part in PART_FILES if (found := read_part(files, folder, part)) is not None}
     except (AvatarError, ValueError) as exc:
         raise EngineError(f"{exc}; reinstall h2h, or make it with h2h train-facereg and h2h export-facereg") from exc
-    return FaceRegModels(folder, face, eyes, points)
+    return FaceRegModels(folder, face, parts)
 
 
 def facereg_problem(folder: Path | None = None) -> str | None:
@@ -85,12 +92,12 @@ def facereg_problem(folder: Path | None = None) -> str | None:
 
 
 def load_facereg(folder: Path | None = None, threads: int | None = FACEREG_THREADS,
-                 providers: list[str] | None = None) -> tuple[FaceRegEngine, FaceRegEngine | None, np.ndarray | None]:
-    """(face network, eye stage or None, its eye point indices or None) from `folder`."""
+                 providers: list[str] | None = None) -> tuple[FaceRegEngine, tuple[PartStage, ...]]:
+    """(the face network, its part stages) from `folder`."""
     models = read_facereg(folder)
     face = FaceRegEngine(models.face, str(models.folder / FACEREG_ONNX), NUM_LANDMARKS, FACE_ASPECT, threads, providers)
-    eyes = None
-    if models.eyes is not None:
-        eyes = FaceRegEngine(models.eyes, str(models.folder / EYES_ONNX), EYE_POINTS, EYE_ASPECT, threads, providers)
-    log.info("DenseFaceReg: %s, %s%s", face.provider, face.precision, ", with the eye stage" if eyes else "")
-    return face, eyes, models.eye_points
+    stages = tuple(PartStage(PARTS[part], FaceRegEngine(data, str(models.folder / PART_FILES[part][0]), PARTS[part].points,
+                                                        PARTS[part].aspect, threads, providers), rows)
+                   for part, (data, rows) in models.parts.items())
+    log.info("DenseFaceReg: %s, %s%s", face.provider, face.precision, "".join(f", with the {s.part.name} stage" for s in stages))
+    return face, stages

@@ -10,10 +10,10 @@ import torch
 
 from ..engines.base import EngineError
 from ..engines.cache import bytes_sha256
-from ..engines.facereg_engine import EYES_META, EYES_ONNX, FACEREG_ONNX
+from ..engines.facereg_engine import FACEREG_ONNX, PART_FILES
 from ..engines.onnx_check import check_facereg_onnx
 from ..models.facereg_data import FaceSamples, to_input
-from ..models.facereg_eval import eye_points_from, load_facereg
+from ..models.facereg_eval import load_facereg, part_points_from
 from ..models.networks.facereg import DenseFaceReg
 from ..models.io_utils import atomic_write_bytes
 from .onnx_export import CALIBRATION_FRAMES, onnx_bytes, spread_over
@@ -24,11 +24,11 @@ FP32_TOLERANCE = 1e-3  # crop-normalised units (1 = half the crop)
 INT8_TOLERANCE = 0.01  # mean point error of the int8 model against fp32, same units
 
 
-def check_crops(samples: FaceSamples, net: DenseFaceReg, count: int, eyes: np.ndarray | None) -> list[np.ndarray]:
+def check_crops(samples: FaceSamples, net: DenseFaceReg, count: int, rows: np.ndarray | None) -> list[np.ndarray]:
     """(1, 3, H, W) inputs of `count` unaugmented crops spread over the samples, as the network
-    reads them (FaceSamples.examples; `eyes`: the eye stage's point indices)."""
+    reads them (FaceSamples.examples; `rows`: a part stage's point indices)."""
     picks = spread_over(np.arange(len(samples.images)), count)
-    crops, _ = samples.examples(picks, np.random.default_rng(0), net.config, None, None, eyes)  # unaugmented: draws nothing
+    crops, _ = samples.examples(picks, np.random.default_rng(0), net.config, None, None, rows)  # unaugmented: draws nothing
     return [to_input(crop[None]).numpy() for crop in crops]
 
 
@@ -41,13 +41,15 @@ def session(onnx: bytes):
 
 
 def export_facereg(folder: Path, samples: FaceSamples, int8: bool = False) -> dict:
-    """Write and check facereg.onnx (an eye network: eyes.onnx and its eyes.json) and, with int8
-    (face networks), facereg.int8.onnx; what was written and how close."""
+    """Write and check facereg.onnx (a part network: eyes.onnx or mouth.onnx and its point
+    indices in eyes.json or mouth.json) and, with int8 (face networks), facereg.int8.onnx; what
+    was written and how close."""
     net, meta = load_facereg(folder, part=None)
-    eyes = eye_points_from(meta, str(folder)) if net.config.part == "eye" else None
-    if eyes is not None and int8:
-        raise EngineError("the eye stage is exported in fp32 only (int8 cost the face network its eyes); leave out --int8")
-    crops = check_crops(samples, net, CALIBRATION_FRAMES, eyes)
+    part = net.config.part
+    rows = None if part == "face" else part_points_from(meta, part, str(folder))
+    if rows is not None and int8:
+        raise EngineError(f"the {part} stage is exported in fp32 only (int8 cost the face network its eyes); leave out --int8")
+    crops = check_crops(samples, net, CALIBRATION_FRAMES, rows)
     onnx = onnx_bytes(net, (torch.zeros(crops[0].shape),), ["crop"], ["points"])
     check_facereg_onnx(onnx, str(folder), net.config.points, net.config.aspect)  # what the tracker will load
     fp32 = session(onnx)
@@ -56,11 +58,11 @@ def export_facereg(folder: Path, samples: FaceSamples, int8: bool = False) -> di
     error = max(float(np.abs(fp32.run(None, {"crop": c})[0] - e).max()) for c, e in zip(crops, expected))
     if error > FP32_TOLERANCE:
         raise EngineError(f"DenseFaceReg ONNX differs from PyTorch by {error:.2e} (> {FP32_TOLERANCE:g}); not saved")
-    name = FACEREG_ONNX if eyes is None else EYES_ONNX
+    name = FACEREG_ONNX if rows is None else PART_FILES[part][0]
     atomic_write_bytes(folder / name, onnx)
-    if eyes is not None:
+    if rows is not None:
         made = {k: meta.get(k) for k in ("preset", "step", "train_minutes", "people")}
-        atomic_write_bytes(folder / EYES_META, json.dumps({"eye_points": eyes.tolist(), **made}, indent=1).encode())
+        atomic_write_bytes(folder / PART_FILES[part][1], json.dumps({f"{part}_points": rows.tolist(), **made}, indent=1).encode())
     report = {"onnx": str(folder / name), "max_abs_error": error}
     if int8:
         from .quantize import quantize_int8

@@ -14,7 +14,7 @@ from scipy.optimize import linear_sum_assignment
 from tqdm import tqdm
 
 from .avatar import Avatar
-from .geometry.face_crop import Crop, EyeCrop, eye_corners
+from .geometry.face_crop import MOUTH_LEFT, MOUTH_LIPS, MOUTH_POINTS, MOUTH_RIGHT, PARTS, Crop, Part, PartCrop, part_corners
 from .geometry.face_model import FaceModel
 from .geometry.tracker import NUM_LANDMARKS, NUM_MESH_VERTICES
 from .networks.facereg import FaceRegConfig
@@ -46,6 +46,32 @@ def eye_indices(model: FaceModel, points: np.ndarray) -> np.ndarray:
     return np.stack([right, mirror_permutation(model, points)[right]])
 
 
+MOUTH_REACH = (0.7, 0.63)  # the mouth stage's skin points: mean-face vertices this far (in mouth widths) across and up or down
+
+
+def mouth_indices(model: FaceModel, points: np.ndarray) -> np.ndarray:
+    """(2, MOUTH_POINTS): the lips (MOUTH_LIPS, the points the tracker redraws), then the skin
+    around them (mesh vertices of the mean face within MOUTH_REACH of the mouth's centre, with
+    their mirror images); and the same points in mirrored order."""
+    mean = model.colors[:NUM_MESH_VERTICES, :2]
+    centre = (mean[MOUTH_RIGHT] + mean[MOUTH_LEFT]) / 2
+    span = float(np.linalg.norm(mean[MOUTH_LEFT] - mean[MOUTH_RIGHT]))
+    mirror = mirror_permutation(model, points)
+    near = np.flatnonzero((np.abs(mean - centre) / span < np.array(MOUTH_REACH)).all(1))
+    lips = np.sort(np.asarray(model.topology.mouth))
+    skin = np.setdiff1d(np.union1d(near, mirror[near]), lips)
+    if (len(lips), len(lips) + len(skin)) != (MOUTH_LIPS, MOUTH_POINTS):
+        raise ValueError(f"the face model gives {len(lips)} lip and {len(skin)} skin points, not {MOUTH_LIPS} and "
+                         f"{MOUTH_POINTS - MOUTH_LIPS}; the face assets do not match this h2h")
+    chosen = np.concatenate([lips, skin])
+    return np.stack([chosen, mirror[chosen]])
+
+
+def part_indices(model: FaceModel, points: np.ndarray, part: str) -> np.ndarray:
+    """The point indices (2, N) a `part` stage predicts (eye_indices, mouth_indices)."""
+    return eye_indices(model, points) if part == "eye" else mouth_indices(model, points)
+
+
 def point_weights(model: FaceModel) -> np.ndarray:
     """(478,) loss weight per point: PART_WEIGHT on eyes, irises and lips, else 1."""
     weights = np.ones(NUM_LANDMARKS, np.float32)
@@ -69,7 +95,7 @@ class Augment:
     occlude: float = 0.25
 
 
-EYE_AUGMENT = Augment(shift=0.08, zoom=(0.85, 1.15), rotate=15.0, flip=0.0)  # eye crops: the face stage's error, no mirror (built in)
+PART_AUGMENT = Augment(shift=0.08, zoom=(0.85, 1.15), rotate=15.0, flip=0.0)  # part crops: the face stage's error, no mirror (built in)
 
 
 def augment_pixels(crop: np.ndarray, rng: np.random.Generator, a: Augment) -> np.ndarray:
@@ -135,26 +161,26 @@ class FaceSamples:
             target = target[mirror] * np.array([-1.0, 1.0, 1.0], np.float32)
         return augment_pixels(image, rng, a), target
 
-    def eye_example(self, i: int, rng: np.random.Generator, width: int, a: Augment | None,
-                    eyes: np.ndarray, side: int | None = None) -> tuple[np.ndarray, np.ndarray]:
-        """One eye crop (width // 2, width, 3) uint8 and its normalised target (21, 3): a random
-        eye (or `side`: 0 right, 1 left, mirrored)."""
-        side = int(rng.integers(2)) if side is None else side
-        points = self.points[i][eyes[side]]
-        outer, inner = (points[k] for k in eye_corners(eyes))
+    def part_example(self, i: int, rng: np.random.Generator, part: Part, rows: np.ndarray, width: int,
+                     a: Augment | None, side: int) -> tuple[np.ndarray, np.ndarray]:
+        """One crop of `part` (width // aspect, width, 3) uint8 and its normalised target (N, 3):
+        the points of row `side` of `rows` (1: mirrored)."""
+        points = self.points[i][rows[side]]
+        start, end = (points[k] for k in part_corners(part, rows))
         if a is None:
-            crop = EyeCrop.around(outer, inner, width, left=side == 1)
+            crop = PartCrop.around(start, end, width, part, mirrored=side == 1)
             return crop.image(self.images[i]), crop.normalise(points)
-        crop = EyeCrop.around(outer, inner, width, left=side == 1, angle=rng.uniform(-a.rotate, a.rotate),
-                              shift=tuple(rng.uniform(-a.shift, a.shift, 2)), zoom=rng.uniform(*a.zoom))
+        crop = PartCrop.around(start, end, width, part, mirrored=side == 1, angle=rng.uniform(-a.rotate, a.rotate),
+                               shift=tuple(rng.uniform(-a.shift, a.shift, 2)), zoom=rng.uniform(*a.zoom))
         return augment_pixels(crop.image(self.images[i]), rng, a), crop.normalise(points)
 
     def examples(self, picks: np.ndarray, rng: np.random.Generator, config: FaceRegConfig, a: Augment | None,
-                 mirror: np.ndarray | None, eyes: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """Crops (B, H, W, 3) uint8 and targets of these samples for a network of `config`:
-        face crops, or eye crops (right and mirrored left eyes alternately)."""
+                 mirror: np.ndarray | None, rows: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Crops (B, H, W, 3) uint8 and targets of these samples for a network of `config`: face
+        crops, or crops of its part (`rows`: the part's point indices; plain and mirrored alternately)."""
         if config.part == "face":
             pairs = [self.example(int(i), rng, config.size, a, mirror) for i in picks]
         else:
-            pairs = [self.eye_example(int(i), rng, config.size * config.aspect, a, eyes, n % 2) for n, i in enumerate(picks)]
+            part, width = PARTS[config.part], config.size * config.aspect
+            pairs = [self.part_example(int(i), rng, part, rows, width, a, n % 2) for n, i in enumerate(picks)]
         return np.stack([p[0] for p in pairs]), np.stack([p[1] for p in pairs])

@@ -19,15 +19,15 @@ from .checkpoint import CheckpointError, read_model_meta, read_weights
 from .expression_features import IRIS_CENTRES, LEFT_EYE, RIGHT_EYE, correlation, face_features
 from .facereg_data import to_input
 from .facereg_training import FACEREG_FILE, FACEREG_META
-from .geometry.face_crop import checked_eye_points
-from .geometry.facereg_tracker import CALIBRATION_FRAMES, DenseFaceRegTracker
-from .networks.facereg import EYE_POINTS, NUM_POINTS, DenseFaceReg, FaceRegConfig
+from .geometry.face_crop import PARTS, checked_part_points
+from .geometry.facereg_tracker import CALIBRATION_FRAMES, DenseFaceRegTracker, PartStage
+from .networks.facereg import NUM_POINTS, DenseFaceReg, FaceRegConfig
 
 CONFIG_BOUNDS = {"size": (32, 512), "width": (1, 128), "max_channels": (1, 512), "squeeze": (1, 256)}
 TRACKED = ("eye_right", "eye_left", "mouth_open")
 
 
-PARTS = {"face": (NUM_POINTS, 1), "eye": (EYE_POINTS, 2)}  # what a network reads -> (points, crop aspect)
+SHAPES = {"face": (NUM_POINTS, 1), **{p.name: (p.points, p.aspect) for p in PARTS.values()}}  # part -> (points, crop aspect)
 
 
 def facereg_config_from_dict(data: object) -> FaceRegConfig:
@@ -39,7 +39,7 @@ def facereg_config_from_dict(data: object) -> FaceRegConfig:
     if not isinstance(data, dict) or set(data) != names:
         raise CheckpointError("facereg.json: not a DenseFaceReg config")
     part = data["part"]
-    if not isinstance(part, str) or part not in PARTS or (data["points"], data["aspect"]) != PARTS[part]:
+    if not isinstance(part, str) or part not in SHAPES or (data["points"], data["aspect"]) != SHAPES[part]:
         raise CheckpointError("facereg.json: part, points or aspect is not one DenseFaceReg makes")
     for name, (low, high) in CONFIG_BOUNDS.items():
         if not isinstance(data[name], int) or not low <= data[name] <= high:
@@ -52,12 +52,18 @@ def facereg_config_from_dict(data: object) -> FaceRegConfig:
     return FaceRegConfig(**{**data, "blocks": tuple(blocks)})
 
 
-def eye_points_from(meta: dict, label: str) -> np.ndarray:
-    """(2, 21) eye point indices from an eye network's metadata (checked)."""
+def part_points_from(meta: dict, part: str, label: str) -> np.ndarray:
+    """(2, N) point indices of a `part` network from its metadata (checked)."""
     try:
-        return checked_eye_points(meta.get("eye_points"), EYE_POINTS, label)
+        return checked_part_points(meta.get(f"{part}_points"), PARTS[part], label)
     except ValueError as exc:
         raise CheckpointError(str(exc)) from exc
+
+
+def load_part_stage(folder: Path, part: str) -> PartStage:
+    """A trained `part` network (eye, mouth) as the tracker's stage."""
+    net, meta = load_facereg(folder, part)
+    return PartStage(PARTS[part], TorchRegressor(net), part_points_from(meta, part, str(folder)))
 
 
 def load_facereg(folder: Path, part: str | None = "face") -> tuple[DenseFaceReg, dict]:
@@ -76,7 +82,7 @@ def load_facereg(folder: Path, part: str | None = "face") -> tuple[DenseFaceReg,
 
 
 class TorchRegressor:
-    """A network (face or eye) as the tracker's regressor: a crop (H, W, 3) uint8 -> its crop points."""
+    """A network (face or part) as the tracker's regressor: a crop (H, W, 3) uint8 -> its crop points."""
 
     def __init__(self, net: DenseFaceReg) -> None:
         self.net, self.size, self.width = net, net.config.size, net.config.size * net.config.aspect
@@ -118,16 +124,14 @@ def jitter(series: np.ndarray, scale: np.ndarray) -> float:
 
 
 def track_clip(net: DenseFaceReg, avatar: Avatar, progress: bool = True, calibration: int = CALIBRATION_FRAMES,
-               eyes: tuple[DenseFaceReg, np.ndarray] | None = None) -> tuple[np.ndarray, np.ndarray, np.ndarray, int]:
+               stages: tuple[PartStage, ...] = ()) -> tuple[np.ndarray, np.ndarray, np.ndarray, int]:
     """(teacher, student) points over the avatar's frames with a face, those frame indices,
     and how often the tracker lost the face (it is then found again on the same frame).
-    `eyes`: an eye network and its eye point indices, for the tracker's eye stage."""
+    `stages`: the tracker's part stages (eyes, mouth)."""
     valid = avatar.tracks["valid"]
     teacher = avatar.tracks["landmarks"]
     stored = StoredTracks(teacher)
-    eye_net, eye_points = eyes if eyes else (None, None)
-    tracker = DenseFaceRegTracker(TorchRegressor(net), stored, None, calibration=calibration,
-                                  eyes=TorchRegressor(eye_net) if eye_net else None, eye_points=eye_points)
+    tracker = DenseFaceRegTracker(TorchRegressor(net), stored, None, calibration=calibration, stages=stages)
     indices, student, lost = [], [], 0
     for i in tqdm(range(len(valid)), desc=f"tracking {avatar.name}", unit="f", disable=not progress, leave=False):
         if not valid[i]:
@@ -147,8 +151,8 @@ def track_clip(net: DenseFaceReg, avatar: Avatar, progress: bool = True, calibra
 
 
 def evaluate_person(net: DenseFaceReg, avatar: Avatar, progress: bool = True, calibration: int = CALIBRATION_FRAMES,
-                    eyes: tuple[DenseFaceReg, np.ndarray] | None = None) -> dict:
-    teacher, student, _, lost = track_clip(net, avatar, progress, calibration, eyes)
+                    stages: tuple[PartStage, ...] = ()) -> dict:
+    teacher, student, _, lost = track_clip(net, avatar, progress, calibration, stages)
     scale = np.array([interocular(p) for p in teacher])
     error = np.linalg.norm(student[:, :, :2] - teacher[:, :, :2], axis=-1).mean(-1) / scale
     error_3d = np.linalg.norm(student - teacher, axis=-1).mean(-1) / scale
@@ -169,20 +173,18 @@ def evaluate_person(net: DenseFaceReg, avatar: Avatar, progress: bool = True, ca
 
 
 def evaluate(folder: Path, library: Path, names: list[str], progress: bool = True, calibration: int = CALIBRATION_FRAMES,
-             eyes_folder: Path | None = None) -> dict:
+             stage_folders: dict[str, Path] | None = None) -> dict:
+    """The face network of `folder`, with the part networks of `stage_folders` (part -> folder)."""
     net, meta = load_facereg(folder)
-    eyes = None
-    if eyes_folder is not None:
-        eye_net, eye_meta = load_facereg(eyes_folder, "eye")
-        eyes = eye_net, eye_points_from(eye_meta, str(eyes_folder))
-    people = {name: evaluate_person(net, Avatar.open(library, name), progress, calibration, eyes) for name in names}
+    stages = tuple(load_part_stage(path, part) for part, path in (stage_folders or {}).items())
+    people = {name: evaluate_person(net, Avatar.open(library, name), progress, calibration, stages) for name in names}
     seen = sorted(set(names) & set(meta.get("people", [])))
-    return {"facereg": str(folder), "eyes": None if eyes_folder is None else str(eyes_folder), "step": meta.get("step"),
+    return {"facereg": str(folder), "stages": {part: str(path) for part, path in (stage_folders or {}).items()}, "step": meta.get("step"),
             "trained_on": meta.get("people"), "also_trained_on": seen, "calibration_frames": calibration, "people": people}
 
 
 def format_report(report: dict) -> str:
-    eyes = f" with the eye stage {report['eyes']}" if report["eyes"] else ""
+    eyes = "".join(f" with the {part} stage {path}" for part, path in report["stages"].items())
     lines = [f"DenseFaceReg {report['facereg']} (step {report['step']}){eyes} against MediaPipe (the teacher), "
              f"calibrated on {report['calibration_frames']} frames after each find",
              f"{'person':10s}{'frames':>8s}{'median err':>12s}{'p90 err':>10s}{'eye R r':>9s}{'eye L r':>9s}{'mouth r':>9s}{'jitter':>9s}{'teacher':>9s}"]

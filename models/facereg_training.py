@@ -12,7 +12,7 @@ import numpy as np
 import torch
 
 from .checkpoint import load_state, save_network, save_state
-from .facereg_data import EYE_AUGMENT, Augment, FaceSamples, eye_indices, mirror_permutation, point_weights, to_input
+from .facereg_data import PART_AUGMENT, Augment, FaceSamples, mirror_permutation, part_indices, point_weights, to_input
 from .geometry.face_model import load_face_model
 from .networks.facereg import DenseFaceReg, facereg_config
 from .timed_training import TimedTrainer
@@ -36,6 +36,8 @@ FACEREG_TRAIN_PRESETS = {
     "tiny": FaceRegTrainConfig(preset="tiny", batch=4),
     "eye": FaceRegTrainConfig(preset="eye", batch=64),
     "tiny-eye": FaceRegTrainConfig(preset="tiny-eye", batch=4),
+    "mouth": FaceRegTrainConfig(preset="mouth", batch=64),
+    "tiny-mouth": FaceRegTrainConfig(preset="tiny-mouth", batch=4),
 }
 
 
@@ -60,11 +62,12 @@ class FaceRegTrainer(TimedTrainer):
         self.net = DenseFaceReg(facereg_config(self.config.preset))
         model = load_face_model()
         self.mirror = mirror_permutation(model, samples.points)
-        self.eyes = eye_indices(model, samples.points)
         self.part = self.net.config.part
-        self.weights = torch.from_numpy(point_weights(model)) if self.part == "face" else torch.ones(self.net.config.points)
+        self.rows = None if self.part == "face" else part_indices(model, samples.points, self.part)
+        weights = point_weights(model)
+        self.weights = torch.from_numpy(weights if self.rows is None else weights[self.rows[0]])  # a mouth's lips weigh more
         self.optimizer = torch.optim.AdamW(self.net.parameters(), lr=self.config.lr, weight_decay=self.config.weight_decay)
-        self.augment = Augment() if self.part == "face" else EYE_AUGMENT
+        self.augment = Augment() if self.part == "face" else PART_AUGMENT
         if state:
             self.restore(state, "facereg")
         else:
@@ -78,7 +81,7 @@ class FaceRegTrainer(TimedTrainer):
 
     def _batch(self, rng: np.random.Generator, augment: Augment | None, picks: np.ndarray) -> tuple[torch.Tensor, torch.Tensor]:
         """The network's inputs and targets of these samples (FaceSamples.examples)."""
-        crops, targets = self.samples.examples(picks, rng, self.net.config, augment, self.mirror, self.eyes)
+        crops, targets = self.samples.examples(picks, rng, self.net.config, augment, self.mirror, self.rows)
         return to_input(crops), torch.from_numpy(targets)
 
     def train_step(self) -> dict[str, float]:
@@ -99,7 +102,7 @@ class FaceRegTrainer(TimedTrainer):
         save_network(self.folder, self.net, FACEREG_FILE, FACEREG_META, {
             "preset": self.config.preset, "step": self.step, "train_minutes": round(self.elapsed / 60, 2),
             "people": self.people, "frames": len(self.samples.images),
-            **({"eye_points": self.eyes.tolist()} if self.part == "eye" else {}),
+            **({f"{self.part}_points": self.rows.tolist()} if self.rows is not None else {}),
         })
         self.write_samples(self._sample_sheet())
 

@@ -85,6 +85,7 @@ def test_the_densefacereg_tracker_follows_the_face_and_notices_when_it_is_gone(s
     with MediaPipeTracker(video_mode=True) as teacher:
         expected = [teacher.track(f) for f in frames]
     with create_tracker("densefacereg") as tracker:
+        assert [s.part.name for s in tracker.stages] == ["eye", "mouth"]  # as shipped
         got = [tracker.track(f) for f in frames]
         assert all(p is not None and p.shape == (478, 3) for p in got)
         errors = [np.linalg.norm(p[:, :2] - e[:, :2], axis=1).mean() / interocular(e) for p, e in zip(got, expected)]
@@ -119,40 +120,56 @@ def test_a_missing_or_foreign_densefacereg_model_is_refused_with_a_message(expor
     assert "facereg.onnx: missing" in capsys.readouterr().err
 
 
-def test_the_eye_stage_trains_exports_and_redraws_both_eyes(prepared, short_clip, tmp_path, capsys):
-    """An eye network (a crop around each eye, the left one mirrored) is trained, scored with
-    the face network, exported with its eye point indices, and run by the tracker; a shared eye
-    stage with indices that are not an eye's is refused."""
+def test_the_part_stages_train_export_and_redraw_the_eyes_and_the_mouth(prepared, short_clip, tmp_path, capsys):
+    """Eye and mouth networks (a crop around each eye, the left one mirrored; one around the
+    mouth) are trained, scored with the face network, exported with their point indices, and run
+    by the tracker, where they redraw their points; a shared stage with indices that are not its
+    part's, or a network of the wrong part, is refused."""
     from h2h.engines.base import EngineError
     from h2h.engines.facereg_engine import load_facereg
     from h2h.models.geometry.facereg_tracker import DenseFaceRegTracker
     from h2h.models.video import read_frames
 
     library, _ = prepared
-    face, eyes = tmp_path / "face", tmp_path / "eyes"
-    for out, preset in ((face, "tiny"), (eyes, "tiny-eye")):
+    face, eyes, mouth = tmp_path / "face", tmp_path / "eyes", tmp_path / "mouth"
+    for out, preset in ((face, "tiny"), (eyes, "tiny-eye"), (mouth, "tiny-mouth")):
         assert main(["train-facereg", "--avatars", "sample", "--out", str(out), "--preset", preset, "--max-steps", "2",
                      "--library", str(library)]) == 0
     meta = json.loads((eyes / "facereg.json").read_text())
     assert meta["config"]["part"] == "eye" and len(meta["eye_points"]) == 2 and len(meta["eye_points"][0]) == 21
-    assert main(["eval-facereg", str(face), "--eyes", str(eyes), "--avatars", "sample", "--library", str(library)]) == 0
-    assert "with the eye stage" in capsys.readouterr().out
+    rows = np.array(json.loads((mouth / "facereg.json").read_text())["mouth_points"])
+    assert rows.shape == (2, 190) and {61, 291, 13, 14} <= set(rows[0, :40]) and set(rows[0]) == set(rows[1])
+    assert main(["eval-facereg", str(face), "--eyes", str(eyes), "--mouth", str(mouth), "--avatars", "sample",
+                 "--library", str(library)]) == 0
+    assert "with the eye stage" in (out := capsys.readouterr().out) and "with the mouth stage" in out
     assert main(["eval-facereg", str(eyes), "--avatars", "sample", "--library", str(library)]) == 1  # not a face network
-    assert main(["export-facereg", str(eyes), "--avatars", "sample", "--library", str(library)]) == 0
-    assert main(["export-facereg", str(face), "--avatars", "sample", "--library", str(library)]) == 0
-    for name in ("eyes.onnx", "eyes.json"):  # the eye stage beside the face network, as shipped
-        (face / name).write_bytes((eyes / name).read_bytes())
-    network, stage, points = load_facereg(face)
-    assert (stage.size, stage.width) == (32, 64) and points.shape == (2, 21) and network.width == network.size
-    with DenseFaceRegTracker.with_mediapipe(network, stage, points) as tracker:
-        tracked = [tracker.track(frame) for frame in read_frames(short_clip, 8)]
+    assert main(["eval-facereg", str(face), "--mouth", str(eyes), "--avatars", "sample", "--library", str(library)]) == 1
+    for folder in (eyes, mouth, face):
+        assert main(["export-facereg", str(folder), "--avatars", "sample", "--library", str(library)]) == 0
+    for folder, names in ((eyes, ("eyes.onnx", "eyes.json")), (mouth, ("mouth.onnx", "mouth.json"))):
+        for name in names:  # the stages beside the face network, as shipped
+            (face / name).write_bytes((folder / name).read_bytes())
+    network, stages = load_facereg(face)
+    assert [(s.part.name, s.regressor.size, s.regressor.width) for s in stages] == [("eye", 32, 64), ("mouth", 32, 32)]
+    assert network.width == network.size
+    frames = list(read_frames(short_clip, 8))
+    with DenseFaceRegTracker.with_mediapipe(network) as tracker:
+        alone = [tracker.track(frame) for frame in frames]
+    with DenseFaceRegTracker.with_mediapipe(network, stages) as tracker:
+        tracked = [tracker.track(frame) for frame in frames]
     assert all(p is not None and p.shape == (478, 3) and np.isfinite(p).all() for p in tracked)
-    (face / "eyes.json").write_text(json.dumps({"eye_points": [[0] * 21, [1] * 21]}))
-    with pytest.raises(EngineError, match="eye_points"):
+    lips = rows[0, :40]
+    others = np.setdiff1d(np.arange(478), np.concatenate([stages[0].rows.ravel(), lips]))
+    assert np.allclose(tracked[-1][others], alone[-1][others], atol=1e-3)  # the stages redraw their points only: eyes, lips
+    assert not np.allclose(tracked[-1][lips], alone[-1][lips], atol=1e-3)
+    (face / "mouth.json").write_text(json.dumps({"mouth_points": [[0] * 190, [1] * 190]}))
+    with pytest.raises(EngineError, match="mouth_points"):
         load_facereg(face)
+    (face / "mouth.json").write_text((mouth / "mouth.json").read_text())
     (face / "eyes.json").write_text("[" * 100000)
     with pytest.raises(EngineError, match="not valid JSON"):
         load_facereg(face)
-    (face / "eyes.onnx").write_bytes((face / "facereg.onnx").read_bytes())  # a face network where the eye stage goes
-    with pytest.raises(EngineError, match="expected 1x3xHx2H"):
+    (face / "eyes.json").write_text((eyes / "eyes.json").read_text())
+    (face / "mouth.onnx").write_bytes((face / "eyes.onnx").read_bytes())  # an eye network where the mouth stage goes
+    with pytest.raises(EngineError, match="expected 1x3xHx1H"):
         load_facereg(face)

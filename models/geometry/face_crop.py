@@ -1,6 +1,7 @@
 """The square face crop DenseFaceReg sees, the same in training and in the tracker: a box of
 CROP_MARGIN times the mesh's 2D bounding box around the face, and the affine between image
-pixels and crop coordinates ([-1, 1] across the crop, z on the same scale)."""
+pixels and crop coordinates ([-1, 1] across the crop, z on the same scale); and the crops
+of the parts (eyes, mouth) that second stages redraw at a finer scale."""
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -59,66 +60,95 @@ class Crop:
         return np.concatenate([xy, crop_points[:, 2:3] * half / self.scale], 1).astype(np.float32)
 
 
-EYE_MARGIN = 2.0  # eye crop width over the distance between the eye's corners
 RIGHT_EYE_OUTER, RIGHT_EYE_INNER = 33, 133  # the right eye's corners in the mesh
-
-
-def checked_eye_points(data: object, count: int, label: str) -> np.ndarray:
-    """(2, count) eye point indices (the right eye's, the left eye's in mirrored order) from a
-    JSON list; ValueError unless they are mesh indices holding the eye's corners."""
-    points = np.asarray(data if isinstance(data, list) else [])
-    if points.shape != (2, count) or points.dtype.kind != "i" or points.min() < 0 or points.max() >= NUM_LANDMARKS \
-            or not {RIGHT_EYE_OUTER, RIGHT_EYE_INNER} <= set(points[0].tolist()):
-        raise ValueError(f"{label}: eye_points must be 2 rows of {count} mesh indices with the eye's corners")
-    return points
-
-
-def eye_corners(eye_points: np.ndarray) -> tuple[int, int]:
-    """Positions of the outer and inner corner in the rows of `eye_points` (2, N): an eye's
-    point indices, the right eye's first and the left eye's in mirrored order."""
-    row = [int(i) for i in eye_points[0]]
-    return row.index(RIGHT_EYE_OUTER), row.index(RIGHT_EYE_INNER)
+MOUTH_RIGHT, MOUTH_LEFT = 61, 291  # the mouth's corners (the person's right first)
+MOUTH_POINTS, MOUTH_LIPS = 190, 40  # what the mouth stage predicts (the lips, then the skin around them) and redraws (the lips)
 
 
 @dataclass(frozen=True)
-class EyeCrop:
-    """The affine image -> an eye crop of `width` x `width // 2` pixels, turned so that the eye's
-    outer -> inner corner runs left to right with the lids up; a left eye is mirrored in it, so
-    one network serves both eyes. Crop coordinates: x in [-1, 1] across the width, y and z on
-    the same scale (y in [-0.5, 0.5])."""
+class Part:
+    """A part of the face a second DenseFaceReg stage redraws from its own crop: the crop runs
+    along the part's two corners (`corners`: mesh indices, as they sit in the part's first row of
+    point indices), `margin` times their distance wide and 1/`aspect` as high. A part's point
+    indices come in two rows, the second in mirrored order read from a mirrored crop: for the
+    eyes the two rows are the two eyes (both redrawn, one network for both), for the mouth the
+    second is the same points mirrored (a training flip only). The tracker redraws the first
+    `redrawn` points of a row; the mouth's others (the skin around the lips) are predicted only
+    because learning them too gave better lips (docs/RESULTS.md)."""
+
+    name: str
+    points: int
+    redrawn: int
+    corners: tuple[int, int]
+    margin: float
+    aspect: int
+    both_rows: bool
+
+
+PARTS = {
+    "eye": Part("eye", EYE_POINTS, EYE_POINTS, (RIGHT_EYE_OUTER, RIGHT_EYE_INNER), 2.0, 2, True),
+    "mouth": Part("mouth", MOUTH_POINTS, MOUTH_LIPS, (MOUTH_RIGHT, MOUTH_LEFT), 2.0, 1, False),
+}
+
+
+def checked_part_points(data: object, part: Part, label: str) -> np.ndarray:
+    """(2, part.points) point indices of `part` (its first row, then the mirrored one) from a JSON
+    list; ValueError unless they are mesh indices with the part's corners among the redrawn
+    points of the first row."""
+    points = np.asarray(data if isinstance(data, list) else [])
+    if points.shape != (2, part.points) or points.dtype.kind != "i" or points.min() < 0 or points.max() >= NUM_LANDMARKS \
+            or not set(part.corners) <= set(points[0, : part.redrawn].tolist()):
+        raise ValueError(f"{label}: {part.name}_points must be 2 rows of {part.points} mesh indices with the {part.name}'s corners")
+    return points
+
+
+def part_corners(part: Part, rows: np.ndarray) -> tuple[int, int]:
+    """Positions of the part's two corners in `rows` (2, N), the part's point indices."""
+    row = [int(i) for i in rows[0]]
+    return row.index(part.corners[0]), row.index(part.corners[1])
+
+
+@dataclass(frozen=True)
+class PartCrop:
+    """The affine image -> a part's crop of `width` x `width // aspect` pixels, turned so that
+    its first -> second corner runs left to right, the chin down; `mirrored` crops show the part
+    mirrored. Crop coordinates: x in [-1, 1] across the width, y and z on the same scale (y in
+    [-1/aspect, 1/aspect])."""
 
     matrix: np.ndarray
     scale: float
     width: int
+    height: int
 
     @classmethod
-    def around(cls, outer: np.ndarray, inner: np.ndarray, width: int, left: bool, angle: float = 0.0,
-               shift: tuple[float, float] = (0.0, 0.0), zoom: float = 1.0) -> "EyeCrop":
-        """The crop of the eye with these corners (image xy), its axis turned by `angle` degrees,
+    def around(cls, start: np.ndarray, end: np.ndarray, width: int, part: Part, mirrored: bool, angle: float = 0.0,
+               shift: tuple[float, float] = (0.0, 0.0), zoom: float = 1.0) -> "PartCrop":
+        """The crop of the part with these corners (image xy), its axis turned by `angle` degrees,
         its centre moved by `shift` (fractions of its width) and its width divided by `zoom`."""
-        axis = np.asarray(inner[:2], np.float64) - np.asarray(outer[:2], np.float64)
+        axis = np.asarray(end[:2], np.float64) - np.asarray(start[:2], np.float64)
         span = max(float(np.linalg.norm(axis)), 1e-3)
         turn = np.radians(angle)
         u = axis / span
         u = np.array([u[0] * np.cos(turn) - u[1] * np.sin(turn), u[0] * np.sin(turn) + u[1] * np.cos(turn)])
-        v = np.array([u[1], -u[0]]) if left else np.array([-u[1], u[0]])  # towards the chin in both
-        side = EYE_MARGIN * span / zoom
-        centre = (np.asarray(outer[:2], np.float64) + np.asarray(inner[:2], np.float64)) / 2 + (np.asarray(shift) * side) @ np.stack([u, v])
+        v = np.array([u[1], -u[0]]) if mirrored else np.array([-u[1], u[0]])  # towards the chin in both
+        side = part.margin * span / zoom
+        centre = (np.asarray(start[:2], np.float64) + np.asarray(end[:2], np.float64)) / 2 + (np.asarray(shift) * side) @ np.stack([u, v])
         scale = width / side
+        height = width // part.aspect
         matrix = np.array([[*(scale * u), width / 2 - scale * float(centre @ u)],
-                           [*(scale * v), width / 4 - scale * float(centre @ v)]])
-        return cls(matrix, scale, width)
+                           [*(scale * v), height / 2 - scale * float(centre @ v)]])
+        return cls(matrix, scale, width, height)
 
     def image(self, rgb: np.ndarray) -> np.ndarray:
-        return cv2.warpAffine(rgb, self.matrix, (self.width, self.width // 2), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
+        return cv2.warpAffine(rgb, self.matrix, (self.width, self.height), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
 
     def normalise(self, points: np.ndarray) -> np.ndarray:
         half = self.width / 2
-        xy = points[:, :2] @ self.matrix[:, :2].T + self.matrix[:, 2] - np.array([half, half / 2])
+        xy = points[:, :2] @ self.matrix[:, :2].T + self.matrix[:, 2] - np.array([half, self.height / 2])
         return np.concatenate([xy / half, points[:, 2:3] * self.scale / half], 1).astype(np.float32)
 
     def denormalise(self, crop_points: np.ndarray) -> np.ndarray:
         half = self.width / 2
         inverse = cv2.invertAffineTransform(self.matrix)
-        xy = crop_points[:, :2] * half + np.array([half, half / 2])
+        xy = crop_points[:, :2] * half + np.array([half, self.height / 2])
         return np.concatenate([xy @ inverse[:, :2].T + inverse[:, 2], crop_points[:, 2:3] * half / self.scale], 1).astype(np.float32)

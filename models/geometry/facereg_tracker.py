@@ -6,11 +6,12 @@ face detector checks every few frames that the face is still where the network t
 (the network itself always answers with a face)."""
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Protocol
 
 import numpy as np
 
-from .face_crop import Crop, EyeCrop, eye_corners, mesh_box
+from .face_crop import Crop, Part, PartCrop, mesh_box, part_corners
 from .smoothing import OneEuroFilter
 from .tracker import MediaPipeTracker, quiet_native_logs
 
@@ -28,6 +29,25 @@ class Regressor(Protocol):
     width: int
 
     def run(self, crop: np.ndarray) -> np.ndarray: ...
+
+
+@dataclass(frozen=True)
+class PartStage:
+    """A part network (eyes, mouth) in the tracker: it redraws the points `rows` (2, N) of its
+    `part` (their first part.redrawn) from a crop placed by the face network's answer."""
+
+    part: Part
+    regressor: Regressor
+    rows: np.ndarray
+
+    def __post_init__(self) -> None:
+        if self.rows.shape != (2, self.part.points):
+            raise ValueError(f"the {self.part.name} stage needs 2 rows of {self.part.points} point indices")
+
+    @property
+    def used_rows(self) -> tuple[int, ...]:
+        """Which rows the tracker redraws: both eyes; the mouth once (its second row is a mirror view)."""
+        return (0, 1) if self.part.both_rows else (0,)
 
 
 def followed(points: np.ndarray, previous: np.ndarray) -> bool:
@@ -85,29 +105,26 @@ class DenseFaceRegTracker:
     the network's mean error on them, in crop coordinates, is added to its later answers. That
     takes out most of what the network gets wrong about a face it never saw (its shape), which
     stays the same from frame to frame. `detector` (None: no checks) says every `check_every`
-    frames whether the face is still there. `eyes` (None: none), a second network on a crop
-    around each eye, then redraws that eye's contour and iris (`eye_points` (2, 21): their
-    indices in the right eye, and in the left eye in mirrored order), calibrated the same way.
+    frames whether the face is still there. `stages`, second networks on finer crops around a
+    part (each eye: its contour and iris; the mouth: its lips), then
+    redraw those points, calibrated the same way.
     The answers pass a light One-Euro filter (MediaPipe smooths its own landmarks too), which
     takes the network's frame-to-frame noise below the teacher's without lagging blinks."""
 
     def __init__(self, regressor: Regressor, finder, detector: FaceDetector | None, check_every: int = CHECK_EVERY,
-                 calibration: int = CALIBRATION_FRAMES, eyes: Regressor | None = None,
-                 eye_points: np.ndarray | None = None) -> None:
+                 calibration: int = CALIBRATION_FRAMES, stages: tuple[PartStage, ...] = ()) -> None:
         self.regressor, self.check_every, self.calibration = regressor, check_every, calibration
         self._finder, self._detector = finder, detector
-        self.eyes, self.eye_points = eyes, eye_points
-        if eyes is not None:
-            self._corners = eye_corners(eye_points)
+        self.stages = tuple(stages)
+        self._corners = [part_corners(s.part, s.rows) for s in self.stages]
         self.reset()
 
     @classmethod
-    def with_mediapipe(cls, regressor: Regressor, eyes: Regressor | None = None,
-                       eye_points: np.ndarray | None = None) -> "DenseFaceRegTracker":
+    def with_mediapipe(cls, regressor: Regressor, stages: tuple[PartStage, ...] = ()) -> "DenseFaceRegTracker":
         """MediaPipe's face mesh finds and calibrates, its face detector checks."""
         detector = FaceDetector()
         try:
-            return cls(regressor, MediaPipeTracker(video_mode=False), detector, eyes=eyes, eye_points=eye_points)
+            return cls(regressor, MediaPipeTracker(video_mode=False), detector, stages=stages)
         except BaseException:
             detector.close()
             raise
@@ -126,15 +143,19 @@ class DenseFaceRegTracker:
         self.reset()
         return self._finder.track(rgb), True
 
-    def _refine_eyes(self, rgb: np.ndarray, points: np.ndarray, teacher: np.ndarray | None) -> None:
-        """Each eye's points redrawn by the eye network (in place), calibrated like the face."""
-        for side, indices in enumerate(self.eye_points):
-            outer, inner = (points[indices[k]] for k in self._corners)
-            crop = EyeCrop.around(outer, inner, self.eyes.width, left=side == 1)
-            raw = self.eyes.run(crop.image(rgb))
-            if teacher is not None:
-                self._eye_errors[side].add(crop.normalise(teacher[indices]) - raw)
-            points[indices] = crop.denormalise(raw + self._eye_errors[side].value)
+    def _refine(self, rgb: np.ndarray, points: np.ndarray, teacher: np.ndarray | None) -> None:
+        """Each stage's points redrawn by its network (in place), calibrated like the face."""
+        for n, (stage, corners) in enumerate(zip(self.stages, self._corners)):
+            for side in stage.used_rows:
+                indices = stage.rows[side]
+                start, end = (points[indices[k]] for k in corners)
+                crop = PartCrop.around(start, end, stage.regressor.width, stage.part, mirrored=side == 1)
+                raw = stage.regressor.run(crop.image(rgb))[: stage.part.redrawn]
+                indices = indices[: stage.part.redrawn]
+                error = self._part_errors[n][side]
+                if teacher is not None:
+                    error.add(crop.normalise(teacher[indices]) - raw)
+                points[indices] = crop.denormalise(raw + error.value)
 
     def track(self, rgb: np.ndarray) -> np.ndarray | None:
         if rgb.ndim != 3 or rgb.shape[2] != 3 or rgb.dtype != np.uint8:
@@ -154,8 +175,7 @@ class DenseFaceRegTracker:
         if not followed(points, anchor):
             self.reset()
             return None
-        if self.eyes is not None:
-            self._refine_eyes(rgb, points, teacher)
+        self._refine(rgb, points, teacher)
         self._previous = points  # the next crop is placed by the unfiltered answer
         if found:
             self._side = mesh_box(points)[1]
@@ -166,7 +186,8 @@ class DenseFaceRegTracker:
         self._previous: np.ndarray | None = None
         self._since_check = 0
         self._calibrating = 0
-        self._error, self._eye_errors = MeanError(), (MeanError(), MeanError())
+        self._error = MeanError()
+        self._part_errors = [(MeanError(), MeanError()) for _ in self.stages]
         self._filter = OneEuroFilter(*SMOOTHING)
         self._side = 1.0
 

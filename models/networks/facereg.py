@@ -9,7 +9,7 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-from ..geometry.face_crop import EYE_POINTS
+from ..geometry.face_crop import EYE_POINTS, MOUTH_POINTS
 
 NUM_POINTS = 478
 
@@ -19,7 +19,8 @@ class FaceRegConfig:
     """size: input crop height (divisible by 2 per stage and the stem); aspect: its width over its
     height; width: stem channels; blocks: blocks per stage (each stage halves the resolution and
     doubles the channels, up to max_channels); points: how many it predicts; part: "face"
-    (the whole face crop, 478 points) or "eye" (an eye crop, its contour and iris)."""
+    (the whole face crop, 478 points), "eye" (an eye crop, its contour and iris) or "mouth" (a
+    mouth crop, the lips)."""
 
     size: int = 128
     width: int = 24
@@ -36,6 +37,8 @@ FACEREG_PRESETS = {
     "tiny": FaceRegConfig(size=64, width=8, blocks=(1, 1), max_channels=16, squeeze=8),
     "eye": FaceRegConfig(size=32, width=16, blocks=(1, 2, 2), max_channels=128, squeeze=32, aspect=2, points=EYE_POINTS, part="eye"),
     "tiny-eye": FaceRegConfig(size=32, width=8, blocks=(1, 1), max_channels=16, squeeze=8, aspect=2, points=EYE_POINTS, part="eye"),
+    "mouth": FaceRegConfig(size=96, width=16, blocks=(1, 2, 2, 1), max_channels=128, squeeze=32, points=MOUTH_POINTS, part="mouth"),
+    "tiny-mouth": FaceRegConfig(size=32, width=8, blocks=(1, 1), max_channels=16, squeeze=8, points=MOUTH_POINTS, part="mouth"),
 }
 
 
