@@ -1,6 +1,7 @@
 """DenseFaceReg behind the engine interface: the face network (a square crop -> the 478 points)
 and its part stages (a 2:1 crop around one eye -> that eye's 21 points; a square crop around
-the mouth -> its lips), each run(crop (H, W, 3) uint8) -> (points, 3)
+the mouth -> the lips and the skin around them, of which the tracker redraws the lips), each
+run(crop (H, W, 3) uint8) -> (points, 3)
 in crop coordinates. ONNX Runtime on the best provider this build offers
 (TensorRT or CUDA when present, their engine cache per user), in fp32: reduced precision cost
 the eyes most of their correlation with the teacher (docs/RESULTS.md). The files are read
@@ -39,12 +40,16 @@ class FaceRegEngine:
     def __init__(self, model: bytes, label: str, points: int, aspect: int, threads: int | None = FACEREG_THREADS,
                  providers: list[str] | None = None) -> None:
         self.size = check_facereg_onnx(model, label, points, aspect)
-        self.width = self.size * aspect
+        self.width, self.points, self.label = self.size * aspect, points, label
         self.session, self.choice, self.provider, self.precision = open_session(model, label, False, threads, providers)
 
     def run(self, crop: np.ndarray) -> np.ndarray:
-        """(H, W, 3) uint8 crop -> (points, 3) float32 crop-normalised points."""
-        return self.session.run(["points"], {"crop": image_to_input(crop)[None]})[0][0]
+        """(H, W, 3) uint8 crop -> (points, 3) float32 crop-normalised points; EngineError when
+        the network answers with another shape than it declares."""
+        points = self.session.run(["points"], {"crop": image_to_input(crop)[None]})[0]
+        if points.shape != (1, self.points, 3):
+            raise EngineError(f"{self.label}: answered {points.shape}, not the 1x{self.points}x3 it declares")
+        return points[0]
 
 
 @dataclass(frozen=True)
@@ -65,8 +70,7 @@ def read_part(files: AvatarFiles, folder: Path, part: str) -> tuple[bytes, np.nd
     data = files.read_bytes(onnx, MAX_FACEREG_BYTES)
     check_facereg_onnx(data, str(folder / onnx), PARTS[part].points, PARTS[part].aspect)
     meta = files.read_json(meta_name)
-    key = f"{part}_points"
-    return data, checked_part_points(meta.get(key) if isinstance(meta, dict) else None, PARTS[part], str(folder / meta_name))
+    return data, checked_part_points(meta.get(PARTS[part].key) if isinstance(meta, dict) else None, PARTS[part], str(folder / meta_name))
 
 
 def read_facereg(folder: Path | None = None) -> FaceRegModels:

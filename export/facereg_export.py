@@ -14,6 +14,7 @@ from ..engines.facereg_engine import FACEREG_ONNX, PART_FILES
 from ..engines.onnx_check import check_facereg_onnx
 from ..models.facereg_data import FaceSamples, to_input
 from ..models.facereg_eval import load_facereg, part_points_from
+from ..models.geometry.face_crop import PARTS
 from ..models.networks.facereg import DenseFaceReg
 from ..models.io_utils import atomic_write_bytes
 from .onnx_export import CALIBRATION_FRAMES, onnx_bytes, spread_over
@@ -48,7 +49,7 @@ def export_facereg(folder: Path, samples: FaceSamples, int8: bool = False) -> di
     part = net.config.part
     rows = None if part == "face" else part_points_from(meta, part, str(folder))
     if rows is not None and int8:
-        raise EngineError(f"the {part} stage is exported in fp32 only (int8 cost the face network its eyes); leave out --int8")
+        raise EngineError(f"the {part} stage is exported in fp32 only (int8 cost the eyes their correlation); leave out --int8")
     crops = check_crops(samples, net, CALIBRATION_FRAMES, rows)
     onnx = onnx_bytes(net, (torch.zeros(crops[0].shape),), ["crop"], ["points"])
     check_facereg_onnx(onnx, str(folder), net.config.points, net.config.aspect)  # what the tracker will load
@@ -62,7 +63,7 @@ def export_facereg(folder: Path, samples: FaceSamples, int8: bool = False) -> di
     atomic_write_bytes(folder / name, onnx)
     if rows is not None:
         made = {k: meta.get(k) for k in ("preset", "step", "train_minutes", "people")}
-        atomic_write_bytes(folder / PART_FILES[part][1], json.dumps({f"{part}_points": rows.tolist(), **made}, indent=1).encode())
+        atomic_write_bytes(folder / PART_FILES[part][1], json.dumps({PARTS[part].key: rows.tolist(), **made}, indent=1).encode())
     report = {"onnx": str(folder / name), "max_abs_error": error}
     if int8:
         from .quantize import quantize_int8

@@ -46,13 +46,14 @@ def eye_indices(model: FaceModel, points: np.ndarray) -> np.ndarray:
     return np.stack([right, mirror_permutation(model, points)[right]])
 
 
-MOUTH_REACH = (0.7, 0.63)  # the mouth stage's skin points: mean-face vertices this far (in mouth widths) across and up or down
+MOUTH_REACH = (0.7, 0.63)  # the mouth stage's skin points: this far from the mouth's centre across and up or down (below)
 
 
 def mouth_indices(model: FaceModel, points: np.ndarray) -> np.ndarray:
     """(2, MOUTH_POINTS): the lips (MOUTH_LIPS, the points the tracker redraws), then the skin
-    around them (mesh vertices of the mean face within MOUTH_REACH of the mouth's centre, with
-    their mirror images); and the same points in mirrored order."""
+    around them (the mesh vertices within MOUTH_REACH of the mouth's centre in the mean face's
+    normalised coordinates (its NMFC colours, each axis scaled to 0-1), in units of the mouth's
+    width there, with their mirror images); and the same points in mirrored order."""
     mean = model.colors[:NUM_MESH_VERTICES, :2]
     centre = (mean[MOUTH_RIGHT] + mean[MOUTH_LEFT]) / 2
     span = float(np.linalg.norm(mean[MOUTH_LEFT] - mean[MOUTH_RIGHT]))
@@ -67,9 +68,7 @@ def mouth_indices(model: FaceModel, points: np.ndarray) -> np.ndarray:
     return np.stack([chosen, mirror[chosen]])
 
 
-def part_indices(model: FaceModel, points: np.ndarray, part: str) -> np.ndarray:
-    """The point indices (2, N) a `part` stage predicts (eye_indices, mouth_indices)."""
-    return eye_indices(model, points) if part == "eye" else mouth_indices(model, points)
+PART_INDICES = {"eye": eye_indices, "mouth": mouth_indices}  # part -> the point indices (2, N) its stage predicts
 
 
 def point_weights(model: FaceModel) -> np.ndarray:
@@ -175,7 +174,7 @@ class FaceSamples:
         return augment_pixels(crop.image(self.images[i]), rng, a), crop.normalise(points)
 
     def examples(self, picks: np.ndarray, rng: np.random.Generator, config: FaceRegConfig, a: Augment | None,
-                 mirror: np.ndarray | None, rows: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+                 mirror: np.ndarray | None, rows: np.ndarray | None) -> tuple[np.ndarray, np.ndarray]:
         """Crops (B, H, W, 3) uint8 and targets of these samples for a network of `config`: face
         crops, or crops of its part (`rows`: the part's point indices; plain and mirrored alternately)."""
         if config.part == "face":

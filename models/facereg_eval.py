@@ -55,7 +55,7 @@ def facereg_config_from_dict(data: object) -> FaceRegConfig:
 def part_points_from(meta: dict, part: str, label: str) -> np.ndarray:
     """(2, N) point indices of a `part` network from its metadata (checked)."""
     try:
-        return checked_part_points(meta.get(f"{part}_points"), PARTS[part], label)
+        return checked_part_points(meta.get(PARTS[part].key), PARTS[part], label)
     except ValueError as exc:
         raise CheckpointError(str(exc)) from exc
 
@@ -184,8 +184,8 @@ def evaluate(folder: Path, library: Path, names: list[str], progress: bool = Tru
 
 
 def format_report(report: dict) -> str:
-    eyes = "".join(f" with the {part} stage {path}" for part, path in report["stages"].items())
-    lines = [f"DenseFaceReg {report['facereg']} (step {report['step']}){eyes} against MediaPipe (the teacher), "
+    stages = "".join(f" with the {part} stage {path}" for part, path in report["stages"].items())
+    lines = [f"DenseFaceReg {report['facereg']} (step {report['step']}){stages} against MediaPipe (the teacher), "
              f"calibrated on {report['calibration_frames']} frames after each find",
              f"{'person':10s}{'frames':>8s}{'median err':>12s}{'p90 err':>10s}{'eye R r':>9s}{'eye L r':>9s}{'mouth r':>9s}{'jitter':>9s}{'teacher':>9s}"]
     for name, r in report["people"].items():

@@ -12,7 +12,8 @@ import numpy as np
 import torch
 
 from .checkpoint import load_state, save_network, save_state
-from .facereg_data import PART_AUGMENT, Augment, FaceSamples, mirror_permutation, part_indices, point_weights, to_input
+from .facereg_data import PART_AUGMENT, PART_INDICES, Augment, FaceSamples, mirror_permutation, point_weights, to_input
+from .geometry.face_crop import PARTS
 from .geometry.face_model import load_face_model
 from .networks.facereg import DenseFaceReg, facereg_config
 from .timed_training import TimedTrainer
@@ -63,7 +64,7 @@ class FaceRegTrainer(TimedTrainer):
         model = load_face_model()
         self.mirror = mirror_permutation(model, samples.points)
         self.part = self.net.config.part
-        self.rows = None if self.part == "face" else part_indices(model, samples.points, self.part)
+        self.rows = None if self.part == "face" else PART_INDICES[self.part](model, samples.points)
         weights = point_weights(model)
         self.weights = torch.from_numpy(weights if self.rows is None else weights[self.rows[0]])  # a mouth's lips weigh more
         self.optimizer = torch.optim.AdamW(self.net.parameters(), lr=self.config.lr, weight_decay=self.config.weight_decay)
@@ -102,7 +103,7 @@ class FaceRegTrainer(TimedTrainer):
         save_network(self.folder, self.net, FACEREG_FILE, FACEREG_META, {
             "preset": self.config.preset, "step": self.step, "train_minutes": round(self.elapsed / 60, 2),
             "people": self.people, "frames": len(self.samples.images),
-            **({f"{self.part}_points": self.rows.tolist()} if self.rows is not None else {}),
+            **({PARTS[self.part].key: self.rows.tolist()} if self.rows is not None else {}),
         })
         self.write_samples(self._sample_sheet())
 

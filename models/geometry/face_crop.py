@@ -84,6 +84,11 @@ class Part:
     aspect: int
     both_rows: bool
 
+    @property
+    def key(self) -> str:
+        """Its point indices' name in the network's JSON ("eye_points", "mouth_points")."""
+        return f"{self.name}_points"
+
 
 PARTS = {
     "eye": Part("eye", EYE_POINTS, EYE_POINTS, (RIGHT_EYE_OUTER, RIGHT_EYE_INNER), 2.0, 2, True),
@@ -98,7 +103,7 @@ def checked_part_points(data: object, part: Part, label: str) -> np.ndarray:
     points = np.asarray(data if isinstance(data, list) else [])
     if points.shape != (2, part.points) or points.dtype.kind != "i" or points.min() < 0 or points.max() >= NUM_LANDMARKS \
             or not set(part.corners) <= set(points[0, : part.redrawn].tolist()):
-        raise ValueError(f"{label}: {part.name}_points must be 2 rows of {part.points} mesh indices with the {part.name}'s corners")
+        raise ValueError(f"{label}: {part.key} must be 2 rows of {part.points} mesh indices with the {part.name}'s corners")
     return points
 
 

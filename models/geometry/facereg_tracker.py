@@ -31,7 +31,7 @@ class Regressor(Protocol):
     def run(self, crop: np.ndarray) -> np.ndarray: ...
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, eq=False)
 class PartStage:
     """A part network (eyes, mouth) in the tracker: it redraws the points `rows` (2, N) of its
     `part` (their first part.redrawn) from a crop placed by the face network's answer."""
@@ -187,7 +187,7 @@ class DenseFaceRegTracker:
         self._since_check = 0
         self._calibrating = 0
         self._error = MeanError()
-        self._part_errors = [(MeanError(), MeanError()) for _ in self.stages]
+        self._part_errors = [{side: MeanError() for side in s.used_rows} for s in self.stages]
         self._filter = OneEuroFilter(*SMOOTHING)
         self._side = 1.0
 

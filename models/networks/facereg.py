@@ -20,7 +20,7 @@ class FaceRegConfig:
     height; width: stem channels; blocks: blocks per stage (each stage halves the resolution and
     doubles the channels, up to max_channels); points: how many it predicts; part: "face"
     (the whole face crop, 478 points), "eye" (an eye crop, its contour and iris) or "mouth" (a
-    mouth crop, the lips)."""
+    mouth crop, the lips and the skin around them)."""
 
     size: int = 128
     width: int = 24
