@@ -113,6 +113,13 @@ def augment_pixels(crop: np.ndarray, rng: np.random.Generator, a: Augment) -> np
     return np.clip(image, 0, 255).astype(np.uint8)
 
 
+def random_placement(rng: np.random.Generator, a: Augment | None) -> tuple[float, tuple[float, float], float]:
+    """A crop's (angle, shift, zoom) under `a`; the plain placement when `a` is None."""
+    if a is None:
+        return 0.0, (0.0, 0.0), 1.0
+    return rng.uniform(-a.rotate, a.rotate), tuple(rng.uniform(-a.shift, a.shift, 2)), rng.uniform(*a.zoom)
+
+
 def to_input(crops: np.ndarray) -> torch.Tensor:
     """(B, S, S, 3) uint8 -> (B, 3, S, S) float in [-1, 1]."""
     return torch.from_numpy(np.ascontiguousarray(crops)).permute(0, 3, 1, 2).float() / 127.5 - 1.0
@@ -147,14 +154,12 @@ class FaceSamples:
 
     def example(self, i: int, rng: np.random.Generator, size: int, a: Augment | None,
                 mirror: np.ndarray | None) -> tuple[np.ndarray, np.ndarray]:
-        """One crop (S, S, 3) uint8 and its normalised target (478, 3)."""
+        """One crop (S, S, 3) uint8 and its normalised target (478, 3); `a` None: unaugmented."""
         points = self.points[i]
-        if a is None:
-            crop = Crop.around(points, size)
-            return crop.image(self.images[i]), crop.normalise(points)
-        crop = Crop.around(points, size, angle=rng.uniform(-a.rotate, a.rotate), shift=tuple(rng.uniform(-a.shift, a.shift, 2)),
-                           zoom=rng.uniform(*a.zoom))
+        crop = Crop.around(points, size, *random_placement(rng, a))
         image, target = crop.image(self.images[i]), crop.normalise(points)
+        if a is None:
+            return image, target
         if mirror is not None and rng.random() < a.flip:
             image = image[:, ::-1]
             target = target[mirror] * np.array([-1.0, 1.0, 1.0], np.float32)
@@ -163,15 +168,12 @@ class FaceSamples:
     def part_example(self, i: int, rng: np.random.Generator, part: Part, rows: np.ndarray, width: int,
                      a: Augment | None, side: int) -> tuple[np.ndarray, np.ndarray]:
         """One crop of `part` (width // aspect, width, 3) uint8 and its normalised target (N, 3):
-        the points of row `side` of `rows` (1: mirrored)."""
+        the points of row `side` of `rows` (1: mirrored); `a` None: unaugmented."""
         points = self.points[i][rows[side]]
         start, end = (points[k] for k in part_corners(part, rows))
-        if a is None:
-            crop = PartCrop.around(start, end, width, part, mirrored=side == 1)
-            return crop.image(self.images[i]), crop.normalise(points)
-        crop = PartCrop.around(start, end, width, part, mirrored=side == 1, angle=rng.uniform(-a.rotate, a.rotate),
-                               shift=tuple(rng.uniform(-a.shift, a.shift, 2)), zoom=rng.uniform(*a.zoom))
-        return augment_pixels(crop.image(self.images[i]), rng, a), crop.normalise(points)
+        crop = PartCrop.around(start, end, width, part, side == 1, *random_placement(rng, a))
+        image = crop.image(self.images[i])
+        return (image if a is None else augment_pixels(image, rng, a)), crop.normalise(points)
 
     def examples(self, picks: np.ndarray, rng: np.random.Generator, config: FaceRegConfig, a: Augment | None,
                  mirror: np.ndarray | None, rows: np.ndarray | None) -> tuple[np.ndarray, np.ndarray]:

@@ -33,6 +33,17 @@ def atomic_write_bytes(path: str | Path, data: bytes) -> None:
         raise
 
 
+def atomic_write_image(path: str | Path, rgb: np.ndarray, jpeg_quality: int = 90) -> None:
+    """An RGB uint8 image to `path`, encoded by its suffix (.png, .jpg), written atomically."""
+    import cv2
+
+    path = Path(path)
+    ok, data = cv2.imencode(path.suffix, cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR), [cv2.IMWRITE_JPEG_QUALITY, jpeg_quality])
+    if not ok:
+        raise OSError(f"could not encode {path.name} (give it a .png or .jpg name)")
+    atomic_write_bytes(path, data.tobytes())
+
+
 def npz_bytes(arrays: dict[str, np.ndarray]) -> bytes:
     buf = io.BytesIO()
     np.savez_compressed(buf, **arrays)

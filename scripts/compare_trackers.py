@@ -20,6 +20,7 @@ from h2h.engines.stepper import GeneratorStepper
 from h2h.models.avatar import Avatar
 from h2h.models.geometry.face_model import load_face_model
 from h2h.models.geometry.tracker import TRACKER_NAMES
+from h2h.models.io_utils import atomic_write_image
 
 
 def with_points(image: np.ndarray, points: np.ndarray | None, text: str) -> np.ndarray:
@@ -62,8 +63,7 @@ def main(argv: list[str] | None = None) -> int:
     for kind, (_, outputs) in runs.items():
         rows.append([with_points(outputs[i], None, f"avatar, {TRACKER_NAMES[kind]}") for i in picks])
     sheet = np.concatenate([np.concatenate(row, 1) for row in rows], 0)
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    cv2.imwrite(str(args.out), cv2.cvtColor(sheet, cv2.COLOR_RGB2BGR), [cv2.IMWRITE_JPEG_QUALITY, 90])
+    atomic_write_image(args.out, sheet)
     print(args.out)
     return 0
 

@@ -25,6 +25,7 @@ from h2h.export.oneshot_export import make_photo_avatar
 from h2h.models.avatar import Avatar
 from h2h.models.expression_features import face_features
 from h2h.models.geometry.face_model import load_face_model
+from h2h.models.io_utils import atomic_write_image
 from h2h.models.oneshot_model import SHIPPED_ONESHOT
 
 MOMENTS = ("frontal", "turned head", "open mouth", "gaze")
@@ -75,8 +76,7 @@ def main(argv: list[str] | None = None) -> int:
             header = [np.zeros_like(outputs[0])] + [label(frames[i].crop, f"{m} ({i})") for m, i in picked.items()]
         rows.append(np.concatenate([label(avatar.read_image("frame", 0), still.name), *outputs], 1))
     sheet = np.concatenate([np.concatenate(header, 1), *rows], 0)
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    cv2.imwrite(str(args.out), cv2.cvtColor(sheet, cv2.COLOR_RGB2BGR), [cv2.IMWRITE_JPEG_QUALITY, 90])
+    atomic_write_image(args.out, sheet)
     print(args.out)
     return 0
 
