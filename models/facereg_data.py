@@ -21,6 +21,14 @@ from .networks.facereg import FaceRegConfig
 
 PART_WEIGHT = 5.0  # eyes, irises and lips weigh this much more in the loss (blinks, lip gaps)
 IRIS = (NUM_MESH_VERTICES, NUM_MESH_VERTICES + 5)  # first index of the right and left iris (centre, 4 rim points)
+# (upper, lower) point pairs across each eye's lids and the inner lips: the gaps a blink or parted
+# lips open, which a stage's loss can also score as differences (gap_l1). The mirror maps the
+# pairs onto pairs, so a mirrored crop's targets keep them.
+GAP_PAIRS = np.array([
+    (161, 163), (160, 144), (159, 145), (158, 153), (157, 154),
+    (388, 390), (387, 373), (386, 374), (385, 380), (384, 381),
+    (191, 95), (80, 88), (81, 178), (82, 87), (13, 14), (312, 317), (311, 402), (310, 318), (415, 324),
+])
 
 
 def mirror_permutation(model: FaceModel, points: np.ndarray) -> np.ndarray:
@@ -69,6 +77,13 @@ def mouth_indices(model: FaceModel, points: np.ndarray) -> np.ndarray:
 
 
 PART_INDICES = {"eye": eye_indices, "mouth": mouth_indices}  # part -> the point indices (2, N) its stage predicts
+
+
+def gap_positions(order: np.ndarray) -> np.ndarray:
+    """(P, 2) positions in `order` (the point indices a network predicts, in its order) of the
+    GAP_PAIRS it predicts both points of."""
+    where = {int(index): k for k, index in enumerate(order)}
+    return np.array([(where[a], where[b]) for a, b in GAP_PAIRS if a in where and b in where], np.int64).reshape(-1, 2)
 
 
 def point_weights(model: FaceModel) -> np.ndarray:

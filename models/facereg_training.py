@@ -12,7 +12,7 @@ import numpy as np
 import torch
 
 from .checkpoint import load_state, save_network, save_state
-from .facereg_data import PART_AUGMENT, PART_INDICES, Augment, FaceSamples, mirror_permutation, point_weights, to_input
+from .facereg_data import PART_AUGMENT, PART_INDICES, Augment, FaceSamples, gap_positions, mirror_permutation, point_weights, to_input
 from .geometry.face_crop import PARTS
 from .geometry.face_model import load_face_model
 from .networks.facereg import DenseFaceReg, facereg_config
@@ -29,6 +29,7 @@ class FaceRegTrainConfig:
     batch: int = 32
     lr: float = 2e-3
     weight_decay: float = 1e-4
+    gap_weight: float = 0.0  # weight of the lid and lip gap term (gap_l1) beside the point L1 (the mouth stage's)
     seed: int = 0
 
 
@@ -37,7 +38,7 @@ FACEREG_TRAIN_PRESETS = {
     "tiny": FaceRegTrainConfig(preset="tiny", batch=4),
     "eye": FaceRegTrainConfig(preset="eye", batch=64),
     "tiny-eye": FaceRegTrainConfig(preset="tiny-eye", batch=4),
-    "mouth": FaceRegTrainConfig(preset="mouth", batch=64),
+    "mouth": FaceRegTrainConfig(preset="mouth", batch=64, gap_weight=2.0),
     "tiny-mouth": FaceRegTrainConfig(preset="tiny-mouth", batch=4),
 }
 
@@ -45,6 +46,17 @@ FACEREG_TRAIN_PRESETS = {
 def weighted_point_l1(pred: torch.Tensor, target: torch.Tensor, weights: torch.Tensor) -> torch.Tensor:
     """Mean over points of |pred - target| summed over x, y, z, each point weighted."""
     return ((pred - target).abs().sum(-1) * weights).sum(-1).mean() / weights.sum()
+
+
+def gap_l1(pred: torch.Tensor, target: torch.Tensor, pairs: torch.Tensor) -> torch.Tensor:
+    """Mean over `pairs` (P, 2) of |pred gap - target gap| summed over x, y, a gap being the
+    first point minus the second: how far a lid or lip gap is from the teacher's, whatever
+    the pair's common shift."""
+    if not len(pairs):
+        return pred.new_zeros(())
+    upper, lower = pairs[:, 0], pairs[:, 1]
+    error = (pred[:, upper, :2] - pred[:, lower, :2]) - (target[:, upper, :2] - target[:, lower, :2])
+    return error.abs().sum(-1).mean()
 
 
 class FaceRegTrainer(TimedTrainer):
@@ -67,6 +79,7 @@ class FaceRegTrainer(TimedTrainer):
         self.rows = None if self.part == "face" else PART_INDICES[self.part](model, samples.points)
         weights = point_weights(model)
         self.weights = torch.from_numpy(weights if self.rows is None else weights[self.rows[0]])  # a mouth's lips weigh more
+        self.gaps = torch.from_numpy(gap_positions(np.arange(len(weights)) if self.rows is None else self.rows[0]))
         self.optimizer = torch.optim.AdamW(self.net.parameters(), lr=self.config.lr, weight_decay=self.config.weight_decay)
         self.augment = Augment() if self.part == "face" else PART_AUGMENT
         if state:
@@ -88,11 +101,13 @@ class FaceRegTrainer(TimedTrainer):
     def train_step(self) -> dict[str, float]:
         self.cosine_lr(self.config.lr)
         inputs, targets = self._batch(self.rng, self.augment, self.rng.integers(len(self.samples.images), size=self.config.batch))
-        loss = weighted_point_l1(self.net(inputs), targets, self.weights)
+        pred = self.net(inputs)
+        l1, gap = weighted_point_l1(pred, targets, self.weights), gap_l1(pred, targets, self.gaps)
+        loss = l1 + self.config.gap_weight * gap if self.config.gap_weight else l1
         self.optimizer.zero_grad(set_to_none=True)
         loss.backward()
         self.optimizer.step()
-        return {"l1": float(loss.detach())}
+        return {"l1": float(l1.detach()), "gap": float(gap.detach())}
 
     def save(self) -> None:
         """The resumable state, the code-free weights with their JSON, and a sample sheet."""

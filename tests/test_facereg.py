@@ -5,13 +5,15 @@ import json
 
 import numpy as np
 import pytest
+import torch
 
 from h2h.app.cli import main
 from h2h.models.avatar import Avatar
 from h2h.models.checkpoint import CheckpointError
 from h2h.models.expression_features import LEFT_EYE, RIGHT_EYE
-from h2h.models.facereg_data import Augment, FaceSamples, mirror_permutation
+from h2h.models.facereg_data import GAP_PAIRS, Augment, FaceSamples, gap_positions, mirror_permutation
 from h2h.models.facereg_eval import load_facereg
+from h2h.models.facereg_training import gap_l1
 from h2h.models.geometry.face_crop import Crop
 
 
@@ -31,6 +33,23 @@ def test_crops_map_points_both_ways_and_the_mirror_swaps_sides(prepared, model):
     plain = samples.example(0, rng, 64, None, None)[1]
     right_eye_x = plain[RIGHT_EYE["outer"], 0]
     assert np.allclose(flips[0][1][LEFT_EYE["outer"], 0], -right_eye_x, atol=1e-5)  # mirrored: sides swap
+
+
+def test_the_gap_term_scores_a_lid_or_lip_gap_and_not_a_shift_and_survives_the_mirror(prepared, model):
+    """The loss's gap term is zero when a lid moves with its partner (a shift) and counts a gap the
+    teacher does not have (lips left apart); mirrored crops' pairs are pairs again, upper first."""
+    library, _ = prepared
+    samples = FaceSamples.from_avatars(library, ["sample"], progress=False)
+    pairs = gap_positions(np.arange(478))
+    target = torch.from_numpy(samples.points[:1])
+    assert float(gap_l1(target + torch.tensor([3.0, -2.0, 1.0]), target, torch.from_numpy(pairs))) < 1e-5
+    parted = target.clone()
+    parted[0, 14, 1] += 4.0  # the lower inner lip drops
+    assert float(gap_l1(parted, target, torch.from_numpy(pairs))) == pytest.approx(4.0 / len(pairs), rel=1e-5)
+    mirror = mirror_permutation(model, samples.points)
+    assert {tuple(p) for p in mirror[GAP_PAIRS].tolist()} == {tuple(p) for p in GAP_PAIRS.tolist()}
+    mouth = np.array([13, 61, 14, 291])
+    assert gap_positions(mouth).tolist() == [[0, 2]]  # only the pairs a stage predicts both points of
 
 
 def test_train_facereg_resumes_and_is_scored_against_the_teacher(prepared, tmp_path, capsys):
