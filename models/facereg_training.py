@@ -103,7 +103,7 @@ class FaceRegTrainer(TimedTrainer):
         inputs, targets = self._batch(self.rng, self.augment, self.rng.integers(len(self.samples.images), size=self.config.batch))
         pred = self.net(inputs)
         l1, gap = weighted_point_l1(pred, targets, self.weights), gap_l1(pred, targets, self.gaps)
-        loss = l1 + self.config.gap_weight * gap if self.config.gap_weight else l1
+        loss = l1 + self.config.gap_weight * gap
         self.optimizer.zero_grad(set_to_none=True)
         loss.backward()
         self.optimizer.step()
