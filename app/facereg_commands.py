@@ -40,11 +40,14 @@ def add_eval_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--calibration", type=int, default=CALIBRATION_FRAMES, metavar="N",
                    help=f"frames after each find on which the teacher calibrates the network, as the live tracker does "
                         f"(default {CALIBRATION_FRAMES}; 0: the network alone)")
+    p.add_argument("--no-mirror", dest="mirror", action="store_false",
+                   help="score each network on its crop alone, not averaged with its answer on the mirrored crop as exported")
 
 
 def cmd_eval_facereg(args: argparse.Namespace) -> int:
     stages = {part: Path(folder) for part, folder in (("eye", args.eyes), ("mouth", args.mouth)) if folder}
-    report = evaluate(Path(args.folder), resolve_library(args.library), args.avatars, calibration=args.calibration, stage_folders=stages)
+    report = evaluate(Path(args.folder), resolve_library(args.library), args.avatars, calibration=args.calibration, stage_folders=stages,
+                      mirror=args.mirror)
     print(format_report(report))
     if args.json:
         atomic_write_bytes(Path(args.json), json.dumps(report, indent=2).encode())
@@ -55,13 +58,15 @@ def add_export_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("folder", help="a DenseFaceReg folder (from h2h train-facereg)")
     p.add_argument("--avatars", nargs="+", required=True, metavar="NAME", help="prepared avatars whose crops check (and calibrate) the export")
     p.add_argument("--int8", action="store_true", help="also write an int8 model for CPUs")
+    p.add_argument("--no-mirror", dest="mirror", action="store_false",
+                   help="export the network alone, not averaged with its answer on the mirrored crop (the face and mouth networks are by default)")
 
 
 def cmd_export_facereg(args: argparse.Namespace) -> int:
     from ..export.facereg_export import export_facereg
 
     samples = FaceSamples.from_avatars(resolve_library(args.library), args.avatars, progress=False)
-    report = export_facereg(Path(args.folder), samples, args.int8)
+    report = export_facereg(Path(args.folder), samples, args.int8, args.mirror)
     print(f"exported {report['onnx']} (max abs error vs PyTorch {report['max_abs_error']:.2e})")
     if "int8" in report:
         print(f"exported {report['int8']} (mean point error vs fp32 {report['int8_mean_error']:.4f} of half the crop)")

@@ -13,7 +13,7 @@ from ..engines.cache import bytes_sha256
 from ..engines.facereg_engine import FACEREG_ONNX, PART_FILES
 from ..engines.onnx_check import check_facereg_onnx
 from ..models.facereg_data import FaceSamples, to_input
-from ..models.facereg_eval import load_facereg, part_points_from
+from ..models.facereg_eval import load_facereg, mirror_averaged, part_points_from
 from ..models.geometry.face_crop import PARTS
 from ..models.networks.facereg import DenseFaceReg
 from ..models.io_utils import atomic_write_bytes
@@ -41,16 +41,18 @@ def session(onnx: bytes):
     return ort.InferenceSession(onnx, session_options(), providers=["CPUExecutionProvider"])
 
 
-def export_facereg(folder: Path, samples: FaceSamples, int8: bool = False) -> dict:
+def export_facereg(folder: Path, samples: FaceSamples, int8: bool = False, mirror: bool = True) -> dict:
     """Write and check facereg.onnx (a part network: eyes.onnx or mouth.onnx and its point
     indices in eyes.json or mouth.json) and, with int8 (face networks), facereg.int8.onnx; what
-    was written and how close."""
-    net, meta = load_facereg(folder, part=None)
-    part = net.config.part
+    was written and how close. With `mirror` the face and mouth networks answer with the mean
+    of their answers on the crop and on the crop mirrored, in one batch (MirrorAveraged)."""
+    trained, meta = load_facereg(folder, part=None)
+    part = trained.config.part
     rows = None if part == "face" else part_points_from(meta, part, str(folder))
     if rows is not None and int8:
         raise EngineError(f"the {part} stage is exported in fp32 only (int8 cost the eyes their correlation); leave out --int8")
-    crops = check_crops(samples, net, CALIBRATION_FRAMES, rows)
+    net = mirror_averaged(trained, meta, str(folder)) if mirror else trained
+    crops = check_crops(samples, trained, CALIBRATION_FRAMES, rows)
     onnx = onnx_bytes(net, (torch.zeros(crops[0].shape),), ["crop"], ["points"])
     check_facereg_onnx(onnx, str(folder), net.config.points, net.config.aspect)  # what the tracker will load
     fp32 = session(onnx)

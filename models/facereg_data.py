@@ -14,7 +14,7 @@ from scipy.optimize import linear_sum_assignment
 from tqdm import tqdm
 
 from .avatar import Avatar
-from .geometry.face_crop import MOUTH_LEFT, MOUTH_LIPS, MOUTH_POINTS, MOUTH_RIGHT, PARTS, Crop, Part, PartCrop, part_corners
+from .geometry.face_crop import MOUTH_LEFT, MOUTH_LIPS, MOUTH_POINTS, MOUTH_RIGHT, PARTS, Crop, Part, PartCrop, flip_affine, part_corners
 from .geometry.face_model import FaceModel
 from .geometry.tracker import NUM_LANDMARKS, NUM_MESH_VERTICES
 from .networks.facereg import FaceRegConfig
@@ -31,33 +31,33 @@ GAP_PAIRS = np.array([
 ])
 
 
-def mirror_permutation(model: FaceModel, points: np.ndarray) -> np.ndarray:
+IRIS_RIM_MIRROR = (2, 1, 0, 3)  # each iris's 4 rim points in MediaPipe's order: 0 and 2 on either side across the eye, 1 and 3 above and below
+
+
+def mirror_permutation(model: FaceModel) -> np.ndarray:
     """(478,) index of each point's mirror image: mesh vertices by the mean face mirrored
-    left-right, iris points by their offsets from the iris centre in `points` (frames, 478, 2+)."""
+    left-right, iris points by MediaPipe's fixed order (IRIS_RIM_MIRROR)."""
     colors = model.colors[:NUM_MESH_VERTICES]
     mirrored = colors * np.array([-1.0, 1.0, 1.0]) + np.array([1.0, 0.0, 0.0])
     _, nearest = linear_sum_assignment(np.linalg.norm(mirrored[:, None] - colors[None], axis=-1))
     order = np.concatenate([nearest, np.zeros(NUM_LANDMARKS - NUM_MESH_VERTICES, np.int64)])
-    offsets = [np.median(points[:, start + 1 : start + 5, :2] - points[:, start : start + 1, :2], 0) for start in IRIS]
     for a, b in ((0, 1), (1, 0)):
         order[IRIS[a]] = IRIS[b]
-        flipped = offsets[b] * np.array([-1.0, 1.0])
-        for k, offset in enumerate(offsets[a]):
-            order[IRIS[a] + 1 + k] = IRIS[b] + 1 + int(np.linalg.norm(flipped - offset, axis=1).argmin())
+        order[IRIS[a] + 1 : IRIS[a] + 5] = IRIS[b] + 1 + np.array(IRIS_RIM_MIRROR)
     return order
 
 
-def eye_indices(model: FaceModel, points: np.ndarray) -> np.ndarray:
+def eye_indices(model: FaceModel) -> np.ndarray:
     """(2, 21): the right eye's contour and iris points, and the left eye's in the mirrored
     order (so one eye network reads both, a left eye mirrored)."""
     right = np.concatenate([model.topology.right_eye, np.arange(IRIS[0], IRIS[0] + 5)])
-    return np.stack([right, mirror_permutation(model, points)[right]])
+    return np.stack([right, mirror_permutation(model)[right]])
 
 
 MOUTH_REACH = (0.7, 0.63)  # the mouth stage's skin points: this far from the mouth's centre across and up or down (below)
 
 
-def mouth_indices(model: FaceModel, points: np.ndarray) -> np.ndarray:
+def mouth_indices(model: FaceModel) -> np.ndarray:
     """(2, MOUTH_POINTS): the lips (MOUTH_LIPS, the points the tracker redraws), then the skin
     around them (the mesh vertices within MOUTH_REACH of the mouth's centre in the mean face's
     normalised coordinates (its NMFC colours, each axis scaled to 0-1), in units of the mouth's
@@ -65,7 +65,7 @@ def mouth_indices(model: FaceModel, points: np.ndarray) -> np.ndarray:
     mean = model.colors[:NUM_MESH_VERTICES, :2]
     centre = (mean[MOUTH_RIGHT] + mean[MOUTH_LEFT]) / 2
     span = float(np.linalg.norm(mean[MOUTH_LEFT] - mean[MOUTH_RIGHT]))
-    mirror = mirror_permutation(model, points)
+    mirror = mirror_permutation(model)
     near = np.flatnonzero((np.abs(mean - centre) / span < np.array(MOUTH_REACH)).all(1))
     lips = np.sort(np.asarray(model.topology.mouth))
     skin = np.setdiff1d(np.union1d(near, mirror[near]), lips)
@@ -77,6 +77,19 @@ def mouth_indices(model: FaceModel, points: np.ndarray) -> np.ndarray:
 
 
 PART_INDICES = {"eye": eye_indices, "mouth": mouth_indices}  # part -> the point indices (2, N) its stage predicts
+
+
+def mirror_order(model: FaceModel, rows: np.ndarray | None) -> np.ndarray | None:
+    """Where each point's mirror image sits in a network's answer (MirrorAveraged): the face's
+    mirror permutation (`rows` None), for a part the positions in its mirrored row (the mouth's
+    lists the same points), and None when that row is other points (a mirrored right eye is a
+    left eye, which the eye stage never sees)."""
+    if rows is None:
+        return mirror_permutation(model)
+    where = {int(index): k for k, index in enumerate(rows[1])}
+    if set(where) != {int(index) for index in rows[0]}:
+        return None
+    return np.array([where[int(index)] for index in rows[0]], np.int64)
 
 
 def gap_positions(order: np.ndarray) -> np.ndarray:
@@ -176,8 +189,8 @@ class FaceSamples:
         if a is None:
             return image, target
         if mirror is not None and rng.random() < a.flip:
-            image = image[:, ::-1]
-            target = target[mirror] * np.array([-1.0, 1.0, 1.0], np.float32)
+            scale, offset = flip_affine(size)
+            image, target = image[:, ::-1], target[mirror] * scale + offset
         return augment_pixels(image, rng, a), target
 
     def part_example(self, i: int, rng: np.random.Generator, part: Part, rows: np.ndarray, width: int,

@@ -17,11 +17,12 @@ from .avatar import Avatar
 from .avatar_files import AvatarFiles
 from .checkpoint import CheckpointError, read_model_meta, read_weights
 from .expression_features import IRIS_CENTRES, LEFT_EYE, RIGHT_EYE, correlation, face_features
-from .facereg_data import to_input
+from .facereg_data import mirror_order, to_input
 from .facereg_training import FACEREG_FILE, FACEREG_META
 from .geometry.face_crop import PARTS, checked_part_points
 from .geometry.facereg_tracker import CALIBRATION_FRAMES, DenseFaceRegTracker, PartStage
-from .networks.facereg import NUM_POINTS, DenseFaceReg, FaceRegConfig
+from .geometry.face_model import load_face_model
+from .networks.facereg import NUM_POINTS, DenseFaceReg, FaceRegConfig, MirrorAveraged
 
 CONFIG_BOUNDS = {"size": (32, 512), "width": (1, 128), "max_channels": (1, 512), "squeeze": (1, 256)}
 TRACKED = ("eye_right", "eye_left", "mouth_open")
@@ -60,10 +61,19 @@ def part_points_from(meta: dict, part: str, label: str) -> np.ndarray:
         raise CheckpointError(str(exc)) from exc
 
 
-def load_part_stage(folder: Path, part: str) -> PartStage:
-    """A trained `part` network (eye, mouth) as the tracker's stage."""
+def load_part_stage(folder: Path, part: str, mirror: bool = True) -> PartStage:
+    """A trained `part` network (eye, mouth) as the tracker's stage (`mirror`: mirror_averaged)."""
     net, meta = load_facereg(folder, part)
-    return PartStage(PARTS[part], TorchRegressor(net), part_points_from(meta, part, str(folder)))
+    return PartStage(PARTS[part], TorchRegressor(mirror_averaged(net, meta, str(folder)) if mirror else net),
+                     part_points_from(meta, part, str(folder)))
+
+
+def mirror_averaged(net: DenseFaceReg, meta: dict, label: str) -> DenseFaceReg | MirrorAveraged:
+    """The network averaged with its answer on the mirrored crop (MirrorAveraged) where its
+    points have mirror images among them (the face, the mouth), else itself (the eyes)."""
+    rows = None if net.config.part == "face" else part_points_from(meta, net.config.part, label)
+    order = mirror_order(load_face_model(), rows)
+    return net if order is None else MirrorAveraged(net, order)
 
 
 def load_facereg(folder: Path, part: str | None = "face") -> tuple[DenseFaceReg, dict]:
@@ -84,7 +94,7 @@ def load_facereg(folder: Path, part: str | None = "face") -> tuple[DenseFaceReg,
 class TorchRegressor:
     """A network (face or part) as the tracker's regressor: a crop (H, W, 3) uint8 -> its crop points."""
 
-    def __init__(self, net: DenseFaceReg) -> None:
+    def __init__(self, net: DenseFaceReg | MirrorAveraged) -> None:
         self.net, self.size, self.width = net, net.config.size, net.config.size * net.config.aspect
 
     @torch.no_grad()
@@ -123,7 +133,7 @@ def jitter(series: np.ndarray, scale: np.ndarray) -> float:
     return float(np.median(second / scale[1:-1]))
 
 
-def track_clip(net: DenseFaceReg, avatar: Avatar, progress: bool = True, calibration: int = CALIBRATION_FRAMES,
+def track_clip(net: DenseFaceReg | MirrorAveraged, avatar: Avatar, progress: bool = True, calibration: int = CALIBRATION_FRAMES,
                stages: tuple[PartStage, ...] = ()) -> tuple[np.ndarray, np.ndarray, np.ndarray, int]:
     """(teacher, student) points over the avatar's frames with a face, those frame indices,
     and how often the tracker lost the face (it is then found again on the same frame).
@@ -150,7 +160,7 @@ def track_clip(net: DenseFaceReg, avatar: Avatar, progress: bool = True, calibra
     return teacher[indices], np.asarray(student), np.asarray(indices), lost
 
 
-def evaluate_person(net: DenseFaceReg, avatar: Avatar, progress: bool = True, calibration: int = CALIBRATION_FRAMES,
+def evaluate_person(net: DenseFaceReg | MirrorAveraged, avatar: Avatar, progress: bool = True, calibration: int = CALIBRATION_FRAMES,
                     stages: tuple[PartStage, ...] = ()) -> dict:
     teacher, student, _, lost = track_clip(net, avatar, progress, calibration, stages)
     scale = np.array([interocular(p) for p in teacher])
@@ -173,19 +183,23 @@ def evaluate_person(net: DenseFaceReg, avatar: Avatar, progress: bool = True, ca
 
 
 def evaluate(folder: Path, library: Path, names: list[str], progress: bool = True, calibration: int = CALIBRATION_FRAMES,
-             stage_folders: dict[str, Path] | None = None) -> dict:
-    """The face network of `folder`, with the part networks of `stage_folders` (part -> folder)."""
+             stage_folders: dict[str, Path] | None = None, mirror: bool = True) -> dict:
+    """The face network of `folder`, with the part networks of `stage_folders` (part -> folder),
+    mirror-averaged as exported (`mirror`)."""
     net, meta = load_facereg(folder)
-    stages = tuple(load_part_stage(path, part) for part, path in (stage_folders or {}).items())
-    people = {name: evaluate_person(net, Avatar.open(library, name), progress, calibration, stages) for name in names}
+    face = mirror_averaged(net, meta, str(folder)) if mirror else net
+    stages = tuple(load_part_stage(path, part, mirror) for part, path in (stage_folders or {}).items())
+    people = {name: evaluate_person(face, Avatar.open(library, name), progress, calibration, stages) for name in names}
     seen = sorted(set(names) & set(meta.get("people", [])))
     return {"facereg": str(folder), "stages": {part: str(path) for part, path in (stage_folders or {}).items()}, "step": meta.get("step"),
-            "trained_on": meta.get("people"), "also_trained_on": seen, "calibration_frames": calibration, "people": people}
+            "trained_on": meta.get("people"), "also_trained_on": seen, "calibration_frames": calibration, "mirror_averaged": mirror,
+            "people": people}
 
 
 def format_report(report: dict) -> str:
     stages = "".join(f" with the {part} stage {path}" for part, path in report["stages"].items())
-    lines = [f"DenseFaceReg {report['facereg']} (step {report['step']}){stages} against MediaPipe (the teacher), "
+    mirrored = ", mirror-averaged" if report["mirror_averaged"] else ""
+    lines = [f"DenseFaceReg {report['facereg']} (step {report['step']}){stages}{mirrored} against MediaPipe (the teacher), "
              f"calibrated on {report['calibration_frames']} frames after each find",
              f"{'person':10s}{'frames':>8s}{'median err':>12s}{'p90 err':>10s}{'eye R r':>9s}{'eye L r':>9s}{'mouth r':>9s}{'jitter':>9s}{'teacher':>9s}"]
     for name, r in report["people"].items():

@@ -74,9 +74,9 @@ class FaceRegTrainer(TimedTrainer):
         self.config = self.saved_config(state, FaceRegTrainConfig, facereg_config) if state else config
         self.net = DenseFaceReg(facereg_config(self.config.preset))
         model = load_face_model()
-        self.mirror = mirror_permutation(model, samples.points)
+        self.mirror = mirror_permutation(model)
         self.part = self.net.config.part
-        self.rows = None if self.part == "face" else PART_INDICES[self.part](model, samples.points)
+        self.rows = None if self.part == "face" else PART_INDICES[self.part](model)
         weights = point_weights(model)
         self.weights = torch.from_numpy(weights if self.rows is None else weights[self.rows[0]])  # a mouth's lips weigh more
         self.gaps = torch.from_numpy(gap_positions(np.arange(len(weights)) if self.rows is None else self.rows[0]))

@@ -3,6 +3,7 @@ prepared avatars' tracks (resumable), its evaluation against the teacher, its ON
 config that is refused when it would build an unreasonable network."""
 import json
 
+import cv2
 import numpy as np
 import pytest
 import torch
@@ -25,14 +26,51 @@ def test_crops_map_points_both_ways_and_the_mirror_swaps_sides(prepared, model):
     assert np.abs(crop.denormalise(crop.normalise(points)) - points).max() < 1e-3
     inside = crop.normalise(points)[:, :2]
     assert np.abs(inside).max() < 1.0  # the whole face is in the crop
-    mirror = mirror_permutation(model, samples.points)
+    mirror = mirror_permutation(model)
     assert (mirror[mirror] == np.arange(len(mirror))).all()
     assert mirror[RIGHT_EYE["outer"]] == LEFT_EYE["outer"] and mirror[468] == 473
+    rims = [np.median(samples.points[:, c + 1 : c + 5, :2] - samples.points[:, c : c + 1, :2], 0) for c in (468, 473)]
+    assert np.abs(rims[1][mirror[469:473] - 474] * [-1, 1] - rims[0]).max() < 0.3 * np.abs(rims[0]).max()  # the irises' rims too
     rng = np.random.default_rng(0)
-    flips = [samples.example(0, rng, 64, Augment(flip=1.0, rotate=0.0, shift=0.0, zoom=(1, 1)), mirror) for _ in range(2)]
-    plain = samples.example(0, rng, 64, None, None)[1]
-    right_eye_x = plain[RIGHT_EYE["outer"], 0]
-    assert np.allclose(flips[0][1][LEFT_EYE["outer"], 0], -right_eye_x, atol=1e-5)  # mirrored: sides swap
+    noise = FaceSamples([rng.integers(0, 256, (240, 240, 3), np.uint8)], samples.points[:1] * 0.5, ["noise"])
+    exact = Augment(flip=1.0, rotate=0.0, shift=0.0, zoom=(1, 1), colour=0.0, blur=0.0, noise=0.0, occlude=0.0)
+    flipped, flipped_target = noise.example(0, rng, 64, exact, mirror)
+    plain, plain_target = noise.example(0, rng, 64, None, None)
+    assert flipped_target[LEFT_EYE["outer"], 0] < 0 < plain_target[RIGHT_EYE["outer"], 0] or \
+        flipped_target[LEFT_EYE["outer"], 0] > 0 > plain_target[RIGHT_EYE["outer"], 0]  # mirrored: sides swap
+
+    def colours(image: np.ndarray, points: np.ndarray) -> np.ndarray:
+        xy = (points[:, :2] * 32 + 32).astype(np.float32)
+        return cv2.remap(image.astype(np.float32), xy[:, :1], xy[:, 1:], cv2.INTER_LINEAR)[:, 0]
+
+    assert np.abs(colours(flipped, flipped_target) - colours(plain, plain_target[mirror])).max() < 0.5  # each point on its pixels
+
+
+def test_mirror_averaging_answers_a_mirrored_crop_with_the_mirrored_face(prepared, model):
+    """A face or mouth network averaged with its answer on the mirrored crop gives, for the
+    mirrored crop, exactly the mirror image of its answer (the eye stage, whose mirror is the
+    other eye, is not averaged)."""
+    from h2h.models.facereg_data import PART_INDICES, mirror_order
+    from h2h.models.geometry.face_crop import flip_affine
+    from h2h.models.networks.facereg import DenseFaceReg, MirrorAveraged, facereg_config
+
+    torch.manual_seed(0)
+    crop = torch.rand(1, 3, 64, 64) * 2 - 1
+    for preset, rows in (("tiny", None), ("tiny-mouth", PART_INDICES["mouth"](model))):
+        order = mirror_order(model, rows)
+        plain = DenseFaceReg(facereg_config(preset)).eval()
+        plain.mean_shape.copy_(torch.rand_like(plain.mean_shape) - 0.5)  # a lopsided face
+        net = MirrorAveraged(plain, order)
+        scale, offset = flip_affine(64 if preset == "tiny" else 32)
+        x = crop if preset == "tiny" else crop[..., :32, :32]
+        with torch.no_grad():
+            answer, mirrored = net(x)[0].numpy(), net(x.flip(-1))[0].numpy()
+            alone, alone_mirrored = plain(x)[0].numpy(), plain(x.flip(-1))[0].numpy()
+        assert np.allclose(mirrored, answer[order] * scale + offset, atol=1e-5)
+        assert not np.allclose(alone_mirrored, alone[order] * scale + offset, atol=1e-2)  # the network alone is not
+    assert mirror_order(model, PART_INDICES["eye"](model)) is None
+    with pytest.raises(ValueError, match="each of the network's points"):
+        MirrorAveraged(DenseFaceReg(facereg_config("tiny")), np.zeros(478, np.int64))
 
 
 def test_the_gap_term_scores_a_lid_or_lip_gap_and_not_a_shift_and_survives_the_mirror(prepared, model):
@@ -46,7 +84,7 @@ def test_the_gap_term_scores_a_lid_or_lip_gap_and_not_a_shift_and_survives_the_m
     parted = target.clone()
     parted[0, 14, 1] += 4.0  # the lower inner lip drops
     assert float(gap_l1(parted, target, torch.from_numpy(pairs))) == pytest.approx(4.0 / len(pairs), rel=1e-5)
-    mirror = mirror_permutation(model, samples.points)
+    mirror = mirror_permutation(model)
     assert {tuple(p) for p in mirror[GAP_PAIRS].tolist()} == {tuple(p) for p in GAP_PAIRS.tolist()}
     mouth = np.array([13, 61, 14, 291])
     assert gap_positions(mouth).tolist() == [[0, 2]]  # only the pairs a stage predicts both points of

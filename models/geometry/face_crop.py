@@ -60,6 +60,13 @@ class Crop:
         return np.concatenate([xy, crop_points[:, 2:3] * half / self.scale], 1).astype(np.float32)
 
 
+def flip_affine(width: int) -> tuple[np.ndarray, np.ndarray]:
+    """(scale, offset) (3,) each: crop point p of a crop `width` pixels wide is at p * scale + offset
+    in that crop reversed left to right (crop[:, ::-1]: pixel column c moves to width - 1 - c),
+    and back (its own inverse)."""
+    return np.array([-1.0, 1.0, 1.0], np.float32), np.array([-2.0 / width, 0.0, 0.0], np.float32)
+
+
 RIGHT_EYE_OUTER, RIGHT_EYE_INNER = 33, 133  # the right eye's corners in the mesh
 MOUTH_RIGHT, MOUTH_LEFT = 61, 291  # the mouth's corners (the person's right first)
 MOUTH_POINTS, MOUTH_LIPS = 190, 40  # what the mouth stage predicts (the lips, then the skin around them) and redraws (the lips)

@@ -6,10 +6,11 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+import numpy as np
 import torch
 from torch import nn
 
-from ..geometry.face_crop import EYE_POINTS, MOUTH_POINTS
+from ..geometry.face_crop import EYE_POINTS, MOUTH_POINTS, flip_affine
 
 NUM_POINTS = 478
 
@@ -90,3 +91,24 @@ class DenseFaceReg(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         offsets = self.head(self.features(x).flatten(1)).view(-1, self.config.points, 3)
         return self.mean_shape + offsets
+
+
+class MirrorAveraged(nn.Module):
+    """A network trained on mirrored crops too, answering with the mean of its answers on the
+    crop and on the crop reversed left to right (both in one batch): `order[k]` is where point k's
+    mirror image sits in its answer. Averaging the two halves the network's noise and its
+    left-right bias on faces it never saw (docs/RESULTS.md). Same input and output as the network."""
+
+    def __init__(self, net: DenseFaceReg, order: np.ndarray) -> None:
+        super().__init__()
+        if sorted(np.asarray(order).tolist()) != list(range(net.config.points)):
+            raise ValueError("a mirror order must list each of the network's points once")
+        self.net, self.config = net, net.config
+        scale, offset = flip_affine(net.config.size * net.config.aspect)
+        self.register_buffer("order", torch.as_tensor(np.asarray(order), dtype=torch.long))
+        self.register_buffer("scale", torch.from_numpy(scale))
+        self.register_buffer("offset", torch.from_numpy(offset))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        plain, mirrored = self.net(torch.cat([x, x.flip(-1)])).chunk(2)
+        return (plain + mirrored[:, self.order] * self.scale + self.offset) / 2
