@@ -23,7 +23,6 @@ from ..models.geometry.tracker import NUM_LANDMARKS
 from .base import EngineError
 from .onnx_check import check_facereg_onnx
 from .onnx_engine import open_session
-from .stepper import image_to_input
 
 log = logging.getLogger(__name__)
 SHIPPED_FACEREG = ASSETS / "facereg"
@@ -35,21 +34,25 @@ FACEREG_THREADS = 1  # ~1 ms a crop: a second thread gains little and takes a co
 
 
 class FaceRegEngine:
-    """A checked DenseFaceReg network that predicts `points` points from crops of `aspect`."""
+    """A checked DenseFaceReg network that predicts `points` points from crops of `aspect`, in
+    batches of 1 or `batch` (the crops of a frame; a network exported for them reads them in one run)."""
 
     def __init__(self, model: bytes, label: str, points: int, aspect: int, threads: int | None = FACEREG_THREADS,
-                 providers: list[str] | None = None) -> None:
-        self.size = check_facereg_onnx(model, label, points, aspect)
+                 providers: list[str] | None = None, batch: int = 1) -> None:
+        self.size, self.batch = check_facereg_onnx(model, label, points, aspect, batch)
         self.width, self.points, self.label = self.size * aspect, points, label
         self.session, self.choice, self.provider, self.precision = open_session(model, label, False, threads, providers)
 
-    def run(self, crop: np.ndarray) -> np.ndarray:
-        """(H, W, 3) uint8 crop -> (points, 3) float32 crop-normalised points; EngineError when
-        the network answers with another shape than it declares."""
-        points = self.session.run(["points"], {"crop": image_to_input(crop)[None]})[0]
-        if points.shape != (1, self.points, 3):
-            raise EngineError(f"{self.label}: answered {points.shape}, not the 1x{self.points}x3 it declares")
-        return points[0]
+    def run(self, crops: np.ndarray) -> np.ndarray:
+        """(N, H, W, 3) uint8 crops, N a multiple of the network's batch -> (N, points, 3) float32
+        crop-normalised points; EngineError when the network answers with another shape than it declares."""
+        inputs = (crops.astype(np.float32) / 127.5 - 1.0).transpose(0, 3, 1, 2)
+        if len(inputs) % self.batch:
+            raise ValueError(f"{self.label} reads crops in batches of {self.batch}, not {len(inputs)}")
+        answers = [self.session.run(["points"], {"crop": inputs[i : i + self.batch]})[0] for i in range(0, len(inputs), self.batch)]
+        if any(a.shape != (self.batch, self.points, 3) for a in answers):
+            raise EngineError(f"{self.label}: answered {answers[0].shape}, not the {self.batch}x{self.points}x3 it declares")
+        return np.concatenate(answers)
 
 
 @dataclass(frozen=True)
@@ -68,7 +71,7 @@ def read_part(files: AvatarFiles, folder: Path, part: str) -> tuple[bytes, np.nd
     if not files.is_file(onnx):
         return None
     data = files.read_bytes(onnx, MAX_FACEREG_BYTES)
-    check_facereg_onnx(data, str(folder / onnx), PARTS[part].points, PARTS[part].aspect)
+    check_facereg_onnx(data, str(folder / onnx), PARTS[part].points, PARTS[part].aspect, PARTS[part].batch)
     meta = files.read_json(meta_name)
     return data, checked_part_points(meta.get(PARTS[part].key) if isinstance(meta, dict) else None, PARTS[part], str(folder / meta_name))
 
@@ -101,7 +104,7 @@ def load_facereg(folder: Path | None = None, threads: int | None = FACEREG_THREA
     models = read_facereg(folder)
     face = FaceRegEngine(models.face, str(models.folder / FACEREG_ONNX), NUM_LANDMARKS, FACE_ASPECT, threads, providers)
     stages = tuple(PartStage(PARTS[part], FaceRegEngine(data, str(models.folder / PART_FILES[part][0]), PARTS[part].points,
-                                                        PARTS[part].aspect, threads, providers), rows)
+                                                        PARTS[part].aspect, threads, providers, PARTS[part].batch), rows)
                    for part, (data, rows) in models.parts.items())
     log.info("DenseFaceReg: %s, %s%s", face.provider, face.precision, "".join(f", with the {s.part.name} stage" for s in stages))
     return face, stages

@@ -98,15 +98,18 @@ def check_upsampler_onnx(data: bytes, size: int, label: str) -> None:
     _check_image(outputs[0], label, 2 * size, (3,))
 
 
-def check_facereg_onnx(data: bytes, label: str, points: int, aspect: int) -> int:
-    """The crop height H of a self-contained DenseFaceReg network that predicts `points` points
-    from crops `aspect` times as wide as high (crop 1x3xHx(aspect H) -> points 1xPx3); EngineError otherwise."""
+def check_facereg_onnx(data: bytes, label: str, points: int, aspect: int, batch: int = 1) -> tuple[int, int]:
+    """(crop height H, batch B) of a self-contained DenseFaceReg network that predicts `points`
+    points from B crops `aspect` times as wide as high (crop Bx3xHx(aspect H) -> points BxPx3), B
+    being 1 or `batch` (all the crops a tracker reads in a frame); EngineError otherwise."""
     inputs, outputs = _graph_io(_checked_model(data, label))
     if [i.name for i in inputs] != ["crop"] or [o.name for o in outputs] != ["points"]:
         raise EngineError(f"{label}: inputs {[i.name for i in inputs]} -> outputs {[o.name for o in outputs]} are not DenseFaceReg's (crop -> points)")
     dims = _dims(inputs[0])
-    if len(dims) != 4 or dims[:2] != [1, 3] or dims[2] not in FACEREG_SIZES or dims[3] != aspect * dims[2]:
-        raise EngineError(f"{label}: 'crop' is {'x'.join(map(str, dims))}, expected 1x3xHx{aspect}H with H 16-512 in steps of 16")
-    if _dims(outputs[0]) != [1, points, 3]:
-        raise EngineError(f"{label}: 'points' must be 1x{points}x3")
-    return dims[2]
+    batches = sorted({1, batch})
+    if len(dims) != 4 or dims[0] not in batches or dims[1] != 3 or dims[2] not in FACEREG_SIZES or dims[3] != aspect * dims[2]:
+        raise EngineError(f"{label}: 'crop' is {'x'.join(map(str, dims))}, expected "
+                          f"{'|'.join(map(str, batches))}x3xHx{aspect}H with H 16-512 in steps of 16")
+    if _dims(outputs[0]) != [dims[0], points, 3]:
+        raise EngineError(f"{label}: 'points' must be {dims[0]}x{points}x3")
+    return dims[2], dims[0]

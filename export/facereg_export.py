@@ -33,6 +33,11 @@ def check_crops(samples: FaceSamples, net: DenseFaceReg, count: int, rows: np.nd
     return [to_input(crop[None]).numpy() for crop in crops]
 
 
+def batches(inputs: list[np.ndarray], batch: int) -> list[np.ndarray]:
+    """The (1, 3, H, W) inputs in groups of `batch`, the last one filled up from the first inputs."""
+    return [np.concatenate([inputs[(start + k) % len(inputs)] for k in range(batch)]) for start in range(0, len(inputs), batch)]
+
+
 def session(onnx: bytes):
     import onnxruntime as ort
 
@@ -52,9 +57,10 @@ def export_facereg(folder: Path, samples: FaceSamples, int8: bool = False, mirro
     if rows is not None and int8:
         raise EngineError(f"the {part} stage is exported in fp32 only (int8 cost the eyes their correlation); leave out --int8")
     net = mirror_averaged(trained, meta, str(folder)) if mirror else trained
-    crops = check_crops(samples, trained, CALIBRATION_FRAMES, rows)
+    batch = 1 if rows is None else PARTS[part].batch  # a part stage reads all its crops of a frame in one run
+    crops = batches(check_crops(samples, trained, CALIBRATION_FRAMES, rows), batch)
     onnx = onnx_bytes(net, (torch.zeros(crops[0].shape),), ["crop"], ["points"])
-    check_facereg_onnx(onnx, str(folder), net.config.points, net.config.aspect)  # what the tracker will load
+    check_facereg_onnx(onnx, str(folder), net.config.points, net.config.aspect, batch)  # what the tracker will load
     fp32 = session(onnx)
     with torch.no_grad():
         expected = [net(torch.from_numpy(c)).numpy() for c in crops]

@@ -98,8 +98,8 @@ class TorchRegressor:
         self.net, self.size, self.width = net, net.config.size, net.config.size * net.config.aspect
 
     @torch.no_grad()
-    def run(self, crop: np.ndarray) -> np.ndarray:
-        return self.net(to_input(crop[None]))[0].numpy()
+    def run(self, crops: np.ndarray) -> np.ndarray:
+        return self.net(to_input(crops)).numpy()
 
 
 class StoredTracks:

@@ -73,6 +73,30 @@ def test_mirror_averaging_answers_a_mirrored_crop_with_the_mirrored_face(prepare
         MirrorAveraged(DenseFaceReg(facereg_config("tiny")), np.zeros(478, np.int64))
 
 
+def test_a_part_read_from_shifted_crops_lands_where_the_unmoved_crop_puts_it():
+    """The tracker reads each eye from its crop and that crop shifted by whole pixels, all cut from
+    one warp, and averages the answers in the unmoved crop: each shifted crop must show the pixels
+    the unmoved one shows there, and a point read in it must come back where that crop has it."""
+    from h2h.models.geometry.face_crop import EYE_SHIFTS, PARTS, PartCrop, unshift
+
+    rng = np.random.default_rng(1)
+    image = cv2.GaussianBlur(rng.integers(0, 256, (300, 300, 3), np.uint8), (0, 0), 2.0)  # detail a crop resolves
+    points = rng.uniform(120, 220, (21, 3))
+    start, end = np.array([150.0, 200.0]), np.array([190.0, 210.0])
+    shifts = (*EYE_SHIFTS, (2, -1))
+    for mirrored in (False, True):
+        crop = PartCrop.around(start, end, 64, PARTS["eye"], mirrored, angle=7.0)
+        seen = crop.shifted(image, shifts)
+        assert seen.shape == (len(shifts), 32, 64, 3) and np.abs(seen[0].astype(int) - crop.image(image)).max() <= 1
+        for (dx, dy), window in zip(shifts, seen):
+            moved = PartCrop.around(start, end, 64, PARTS["eye"], mirrored, angle=7.0, shift=(dx / 64, dy / 64))
+            assert np.abs(window.astype(int) - moved.image(image)).max() <= 1  # the same pixels, one warp
+        read = np.stack([PartCrop.around(start, end, 64, PARTS["eye"], mirrored, angle=7.0, shift=(dx / 64, dy / 64)).normalise(points)
+                         for dx, dy in shifts])
+        assert np.abs(read - read[0]).max() > 0.05  # the shifted crops see the points elsewhere
+        assert np.abs(unshift(read, shifts, 64) - crop.normalise(points)).max() < 1e-5
+
+
 def test_the_gap_term_scores_a_lid_or_lip_gap_and_not_a_shift_and_survives_the_mirror(prepared, model):
     """The loss's gap term is zero when a lid moves with its partner (a shift) and counts a gap the
     teacher does not have (lips left apart); mirrored crops' pairs are pairs again, upper first."""
@@ -184,6 +208,9 @@ def test_the_part_stages_train_export_and_redraw_the_eyes_and_the_mouth(prepared
     part's, or a network of the wrong part, is refused."""
     from h2h.engines.base import EngineError
     from h2h.engines.facereg_engine import load_facereg
+    from h2h.models.facereg_eval import TorchRegressor, load_part_stage, mirror_averaged
+    from h2h.models.facereg_eval import load_facereg as load_facereg_folder
+    from h2h.models.geometry.face_crop import EYE_SHIFTS
     from h2h.models.geometry.facereg_tracker import DenseFaceRegTracker
     from h2h.models.video import read_frames
 
@@ -209,11 +236,16 @@ def test_the_part_stages_train_export_and_redraw_the_eyes_and_the_mouth(prepared
     network, stages = load_facereg(face)
     assert [(s.part.name, s.regressor.size, s.regressor.width) for s in stages] == [("eye", 32, 64), ("mouth", 32, 32)]
     assert network.width == network.size
+    assert [s.regressor.batch for s in stages] == [2 * len(EYE_SHIFTS), 1]  # all of a frame's eye crops in one run
     frames = list(read_frames(short_clip, 8))
     with DenseFaceRegTracker.with_mediapipe(network) as tracker:
         alone = [tracker.track(frame) for frame in frames]
     with DenseFaceRegTracker.with_mediapipe(network, stages) as tracker:
         tracked = [tracker.track(frame) for frame in frames]
+    measured = (load_part_stage(eyes, "eye"), load_part_stage(mouth, "mouth"))  # what eval-facereg scores
+    face_net, face_meta = load_facereg_folder(face)
+    with DenseFaceRegTracker.with_mediapipe(TorchRegressor(mirror_averaged(face_net, face_meta, str(face))), measured) as tracker:
+        assert np.abs(tracker.track(frames[0]) - tracked[0]).max() < 0.05  # pixels: the app runs what is measured
     assert all(p is not None and p.shape == (478, 3) and np.isfinite(p).all() for p in tracked)
     lips = rows[0, :40]
     others = np.setdiff1d(np.arange(478), np.concatenate([stages[0].rows.ravel(), lips]))

@@ -90,15 +90,27 @@ class Part:
     margin: float
     aspect: int
     both_rows: bool
+    shifts: tuple[tuple[int, int], ...] = ((0, 0),)
 
     @property
     def key(self) -> str:
         """Its point indices' name in the network's JSON ("eye_points", "mouth_points")."""
         return f"{self.name}_points"
 
+    @property
+    def batch(self) -> int:
+        """Crops the tracker reads the part from in a frame: each row it redraws at each shift."""
+        return (2 if self.both_rows else 1) * len(self.shifts)
+
+
+# Where the tracker reads each eye from: the crop the face network's answer gives, and that crop
+# moved by these (across, down) pixels of the eye stage's crop, about half its training jitter.
+# Their answers are averaged: on an eye a few pixels high, much of one crop's answer is noise
+# (docs/RESULTS.md).
+EYE_SHIFTS = ((0, 0), (3, 0), (-3, 0), (0, 3), (0, -3))
 
 PARTS = {
-    "eye": Part("eye", EYE_POINTS, EYE_POINTS, (RIGHT_EYE_OUTER, RIGHT_EYE_INNER), 2.0, 2, True),
+    "eye": Part("eye", EYE_POINTS, EYE_POINTS, (RIGHT_EYE_OUTER, RIGHT_EYE_INNER), 2.0, 2, True, EYE_SHIFTS),
     "mouth": Part("mouth", MOUTH_POINTS, MOUTH_LIPS, (MOUTH_RIGHT, MOUTH_LEFT), 2.0, 1, False),
 }
 
@@ -112,6 +124,13 @@ def checked_part_points(data: object, part: Part, label: str) -> np.ndarray:
             or not set(part.corners) <= set(points[0, : part.redrawn].tolist()):
         raise ValueError(f"{label}: {part.key} must be 2 rows of {part.points} mesh indices with the {part.name}'s corners")
     return points
+
+
+def unshift(answers: np.ndarray, shifts: tuple[tuple[int, int], ...], width: int) -> np.ndarray:
+    """Crop points (K, N, 3) read from a crop `width` pixels wide moved by each of `shifts`
+    (PartCrop.shifted) -> the same points in the unmoved crop's coordinates."""
+    moved = np.concatenate([2 * np.asarray(shifts, np.float32) / width, np.zeros((len(shifts), 1), np.float32)], 1)
+    return answers + moved[:, None]
 
 
 def part_corners(part: Part, rows: np.ndarray) -> tuple[int, int]:
@@ -150,6 +169,16 @@ class PartCrop:
         matrix = np.array([[*(scale * u), width / 2 - scale * float(centre @ u)],
                            [*(scale * v), height / 2 - scale * float(centre @ v)]])
         return cls(matrix, scale, width, height)
+
+    def shifted(self, rgb: np.ndarray, shifts: tuple[tuple[int, int], ...]) -> np.ndarray:
+        """(K, height, width, 3): the crop moved by each of `shifts` (across, down: whole pixels
+        along its own axes), cut from one warp of the region they span."""
+        low, high = np.min(shifts, 0), np.max(shifts, 0)
+        matrix = self.matrix.copy()
+        matrix[:, 2] -= low
+        (w, h) = high - low + (self.width, self.height)
+        region = cv2.warpAffine(rgb, matrix, (int(w), int(h)), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
+        return np.stack([region[y - low[1] : y - low[1] + self.height, x - low[0] : x - low[0] + self.width] for x, y in shifts])
 
     def image(self, rgb: np.ndarray) -> np.ndarray:
         return cv2.warpAffine(rgb, self.matrix, (self.width, self.height), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)

@@ -11,7 +11,7 @@ from typing import Protocol
 
 import numpy as np
 
-from .face_crop import Crop, Part, PartCrop, mesh_box, part_corners
+from .face_crop import Crop, Part, PartCrop, mesh_box, part_corners, unshift
 from .smoothing import OneEuroFilter
 from .tracker import MediaPipeTracker, quiet_native_logs
 
@@ -23,18 +23,19 @@ MAX_SHIFT = 0.5  # nor move by more than this share of its side
 
 
 class Regressor(Protocol):
-    """A crop (size, width, 3) uint8 -> (points, 3) crop-normalised points (engines.facereg_engine)."""
+    """Crops (N, size, width, 3) uint8 -> (N, points, 3) crop-normalised points (engines.facereg_engine)."""
 
     size: int
     width: int
 
-    def run(self, crop: np.ndarray) -> np.ndarray: ...
+    def run(self, crops: np.ndarray) -> np.ndarray: ...
 
 
 @dataclass(frozen=True, eq=False)
 class PartStage:
     """A part network (eyes, mouth) in the tracker: it redraws the points `rows` (2, N) of its
-    `part` (their first part.redrawn) from a crop placed by the face network's answer."""
+    `part` (their first part.redrawn) from crops placed by the face network's answer (one per
+    part.shifts, their answers averaged; all of a frame's crops in one batch)."""
 
     part: Part
     regressor: Regressor
@@ -144,14 +145,16 @@ class DenseFaceRegTracker:
         return self._finder.track(rgb), True
 
     def _refine(self, rgb: np.ndarray, points: np.ndarray, teacher: np.ndarray | None) -> None:
-        """Each stage's points redrawn by its network (in place), calibrated like the face."""
+        """Each stage's points redrawn by its network (in place): its answers on the crop the face's
+        answer gives and on that crop shifted (part.shifts), averaged, then calibrated like the face."""
         for n, (stage, corners) in enumerate(zip(self.stages, self._corners)):
-            for side in stage.used_rows:
-                indices = stage.rows[side]
-                start, end = (points[indices[k]] for k in corners)
-                crop = PartCrop.around(start, end, stage.regressor.width, stage.part, mirrored=side == 1)
-                raw = stage.regressor.run(crop.image(rgb))[: stage.part.redrawn]
-                indices = indices[: stage.part.redrawn]
+            part, sides, width = stage.part, stage.used_rows, stage.regressor.width
+            crops = [PartCrop.around(*(points[stage.rows[side][k]] for k in corners), width, part, side == 1) for side in sides]
+            images = np.concatenate([crop.shifted(rgb, part.shifts) for crop in crops])
+            answers = stage.regressor.run(images)[:, : part.redrawn].reshape(len(sides), len(part.shifts), part.redrawn, 3)
+            for side, crop, answer in zip(sides, crops, answers):
+                indices = stage.rows[side][: part.redrawn]
+                raw = unshift(answer, part.shifts, width).mean(0)
                 error = self._part_errors[n][side]
                 if teacher is not None:
                     error.add(crop.normalise(teacher[indices]) - raw)
@@ -164,7 +167,7 @@ class DenseFaceRegTracker:
         if anchor is None:
             return None
         crop = Crop.around(anchor, self.regressor.size)
-        raw = self.regressor.run(crop.image(rgb))
+        raw = self.regressor.run(crop.image(rgb)[None])[0]
         teacher = None
         if self._calibrating < self.calibration:
             self._calibrating += 1
