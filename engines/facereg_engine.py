@@ -1,8 +1,8 @@
 """DenseFaceReg behind the engine interface: the face network (a square crop -> the 478 points)
 and its part stages (a 2:1 crop around one eye -> that eye's 21 points; a square crop around
 the mouth -> the lips and the skin around them, of which the tracker redraws the lips), each
-run(crop (H, W, 3) uint8) -> (points, 3)
-in crop coordinates. ONNX Runtime on the best provider this build offers
+run(crops (N, H, W, 3) uint8) -> (N, points, 3) in crop coordinates, N crops in batches of the
+network's own (1, or all ten eye crops of a frame). ONNX Runtime on the best provider this build offers
 (TensorRT or CUDA when present, their engine cache per user), in fp32: reduced precision cost
 the eyes most of their correlation with the teacher (docs/RESULTS.md). The files are read
 through the checked accessor (no links, bounded sizes) and the ONNX bytes checked before ONNX

@@ -4,7 +4,8 @@
 # Three networks, distilled from MediaPipe's tracks of d6, d3, d18 and d0: the face network
 # (a 128x128 crop -> 478 points), the eye stage (a 64x32 crop around each eye, the left one
 # mirrored -> its contour and iris) and the mouth stage (a 96x96 crop around the mouth -> its
-# lips, with a lip-gap term in its loss). d9 and d19 are held out: they are the people the measurement in docs/RESULTS.md
+# lips, with a lip-gap term in its loss); the face and mouth networks are exported mirror-averaged,
+# the eye stage for the tracker's ten eye crops a frame. d9 and d19 are held out: they are the people the measurement in docs/RESULTS.md
 # (h2h eval-facereg ... --avatars d9 d19) is made on.
 # One 25-minute run of the face recipe scored 0.8% of the inter-ocular distance apart from the
 # next (RESULTS.md); the shipped weights are one run of each.
