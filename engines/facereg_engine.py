@@ -23,6 +23,7 @@ from ..models.geometry.tracker import NUM_LANDMARKS
 from .base import EngineError
 from .onnx_check import check_facereg_onnx
 from .onnx_engine import open_session
+from .stepper import image_to_input
 
 log = logging.getLogger(__name__)
 SHIPPED_FACEREG = ASSETS / "facereg"
@@ -46,12 +47,13 @@ class FaceRegEngine:
     def run(self, crops: np.ndarray) -> np.ndarray:
         """(N, H, W, 3) uint8 crops, N a multiple of the network's batch -> (N, points, 3) float32
         crop-normalised points; EngineError when the network answers with another shape than it declares."""
-        inputs = (crops.astype(np.float32) / 127.5 - 1.0).transpose(0, 3, 1, 2)
+        inputs = np.ascontiguousarray(image_to_input(crops))
         if len(inputs) % self.batch:
             raise ValueError(f"{self.label} reads crops in batches of {self.batch}, not {len(inputs)}")
         answers = [self.session.run(["points"], {"crop": inputs[i : i + self.batch]})[0] for i in range(0, len(inputs), self.batch)]
-        if any(a.shape != (self.batch, self.points, 3) for a in answers):
-            raise EngineError(f"{self.label}: answered {answers[0].shape}, not the {self.batch}x{self.points}x3 it declares")
+        for answer in answers:
+            if answer.shape != (self.batch, self.points, 3):
+                raise EngineError(f"{self.label}: answered {answer.shape}, not the {self.batch}x{self.points}x3 it declares")
         return np.concatenate(answers)
 
 

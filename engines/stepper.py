@@ -12,8 +12,8 @@ PREVIOUS = 2
 
 
 def image_to_input(image: np.ndarray) -> np.ndarray:
-    """uint8 (H, W, C) -> float32 (C, H, W) in [-1, 1]."""
-    return (image.astype(np.float32) / 127.5 - 1.0).transpose(2, 0, 1)
+    """uint8 (..., H, W, C) -> float32 (..., C, H, W) in [-1, 1] (one image or a batch)."""
+    return np.moveaxis(image.astype(np.float32) / 127.5 - 1.0, -1, -3)
 
 
 def conditioning_input(nmfc: np.ndarray, eyes: np.ndarray) -> np.ndarray:

@@ -85,7 +85,7 @@ def mirror_order(model: FaceModel, rows: np.ndarray | None) -> np.ndarray | None
     lists the same points), and None when that row is other points (a mirrored right eye is a
     left eye, which the eye stage never sees)."""
     if rows is None:
-        return mirror_permutation(model)
+        return np.argsort(mirror_permutation(model))  # where each point's mirror image went
     where = {int(index): k for k, index in enumerate(rows[1])}
     if set(where) != {int(index) for index in rows[0]}:
         return None

@@ -92,7 +92,7 @@ def load_facereg(folder: Path, part: str | None = "face") -> tuple[DenseFaceReg,
 
 
 class TorchRegressor:
-    """A network (face or part) as the tracker's regressor: a crop (H, W, 3) uint8 -> its crop points."""
+    """A network (face or part) as the tracker's regressor: crops (N, H, W, 3) uint8 -> their crop points (N, P, 3)."""
 
     def __init__(self, net: DenseFaceReg | MirrorAveraged) -> None:
         self.net, self.size, self.width = net, net.config.size, net.config.size * net.config.aspect

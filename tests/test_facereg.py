@@ -51,7 +51,7 @@ def test_mirror_averaging_answers_a_mirrored_crop_with_the_mirrored_face(prepare
     mirrored crop, exactly the mirror image of its answer (the eye stage, whose mirror is the
     other eye, is not averaged)."""
     from h2h.models.facereg_data import PART_INDICES, mirror_order
-    from h2h.models.geometry.face_crop import flip_affine
+    from h2h.models.geometry.face_crop import PARTS, flip_affine
     from h2h.models.networks.facereg import DenseFaceReg, MirrorAveraged, facereg_config
 
     torch.manual_seed(0)
@@ -69,6 +69,11 @@ def test_mirror_averaging_answers_a_mirrored_crop_with_the_mirrored_face(prepare
         assert np.allclose(mirrored, answer[order] * scale + offset, atol=1e-5)
         assert not np.allclose(alone_mirrored, alone[order] * scale + offset, atol=1e-2)  # the network alone is not
     assert mirror_order(model, PART_INDICES["eye"](model)) is None
+    library, _ = prepared
+    samples = FaceSamples.from_avatars(library, ["sample"], progress=False)
+    rows = PART_INDICES["mouth"](model)
+    plain, mirrored = (samples.part_example(0, None, PARTS["mouth"], rows, 96, None, side)[1] for side in (0, 1))
+    assert np.abs(mirrored[mirror_order(model, rows)] * [-1, 1, 1] - plain).max() < 1e-4  # the order the mirrored crop reads in
     with pytest.raises(ValueError, match="each of the network's points"):
         MirrorAveraged(DenseFaceReg(facereg_config("tiny")), np.zeros(478, np.int64))
 
@@ -95,6 +100,42 @@ def test_a_part_read_from_shifted_crops_lands_where_the_unmoved_crop_puts_it():
                          for dx, dy in shifts])
         assert np.abs(read - read[0]).max() > 0.05  # the shifted crops see the points elsewhere
         assert np.abs(unshift(read, shifts, 64) - crop.normalise(points)).max() < 1e-5
+
+
+class CropBrightness:
+    """A fake part network: every point of a crop at (its mean brightness, 0, 0)."""
+
+    size, width, batch = 32, 64, 10
+
+    def run(self, crops: np.ndarray) -> np.ndarray:
+        return np.repeat(np.stack([crops.mean((1, 2, 3)) / 255, np.zeros(len(crops)), np.zeros(len(crops))], 1)[:, None], 21, 1)
+
+
+def test_each_eye_is_redrawn_from_its_own_crops(prepared, model):
+    """All ten eye crops of a frame go through the network in one batch: each eye's points must be
+    the mean of what the network says on that eye's five crops, brought back into its crop (here
+    the image is dark on one side of the face and bright on the other, so a mix-up shows)."""
+    from h2h.models.facereg_data import PART_INDICES
+    from h2h.models.geometry.face_crop import EYE_SHIFTS, PARTS, PartCrop, part_corners, unshift
+    from h2h.models.geometry.facereg_tracker import DenseFaceRegTracker, PartStage
+
+    library, _ = prepared
+    points = FaceSamples.from_avatars(library, ["sample"], progress=False).points[0].copy()
+    rows = PART_INDICES["eye"](model)
+    image = np.full((1000, 1000, 3), 220, np.uint8)
+    image[:, : int(points[1, 0])] = 40  # the nose tip's left: the person's right eye
+    network = CropBrightness()
+    tracker = DenseFaceRegTracker(network, None, None, stages=(PartStage(PARTS["eye"], network, rows),))
+    redrawn = points.copy()
+    tracker._refine(image, redrawn, None)
+    corners = part_corners(PARTS["eye"], rows)
+    sides = []
+    for side in (0, 1):
+        crop = PartCrop.around(*(points[rows[side][k]] for k in corners), 64, PARTS["eye"], side == 1)
+        read = unshift(network.run(crop.shifted(image, EYE_SHIFTS)), EYE_SHIFTS, 64).mean(0)
+        assert np.abs(redrawn[rows[side]] - crop.denormalise(read)).max() < 1e-3
+        sides.append(read[0, 0])
+    assert sides[0] < 0.5 < sides[1]  # each eye saw its own side
 
 
 def test_the_gap_term_scores_a_lid_or_lip_gap_and_not_a_shift_and_survives_the_mirror(prepared, model):
@@ -207,7 +248,8 @@ def test_the_part_stages_train_export_and_redraw_the_eyes_and_the_mouth(prepared
     by the tracker, where they redraw their points; a shared stage with indices that are not its
     part's, or a network of the wrong part, is refused."""
     from h2h.engines.base import EngineError
-    from h2h.engines.facereg_engine import load_facereg
+    from h2h.engines.facereg_engine import FaceRegEngine, load_facereg
+    from h2h.export.onnx_export import onnx_bytes
     from h2h.models.facereg_eval import TorchRegressor, load_part_stage, mirror_averaged
     from h2h.models.facereg_eval import load_facereg as load_facereg_folder
     from h2h.models.geometry.face_crop import EYE_SHIFTS
@@ -237,6 +279,13 @@ def test_the_part_stages_train_export_and_redraw_the_eyes_and_the_mouth(prepared
     assert [(s.part.name, s.regressor.size, s.regressor.width) for s in stages] == [("eye", 32, 64), ("mouth", 32, 32)]
     assert network.width == network.size
     assert [s.regressor.batch for s in stages] == [2 * len(EYE_SHIFTS), 1]  # all of a frame's eye crops in one run
+    eye_net, _ = load_facereg_folder(eyes, "eye")
+    one_at_a_time = FaceRegEngine(onnx_bytes(eye_net, (torch.zeros(1, 3, 32, 64),), ["crop"], ["points"]), "eyes, batch 1",
+                                  21, 2, batch=2 * len(EYE_SHIFTS))  # an eye stage exported before batches still runs
+    crops = np.random.default_rng(0).integers(0, 256, (2 * len(EYE_SHIFTS), 32, 64, 3), np.uint8)
+    assert one_at_a_time.batch == 1 and np.abs(one_at_a_time.run(crops) - stages[0].regressor.run(crops)).max() < 1e-4
+    with pytest.raises(ValueError, match="batches of 10"):
+        stages[0].regressor.run(crops[:4])
     frames = list(read_frames(short_clip, 8))
     with DenseFaceRegTracker.with_mediapipe(network) as tracker:
         alone = [tracker.track(frame) for frame in frames]

@@ -79,7 +79,8 @@ class Part:
     point indices), `margin` times their distance wide and 1/`aspect` as high. A part's point
     indices come in two rows, the second in mirrored order read from a mirrored crop: for the
     eyes the two rows are the two eyes (both redrawn, one network for both), for the mouth the
-    second is the same points mirrored (a training flip only). The tracker redraws the first
+    second is the same points mirrored (a training flip, and the order a mirror-averaged mouth
+    network maps its mirrored answer back by). The tracker redraws the first
     `redrawn` points of a row; the mouth's others (the skin around the lips) are predicted only
     because learning them too gave better lips (docs/RESULTS.md)."""
 
@@ -98,9 +99,14 @@ class Part:
         return f"{self.name}_points"
 
     @property
+    def sides(self) -> tuple[int, ...]:
+        """Which rows of its point indices the tracker redraws: both eyes; the mouth once."""
+        return (0, 1) if self.both_rows else (0,)
+
+    @property
     def batch(self) -> int:
         """Crops the tracker reads the part from in a frame: each row it redraws at each shift."""
-        return (2 if self.both_rows else 1) * len(self.shifts)
+        return len(self.sides) * len(self.shifts)
 
 
 # Where the tracker reads each eye from: the crop the face network's answer gives, and that crop

@@ -45,11 +45,6 @@ class PartStage:
         if self.rows.shape != (2, self.part.points):
             raise ValueError(f"the {self.part.name} stage needs 2 rows of {self.part.points} point indices")
 
-    @property
-    def used_rows(self) -> tuple[int, ...]:
-        """Which rows the tracker redraws: both eyes; the mouth once (its second row is a mirror view)."""
-        return (0, 1) if self.part.both_rows else (0,)
-
 
 def followed(points: np.ndarray, previous: np.ndarray) -> bool:
     """Whether `points` plausibly continue `previous` (no jump in place or size)."""
@@ -148,7 +143,7 @@ class DenseFaceRegTracker:
         """Each stage's points redrawn by its network (in place): its answers on the crop the face's
         answer gives and on that crop shifted (part.shifts), averaged, then calibrated like the face."""
         for n, (stage, corners) in enumerate(zip(self.stages, self._corners)):
-            part, sides, width = stage.part, stage.used_rows, stage.regressor.width
+            part, sides, width = stage.part, stage.part.sides, stage.regressor.width
             crops = [PartCrop.around(*(points[stage.rows[side][k]] for k in corners), width, part, side == 1) for side in sides]
             images = np.concatenate([crop.shifted(rgb, part.shifts) for crop in crops])
             answers = stage.regressor.run(images)[:, : part.redrawn].reshape(len(sides), len(part.shifts), part.redrawn, 3)
@@ -190,7 +185,7 @@ class DenseFaceRegTracker:
         self._since_check = 0
         self._calibrating = 0
         self._error = MeanError()
-        self._part_errors = [{side: MeanError() for side in s.used_rows} for s in self.stages]
+        self._part_errors = [{side: MeanError() for side in s.part.sides} for s in self.stages]
         self._filter = OneEuroFilter(*SMOOTHING)
         self._side = 1.0
 

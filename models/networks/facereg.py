@@ -108,6 +108,7 @@ class MirrorAveraged(nn.Module):
         self.register_buffer("order", torch.as_tensor(np.asarray(order), dtype=torch.long))
         self.register_buffer("scale", torch.from_numpy(scale))
         self.register_buffer("offset", torch.from_numpy(offset))
+        self.train(net.training)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         plain, mirrored = self.net(torch.cat([x, x.flip(-1)])).chunk(2)
