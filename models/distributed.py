@@ -51,6 +51,9 @@ class Distributed:
         return float(t.item())
 
     def close(self) -> None:
-        """Leave the process group at the end of a run (torchrun expects it)."""
+        """Leave the process group at the end of a run (torchrun expects it), all processes
+        together: the main one saves first, and a process that tore down its connections while
+        another still used them was seen to abort (SIGABRT) now and then."""
         if self.world > 1 and dist.is_initialized():
+            dist.barrier()
             dist.destroy_process_group()
