@@ -56,7 +56,7 @@ def export_facereg(folder: Path, samples: FaceSamples, int8: bool = False, mirro
     rows = None if part == "face" else part_points_from(meta, part, str(folder))
     if rows is not None and int8:
         raise EngineError(f"the {part} stage is exported in fp32 only (int8 cost the eyes their correlation); leave out --int8")
-    net = mirror_averaged(trained, meta, str(folder)) if mirror else trained
+    net = mirror_averaged(trained, rows) if mirror else trained
     batch = 1 if rows is None else PARTS[part].batch  # a part stage reads all its crops of a frame in one run
     crops = batches(check_crops(samples, trained, CALIBRATION_FRAMES, rows), batch)
     onnx = onnx_bytes(net, (torch.zeros(crops[0].shape),), ["crop"], ["points"])

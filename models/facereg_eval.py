@@ -64,14 +64,14 @@ def part_points_from(meta: dict, part: str, label: str) -> np.ndarray:
 def load_part_stage(folder: Path, part: str, mirror: bool = True) -> PartStage:
     """A trained `part` network (eye, mouth) as the tracker's stage (`mirror`: mirror_averaged)."""
     net, meta = load_facereg(folder, part)
-    return PartStage(PARTS[part], TorchRegressor(mirror_averaged(net, meta, str(folder)) if mirror else net),
-                     part_points_from(meta, part, str(folder)))
+    rows = part_points_from(meta, part, str(folder))
+    return PartStage(PARTS[part], TorchRegressor(mirror_averaged(net, rows) if mirror else net), rows)
 
 
-def mirror_averaged(net: DenseFaceReg, meta: dict, label: str) -> DenseFaceReg | MirrorAveraged:
-    """The network averaged with its answer on the mirrored crop (MirrorAveraged) where its
-    points have mirror images among them (the face, the mouth), else itself (the eyes)."""
-    rows = None if net.config.part == "face" else part_points_from(meta, net.config.part, label)
+def mirror_averaged(net: DenseFaceReg, rows: np.ndarray | None) -> DenseFaceReg | MirrorAveraged:
+    """The network (`rows`: a part's point indices, None for the face) averaged with its answer
+    on the mirrored crop (MirrorAveraged) where its points have mirror images among them (the
+    face, the mouth), else itself (the eyes)."""
     order = mirror_order(load_face_model(), rows)
     return net if order is None else MirrorAveraged(net, order)
 
@@ -187,7 +187,7 @@ def evaluate(folder: Path, library: Path, names: list[str], progress: bool = Tru
     """The face network of `folder`, with the part networks of `stage_folders` (part -> folder),
     mirror-averaged as exported (`mirror`)."""
     net, meta = load_facereg(folder)
-    face = mirror_averaged(net, meta, str(folder)) if mirror else net
+    face = mirror_averaged(net, None) if mirror else net
     stages = tuple(load_part_stage(path, part, mirror) for part, path in (stage_folders or {}).items())
     people = {name: evaluate_person(face, Avatar.open(library, name), progress, calibration, stages) for name in names}
     seen = sorted(set(names) & set(meta.get("people", [])))
