@@ -443,7 +443,7 @@ def build_parser() -> argparse.ArgumentParser:
         ("train-facereg", "distil DenseFaceReg, the project's own dense face regressor, from MediaPipe",
          facereg.add_train_arguments, facereg.cmd_train_facereg),
         ("eval-facereg", "score DenseFaceReg against MediaPipe on people it never saw", facereg.add_eval_arguments, facereg.cmd_eval_facereg),
-        ("export-facereg", "DenseFaceReg to ONNX (and int8), checked against PyTorch", facereg.add_export_arguments, facereg.cmd_export_facereg),
+        ("export-facereg", "DenseFaceReg to ONNX (and int8) and TensorRT, each checked", facereg.add_export_arguments, facereg.cmd_export_facereg),
         ("train-oneshot", "train the person-generic generator that turns one photo into an avatar",
          oneshot.add_train_arguments, oneshot.cmd_train_oneshot),
         ("eval-oneshot", "score the one-shot generator's self-reenactment on clips of people it never saw",

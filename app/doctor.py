@@ -79,7 +79,8 @@ def densefacereg_facts() -> dict:
         face, stages = load_facereg()
     except EngineError as exc:
         return {"problem": str(exc)}
-    return {"provider": face.provider, "precision": face.precision, "crop": face.size, "stages": [s.part.name for s in stages]}
+    return {"provider": face.provider, "precision": face.precision, "crop": face.size,
+            "stages": {s.part.name: s.regressor.provider for s in stages}}
 
 
 def diagnose(library: Path, avatar: str | None) -> dict:

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
 from pathlib import Path
 
 from ..models.facereg_data import FaceSamples
@@ -13,6 +14,7 @@ from ..models.facereg_training import FACEREG_STATE, FACEREG_TRAIN_PRESETS, Face
 from ..models.geometry.facereg_tracker import CALIBRATION_FRAMES
 from ..models.io_utils import atomic_write_bytes
 from ..models.library import resolve_library
+from .live import SAMPLE_CLIP
 from .timed_commands import add_timed_training_arguments, run_folder
 
 
@@ -55,19 +57,47 @@ def cmd_eval_facereg(args: argparse.Namespace) -> int:
 
 
 def add_export_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument("folder", help="a DenseFaceReg folder (from h2h train-facereg)")
-    p.add_argument("--avatars", nargs="+", required=True, metavar="NAME", help="prepared avatars whose crops check (and calibrate) the export")
+    p.add_argument("folder", nargs="?", help="a DenseFaceReg folder (from h2h train-facereg); with --trt alone, default: the shipped one")
+    p.add_argument("--avatars", nargs="+", metavar="NAME",
+                   help="export the folder's trained network to ONNX, checked (and calibrated) on these prepared avatars' crops")
     p.add_argument("--int8", action="store_true", help="also write an int8 model for CPUs")
     p.add_argument("--no-mirror", dest="mirror", action="store_false",
                    help="export the network alone, not averaged with its answer on the mirrored crop (the face and mouth networks are by default)")
+    p.add_argument("--trt", action="store_true",
+                   help="build TensorRT engines of the folder's networks for this GPU (fp32), each checked against ONNX Runtime")
+    p.add_argument("--rebuild-trt", action="store_true", help="build the TensorRT engines again, even ones rejected before")
+    p.add_argument("--clip", type=Path, default=SAMPLE_CLIP, help="video whose frames check the TensorRT engines (default: the bundled sample)")
 
 
 def cmd_export_facereg(args: argparse.Namespace) -> int:
-    from ..export.facereg_export import export_facereg
+    if not args.avatars and not args.trt or args.avatars and not args.folder:
+        print("h2h export-facereg: give a folder h2h train-facereg trained into and --avatars NAME ... to export it to ONNX, "
+              "and/or --trt to build TensorRT engines of its networks (of the shipped ones without a folder)", file=sys.stderr)
+        return 2
+    if args.avatars:
+        from ..export.facereg_export import export_facereg
 
-    samples = FaceSamples.from_avatars(resolve_library(args.library), args.avatars, progress=False)
-    report = export_facereg(Path(args.folder), samples, args.int8, args.mirror)
-    print(f"exported {report['onnx']} (max abs error vs PyTorch {report['max_abs_error']:.2e})")
-    if "int8" in report:
-        print(f"exported {report['int8']} (mean point error vs fp32 {report['int8_mean_error']:.4f} of half the crop)")
+        samples = FaceSamples.from_avatars(resolve_library(args.library), args.avatars, progress=False)
+        report = export_facereg(Path(args.folder), samples, args.int8, args.mirror)
+        print(f"exported {report['onnx']} (max abs error vs PyTorch {report['max_abs_error']:.2e})")
+        if "int8" in report:
+            print(f"exported {report['int8']} (mean point error vs fp32 {report['int8_mean_error']:.4f} of half the crop)")
+    if args.trt:
+        return build_tensorrt(Path(args.folder) if args.folder else None, args.clip, args.rebuild_trt)
+    return 0
+
+
+def build_tensorrt(folder: Path | None, clip: Path, rebuild: bool) -> int:
+    """The TensorRT engines of a DenseFaceReg folder's networks, or exit 2 saying why there can be none."""
+    from ..engines.tensorrt_engine import tensorrt_missing
+    from ..export.tensorrt_export import export_facereg_tensorrt
+
+    missing = tensorrt_missing()
+    if missing:
+        print(f"h2h export-facereg: TensorRT engines not built: {missing}. The tracker runs on ONNX Runtime.", file=sys.stderr)
+        return 2
+    for result in export_facereg_tensorrt(folder, clip, rebuild):
+        print(f"TensorRT {result.precision} engine {result.plan} (max point error vs ONNX Runtime {result.max_abs_error:.2e})")
+        for name in result.removed_stale:
+            print(f"removed stale engine {name}")
     return 0

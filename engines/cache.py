@@ -37,11 +37,12 @@ class EngineKey:
     trt_version: str
     onnx_sha256: str
     precision: str
+    kind: str = "generator"  # or "facereg": what the plan runs, the first part of its name
 
     def machine(self) -> str:
-        """The GPU, compute capability and TensorRT version part of the name."""
+        """The kind, GPU, compute capability and TensorRT version part of the name."""
         gpu = re.sub(r"[^A-Za-z0-9]+", "-", self.gpu).strip("-").lower()
-        return f"generator.{gpu}.sm{self.capability[0]}{self.capability[1]}.trt{self.trt_version}."
+        return f"{self.kind}.{gpu}.sm{self.capability[0]}{self.capability[1]}.trt{self.trt_version}."
 
     def filename(self) -> str:
         return f"{self.machine()}{self.precision}.{self.onnx_sha256[:16]}.plan"
@@ -62,7 +63,7 @@ def stale_engines(key: EngineKey, cache: Path | None = None) -> list[Path]:
     TensorRT version; plans of other precisions on this machine are kept."""
     folder = cache or engine_cache_dir()
     tag = f".{key.onnx_sha256[:16]}.plan"
-    plans = [p for p in folder.glob("generator.*.plan") if p.name.endswith(tag) and not p.name.startswith(key.machine())]
+    plans = [p for p in folder.glob(f"{key.kind}.*.plan") if p.name.endswith(tag) and not p.name.startswith(key.machine())]
     return plans + [record_path(p) for p in plans if record_path(p).exists()]
 
 

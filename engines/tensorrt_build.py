@@ -29,8 +29,11 @@ def buildable_precision(fp16: bool) -> tuple[str, str | None]:
     return ("fp16" if fp16 else "fp32"), None
 
 
-def build_engine(onnx: bytes, label: str, out: Path, precision: str, fp32_norm: bool = False, workspace_gb: float = 2.0) -> Path:
-    """Parse the (checked) ONNX bytes, build a serialized engine and write it atomically."""
+def build_engine(onnx: bytes, label: str, out: Path, precision: str, fp32_norm: bool = False, workspace_gb: float = 2.0,
+                 tf32: bool = True) -> Path:
+    """Parse the (checked) ONNX bytes, build a serialized engine and write it atomically. Without
+    `tf32`, fp32 layers keep their full precision: TensorRT otherwise may round their inputs to
+    TF32's 10-bit mantissa on Ampere and later GPUs (`BuilderFlag.TF32`, on by default)."""
     import tensorrt as trt
 
     major = tensorrt_major()
@@ -49,6 +52,8 @@ def build_engine(onnx: bytes, label: str, out: Path, precision: str, fp32_norm: 
     if not config.set_timing_cache(timing, ignore_mismatch=False):  # a cache from elsewhere: start afresh
         timing = config.create_timing_cache(b"")
         config.set_timing_cache(timing, ignore_mismatch=False)
+    if not tf32 and hasattr(trt.BuilderFlag, "TF32"):
+        config.clear_flag(trt.BuilderFlag.TF32)
     if precision == "fp16":
         if major >= 11:
             raise EngineError("TensorRT 11 has no fp16 builder flag; build fp32 (h2h export --trt --fp32)")

@@ -1,6 +1,7 @@
-"""TensorRT engines: which checked plan this machine has for a generator, and running it.
+"""TensorRT engines: which checked plan this machine has for a generator or a DenseFaceReg
+network, and running it.
 
-Plans are built and checked only by `h2h export --trt` (export/tensorrt_export.py, with the
+Plans are built and checked only by `h2h export --trt` and `h2h export-facereg --trt` (export/tensorrt_export.py, with the
 builder in engines/tensorrt_build.py) into this machine's cache, never in an avatar folder (a
 plan is code). Running follows the TensorRT 10 name-based API, unchanged in 11: tensors are
 found by name (`num_io_tensors`, `get_tensor_name`), bound with `set_tensor_address` and run
@@ -43,7 +44,7 @@ def tensorrt_major() -> int:
     return int(trt.__version__.split(".")[0])
 
 
-def current_key(onnx: bytes, precision: str) -> EngineKey:
+def current_key(onnx: bytes, precision: str, kind: str = "generator") -> EngineKey:
     import tensorrt as trt
     import torch
 
@@ -53,16 +54,17 @@ def current_key(onnx: bytes, precision: str) -> EngineKey:
         trt_version=trt.__version__,
         onnx_sha256=bytes_sha256(onnx),
         precision=precision,
+        kind=kind,
     )
 
 
-def checked_plan(onnx: bytes) -> tuple[Path, str] | None:
-    """(plan, precision) of a plan this machine built for this GPU, TensorRT and ONNX whose
-    parity check passed (fp16 preferred, fp32 accepted); None without one or without TensorRT."""
+def checked_plan(onnx: bytes, kind: str = "generator") -> tuple[Path, str] | None:
+    """(plan, precision) of a plan of `kind` this machine built for this GPU, TensorRT and ONNX
+    whose parity check passed (fp16 preferred, fp32 accepted); None without one or without TensorRT."""
     if tensorrt_missing():
         return None
     for precision in PRECISIONS:
-        plan = engine_path(current_key(onnx, precision))
+        plan = engine_path(current_key(onnx, precision, kind))
         record = read_record(plan)
         if plan.is_file() and record is not None and record.get("status") == "passed":
             return plan, precision
@@ -80,11 +82,11 @@ def load_checked(onnx: bytes, sequential: bool) -> "TensorRTEngine":
     return TensorRTEngine(*found, sequential=sequential)
 
 
-class TensorRTEngine:
-    """A deserialized engine with static 1x shapes; buffers are torch CUDA tensors, bound by
-    tensor name; host copies go through pinned buffers."""
+class PlanEngine:
+    """A deserialized engine with static shapes: one torch CUDA buffer per tensor, bound by
+    tensor name, run on the engine's own stream; `required` names the tensors it must have."""
 
-    def __init__(self, plan: Path, precision: str = "fp16", sequential: bool = True) -> None:
+    def __init__(self, plan: Path, precision: str, required: set[str]) -> None:
         import tensorrt as trt
         import torch
 
@@ -95,7 +97,7 @@ class TensorRTEngine:
             raise EngineError(f"{plan.name}: TensorRT could not load this engine (built for another GPU or version?)")
         self.context = self.engine.create_execution_context()
         self.stream = torch.cuda.Stream()
-        self.provider, self.precision, self.sequential = "TensorRT", precision, sequential
+        self.provider, self.precision = "TensorRT", precision
         self.inputs, self.outputs, self.buffers = [], [], {}
         for i in range(self.engine.num_io_tensors):
             name = self.engine.get_tensor_name(i)
@@ -105,11 +107,29 @@ class TensorRTEngine:
             self.context.set_tensor_address(name, self.buffers[name].data_ptr())
             spec = TensorSpec(name, shape, str(dtype).removeprefix("torch."))
             (self.inputs if self.engine.get_tensor_mode(name) == trt.TensorIOMode.INPUT else self.outputs).append(spec)
-        missing = {"cond", "prev", "frame"} - set(self.buffers)
+        missing = required - set(self.buffers)
         if missing:
-            raise EngineError(f"{plan.name}: the engine lacks the tensors {sorted(missing)}; run h2h export --trt again")
-        self._host = {name: torch.empty(self.buffers[name].shape, dtype=torch.float32).pin_memory()
-                      for name in ("cond", "prev", CORRESPONDENCE, "frame") if name in self.buffers}
+            raise EngineError(f"{plan.name}: the engine lacks the tensors {sorted(missing)}; build it again "
+                              "(h2h export NAME --trt, or h2h export-facereg --trt)")
+
+    def pinned(self, names: tuple[str, ...]) -> dict:
+        """Page-locked float32 host buffers shaped like the engine's tensors `names` (those it has)."""
+        return {name: self._torch.empty(self.buffers[name].shape, dtype=self._torch.float32).pin_memory()
+                for name in names if name in self.buffers}
+
+    def execute(self) -> None:
+        """Run the engine on its stream (callers enqueue their copies there around it)."""
+        if not self.context.execute_async_v3(self.stream.cuda_stream):
+            raise EngineError("TensorRT execution failed")
+
+
+class TensorRTEngine(PlanEngine):
+    """A generator step's plan (cond, prev[, corr] -> frame); host copies go through pinned buffers."""
+
+    def __init__(self, plan: Path, precision: str = "fp16", sequential: bool = True) -> None:
+        super().__init__(plan, precision, {"cond", "prev", "frame"})
+        self.sequential = sequential
+        self._host = self.pinned(("cond", "prev", CORRESPONDENCE, "frame"))
 
     def run_device(self, cond, prev, corr=None):
         """One step on CUDA tensors (cond, prev and, if the engine takes it, corr as float32 on
@@ -126,8 +146,7 @@ class TensorRTEngine:
                     target.zero_()
                 else:
                     target.copy_(corr, non_blocking=True)
-            if not self.context.execute_async_v3(self.stream.cuda_stream):
-                raise EngineError("TensorRT execution failed")
+            self.execute()
         caller.wait_stream(self.stream)  # and the frame is read there after the engine is done
         return self.buffers["frame"]
 
@@ -144,3 +163,22 @@ class TensorRTEngine:
             self._host["frame"].copy_(out.float(), non_blocking=True)
         self.stream.synchronize()
         return self._host["frame"].numpy().copy()
+
+
+class FaceRegPlan(PlanEngine):
+    """A DenseFaceReg network's plan (crop -> points, static batch), numpy in and out."""
+
+    def __init__(self, plan: Path, precision: str = "fp32") -> None:
+        super().__init__(plan, precision, {"crop", "points"})
+        self._host = self.pinned(("crop", "points"))
+
+    def run(self, inputs: np.ndarray) -> np.ndarray:
+        """(B, 3, H, W) float32 crops, B the plan's batch -> (B, points, 3)."""
+        torch = self._torch
+        self._host["crop"].numpy()[:] = inputs
+        with torch.cuda.stream(self.stream):
+            self.buffers["crop"].copy_(self._host["crop"], non_blocking=True)
+            self.execute()
+            self._host["points"].copy_(self.buffers["points"].float(), non_blocking=True)
+        self.stream.synchronize()
+        return self._host["points"].numpy().copy()

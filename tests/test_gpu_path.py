@@ -79,7 +79,7 @@ class FakeTensorRT(types.SimpleNamespace):
 
     def __init__(self, version: str):
         calls = []
-        flags = {"OBEY_PRECISION_CONSTRAINTS": "obey"}
+        flags = {"OBEY_PRECISION_CONSTRAINTS": "obey", "TF32": "tf32"}
         if version.startswith("10."):
             flags["FP16"] = "fp16"  # removed in TensorRT 11
         layer = types.SimpleNamespace(type="norm", precision=None, outputs={})
@@ -88,6 +88,7 @@ class FakeTensorRT(types.SimpleNamespace):
         cache = types.SimpleNamespace(serialize=lambda: b"timings")
         config = types.SimpleNamespace(
             set_memory_pool_limit=lambda *a: None, set_flag=lambda f: calls.append(("flag", f)),
+            clear_flag=lambda f: calls.append(("clear", f)),
             create_timing_cache=lambda data: calls.append(("timing", data)) or cache,
             set_timing_cache=lambda c, ignore_mismatch: True, get_timing_cache=lambda: cache)
         builder = types.SimpleNamespace(
@@ -131,7 +132,9 @@ def test_tensorrt_11_builds_fp32_without_the_removed_fp16_flag(fake_trt, tmp_pat
     precision, why = buildable_precision(True)
     assert precision == "fp32" and "TensorRT 11" in why
     build_engine(b"onnx", "g.onnx", tmp_path / "g.plan", precision)
-    assert not [c for c in fake.calls if c[0] == "flag"]
+    assert not [c for c in fake.calls if c[0] in ("flag", "clear")]
+    build_engine(b"onnx", "f.onnx", tmp_path / "f.plan", precision, tf32=False)  # DenseFaceReg: full fp32
+    assert [c for c in fake.calls if c[0] in ("flag", "clear")] == [("clear", "tf32")]
     with pytest.raises(EngineError, match="no fp16 builder flag"):
         build_engine(b"onnx", "g.onnx", tmp_path / "h.plan", "fp16")
 
@@ -156,7 +159,7 @@ def test_export_trt_checks_retries_and_remembers_a_rejected_build(exported, monk
         def run(self, cond, prev):
             return reference.run(cond, prev) + self.error
 
-    def fake_build(onnx, label, out, precision, fp32_norm=False):
+    def fake_build(onnx, label, out, precision, fp32_norm=False, tf32=True):
         builds.append((precision, fp32_norm))
         out.parent.mkdir(parents=True, exist_ok=True)
         out.write_bytes(b"plan")
@@ -164,7 +167,7 @@ def test_export_trt_checks_retries_and_remembers_a_rejected_build(exported, monk
 
     monkeypatch.setattr(tx, "tensorrt_missing", lambda: None)
     monkeypatch.setattr(tx, "buildable_precision", lambda fp16: ("fp16" if fp16 else "fp32", None))
-    monkeypatch.setattr(tx, "current_key", lambda data, precision: EngineKey("Test GPU", (8, 9), "10.16", "e" * 64, precision))
+    monkeypatch.setattr(tx, "current_key", lambda data, precision, kind: EngineKey("Test GPU", (8, 9), "10.16", "e" * 64, precision, kind))
     monkeypatch.setattr(tx, "build_engine", fake_build)
     monkeypatch.setattr(tx, "TensorRTEngine", FakeEngine)
     with pytest.raises(EngineError, match="rejected"):

@@ -235,7 +235,7 @@ def test_a_plan_in_an_avatar_folder_is_never_deserialized(exported, tmp_path, mo
 
     _, avatar = exported
     monkeypatch.setenv("H2H_CACHE", str(tmp_path / "cache"))
-    key_of = lambda onnx, precision: EngineKey("Test GPU", (8, 9), "10.9", trt.bytes_sha256(onnx), precision)  # noqa: E731
+    key_of = lambda onnx, precision, kind="generator": EngineKey("Test GPU", (8, 9), "10.9", trt.bytes_sha256(onnx), precision, kind)  # noqa: E731
     onnx = (avatar.path / "engines" / "generator.onnx").read_bytes()
     planted = avatar.path / "engines" / key_of(onnx, "fp16").filename()
     planted.write_bytes(b"a serialized engine is code")
