@@ -6,8 +6,10 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+from dataclasses import replace
 from pathlib import Path
 
+from ..engines.base import EngineError
 from ..models.facereg_data import FaceSamples
 from ..models.facereg_eval import evaluate, format_report
 from ..models.facereg_training import FACEREG_STATE, FACEREG_TRAIN_PRESETS, FaceRegTrainer
@@ -20,13 +22,14 @@ from .timed_commands import add_timed_training_arguments, run_folder
 
 def add_train_arguments(p: argparse.ArgumentParser) -> None:
     add_timed_training_arguments(p, FACEREG_TRAIN_PRESETS, 30.0, "frames and tracks")
+    p.add_argument("--seed", type=int, default=0, help="the run's random seed (weights, sampling, augmentation; default 0)")
 
 
 def cmd_train_facereg(args: argparse.Namespace) -> int:
     library = resolve_library(args.library)
     out = run_folder(args, FACEREG_STATE, "DenseFaceReg")
     samples = FaceSamples.from_avatars(library, args.avatars)
-    trainer = FaceRegTrainer(samples, out, FACEREG_TRAIN_PRESETS[args.preset], args.minutes, args.resume, people=sorted(args.avatars))
+    trainer = FaceRegTrainer(samples, out, replace(FACEREG_TRAIN_PRESETS[args.preset], seed=args.seed), args.minutes, args.resume, people=sorted(args.avatars))
     result = trainer.run(max_steps=args.max_steps)
     print(f"trained DenseFaceReg on {len(samples.images)} frames of {len(args.avatars)} people: "
           f"{result['step']} steps in {result['minutes']:.1f} min -> {out} (samples: {out / 'samples.png'})")
@@ -88,7 +91,8 @@ def cmd_export_facereg(args: argparse.Namespace) -> int:
 
 
 def build_tensorrt(folder: Path | None, clip: Path, rebuild: bool) -> int:
-    """The TensorRT engines of a DenseFaceReg folder's networks, or exit 2 saying why there can be none."""
+    """The TensorRT engines of a DenseFaceReg folder's networks: exit 1 when one was rejected (the
+    others are built), 2 saying why there can be none."""
     from ..engines.tensorrt_engine import tensorrt_missing
     from ..export.tensorrt_export import export_facereg_tensorrt
 
@@ -96,8 +100,12 @@ def build_tensorrt(folder: Path | None, clip: Path, rebuild: bool) -> int:
     if missing:
         print(f"h2h export-facereg: TensorRT engines not built: {missing}. The tracker runs on ONNX Runtime.", file=sys.stderr)
         return 2
-    for result in export_facereg_tensorrt(folder, clip, rebuild):
+    results = export_facereg_tensorrt(folder, clip, rebuild)
+    for result in results:
+        if isinstance(result, EngineError):
+            print(f"h2h export-facereg: {result}", file=sys.stderr)
+            continue
         print(f"TensorRT {result.precision} engine {result.plan} (max point error vs ONNX Runtime {result.max_abs_error:.2e})")
         for name in result.removed_stale:
             print(f"removed stale engine {name}")
-    return 0
+    return 1 if any(isinstance(r, EngineError) for r in results) else 0

@@ -44,18 +44,31 @@ class FaceRegEngine:
                  providers: list[str] | None = None, batch: int = 1, plan: tuple[Path, str] | None = None) -> None:
         self.size, self.batch = check_facereg_onnx(model, label, points, aspect, batch)
         self.width, self.points, self.label = self.size * aspect, points, label
+        self._model, self._threads = model, threads
+        self.plan = None
         if plan is None:
-            self.plan = None
-            self.session, self.choice, self.provider, self.precision = open_session(model, label, False, threads, providers)
+            self._open_session(providers)
         else:  # this machine's checked plan of `model` (path, precision)
             from .tensorrt_engine import FaceRegPlan
 
             self.plan = FaceRegPlan(*plan)
             self.provider, self.precision = self.plan.provider, self.plan.precision
 
+    def _open_session(self, providers: list[str] | None) -> None:
+        self.session, self.choice, self.provider, self.precision = open_session(self._model, self.label, False, self._threads, providers)
+
     def answer(self, inputs: np.ndarray) -> np.ndarray:
-        """One batch of network inputs (batch, 3, H, W) float32 -> its raw answer."""
-        return self.plan.run(inputs) if self.plan is not None else self.session.run(["points"], {"crop": inputs})[0]
+        """One batch of network inputs (batch, 3, H, W) float32 -> its raw answer. A TensorRT
+        plan that fails while running is dropped for ONNX Runtime (logged), not the tracking."""
+        if self.plan is not None:
+            try:
+                return self.plan.run(inputs)
+            except Exception as exc:  # a CUDA error, a failed execution
+                log.warning("%s: TensorRT failed (%s: %s); continuing on ONNX Runtime", self.label, type(exc).__name__,
+                            (str(exc).splitlines() or [""])[0][:200])
+                self.plan = None
+                self._open_session(None)
+        return self.session.run(["points"], {"crop": inputs})[0]
 
     def run(self, crops: np.ndarray) -> np.ndarray:
         """(N, H, W, 3) uint8 crops, N a multiple of the network's batch -> (N, points, 3) float32
@@ -139,9 +152,9 @@ def tensorrt_plan(onnx: bytes) -> tuple[tuple[Path, str] | None, str | None]:
     """(this machine's checked plan of a network, why there is none where TensorRT could run it)."""
     from .tensorrt_engine import checked_plan, tensorrt_missing
 
-    if tensorrt_missing():
-        return None, None  # no TensorRT here: ONNX Runtime as always (h2h doctor says why)
     try:
+        if tensorrt_missing():
+            return None, None  # no TensorRT here: ONNX Runtime as always (h2h doctor says why)
         found = checked_plan(onnx, FACEREG_KIND)
     except Exception as exc:  # a broken CUDA or TensorRT install must not stop the tracker
         return None, f"{type(exc).__name__}: {(str(exc).splitlines() or [''])[0][:200]}"

@@ -17,7 +17,7 @@ from pathlib import Path
 
 from ..models.io_utils import atomic_write_bytes
 from .base import EngineError
-from .tensorrt_engine import tensorrt_major
+from .tensorrt_engine import shared_logger, tensorrt_major
 
 log = logging.getLogger(__name__)
 
@@ -37,7 +37,7 @@ def build_engine(onnx: bytes, label: str, out: Path, precision: str, fp32_norm: 
     import tensorrt as trt
 
     major = tensorrt_major()
-    logger = trt.Logger(trt.Logger.WARNING)
+    logger = shared_logger()
     builder = trt.Builder(logger)
     network = builder.create_network(0)  # 10.x: weakly typed (explicit batch); 11.x: always strongly typed
     parser = trt.OnnxParser(network, logger)

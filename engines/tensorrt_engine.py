@@ -82,6 +82,19 @@ def load_checked(onnx: bytes, sequential: bool) -> "TensorRTEngine":
     return TensorRTEngine(*found, sequential=sequential)
 
 
+_LOGGER = []
+
+
+def shared_logger():
+    """One TensorRT logger for every runtime of the process, alive as long as it is (TensorRT
+    keeps a single global logger)."""
+    import tensorrt as trt
+
+    if not _LOGGER:
+        _LOGGER.append(trt.Logger(trt.Logger.WARNING))
+    return _LOGGER[0]
+
+
 class PlanEngine:
     """A deserialized engine with static shapes: one torch CUDA buffer per tensor, bound by
     tensor name, run on the engine's own stream; `required` names the tensors it must have."""
@@ -91,7 +104,7 @@ class PlanEngine:
         import torch
 
         self._torch = torch
-        self.runtime = trt.Runtime(trt.Logger(trt.Logger.WARNING))
+        self.runtime = trt.Runtime(shared_logger())
         self.engine = self.runtime.deserialize_cuda_engine(plan.read_bytes())
         if self.engine is None:
             raise EngineError(f"{plan.name}: TensorRT could not load this engine (built for another GPU or version?)")
@@ -175,10 +188,14 @@ class FaceRegPlan(PlanEngine):
     def run(self, inputs: np.ndarray) -> np.ndarray:
         """(B, 3, H, W) float32 crops, B the plan's batch -> (B, points, 3)."""
         torch = self._torch
+        if tuple(inputs.shape) != tuple(self._host["crop"].shape):
+            raise ValueError(f"this plan reads crops of shape {tuple(self._host['crop'].shape)}, not {tuple(inputs.shape)}")
         self._host["crop"].numpy()[:] = inputs
-        with torch.cuda.stream(self.stream):
-            self.buffers["crop"].copy_(self._host["crop"], non_blocking=True)
-            self.execute()
-            self._host["points"].copy_(self.buffers["points"].float(), non_blocking=True)
-        self.stream.synchronize()
+        try:
+            with torch.cuda.stream(self.stream):
+                self.buffers["crop"].copy_(self._host["crop"], non_blocking=True)
+                self.execute()
+                self._host["points"].copy_(self.buffers["points"].float(), non_blocking=True)
+        finally:
+            self.stream.synchronize()  # no copy still reads the pinned buffers when the next call writes them
         return self._host["points"].numpy().copy()

@@ -111,8 +111,8 @@ def recorded_steps(reference, frames: list[tuple]) -> list[tuple[Feeds, np.ndarr
 
 def parity(reference, candidate, frames: list[tuple]) -> float:
     """Max abs difference of the raw outputs over a sequence, both fed the same inputs
-    (the reference's previous outputs), so errors do not compound."""
-    return max(float(np.abs(candidate.run(**feeds) - expected).max()) for feeds, expected in recorded_steps(reference, frames))
+    (the reference's previous outputs), so errors do not compound; NaN when any output is NaN."""
+    return float(np.max([np.abs(candidate.run(**feeds) - expected).max() for feeds, expected in recorded_steps(reference, frames)]))
 
 
 def export_int8(avatar: Avatar, onnx: bytes, sequential: bool) -> tuple[Path, float]:

@@ -50,19 +50,20 @@ def export_tensorrt(avatar: Avatar, fp16: bool = True, sequential: bool = True, 
     label = str(avatar.path / "engines" / ONNX_FILE)
     precision, note = buildable_precision(fp16)
 
-    def check(plan: Path, precision: str) -> float:
+    def checker() -> Callable[[Path, str], float]:
         reference = OnnxEngine(onnx, label, avatar.resolution, sequential, providers=["CPUExecutionProvider"])
         frames = conditioning_frames(avatar, PARITY_FRAMES, correspondence_sources(reference))
-        return parity(reference, TensorRTEngine(plan, precision, sequential), frames)
+        return lambda plan, precision: parity(reference, TensorRTEngine(plan, precision, sequential), frames)
 
-    return checked_build(onnx, label, precision, "generator", check, TOLERANCE[precision], rebuild, [note] if note else [])
+    return checked_build(onnx, label, precision, "generator", checker, TOLERANCE[precision], rebuild, [note] if note else [])
 
 
-def checked_build(onnx: bytes, label: str, precision: str, kind: str, check: Callable[[Path, str], float], tolerance: float,
-                  rebuild: bool, notes: list[str], tf32: bool = True) -> TensorRTResult:
+def checked_build(onnx: bytes, label: str, precision: str, kind: str, checker: Callable[[], Callable[[Path, str], float]],
+                  tolerance: float, rebuild: bool, notes: list[str], tf32: bool = True) -> TensorRTResult:
     """This machine's plan of `onnx`, reused when it passed before, else built and kept only if
-    `check(plan, precision)` (its largest difference from ONNX Runtime) is within `tolerance`; a
-    rejected build is remembered. Plans of the same ONNX built for another GPU or TensorRT go."""
+    `check(plan, precision)` (its largest difference from ONNX Runtime; `checker()` makes it, once,
+    before anything in the cache is touched) is within `tolerance`; a rejected build is
+    remembered. Plans of the same ONNX built for another GPU or TensorRT go."""
     key = current_key(onnx, precision, kind)
     plan, record = engine_path(key), read_record(engine_path(key))
     if record and record.get("status") == "rejected" and not rebuild:
@@ -75,6 +76,7 @@ def checked_build(onnx: bytes, label: str, precision: str, kind: str, check: Cal
         removed.append(stale.name)
     if record and record.get("status") == "passed" and plan.is_file() and not rebuild:
         return TensorRTResult(plan, precision, float(record["max_abs_error"]), removed, notes)
+    check = checker()  # a broken reference fails here, before a passed plan is thrown away
     record_path(plan).unlink(missing_ok=True)  # from here until a verdict, the plan counts as unchecked
     try:
         return _build_and_check(onnx, label, plan, precision, check, tolerance, removed, notes, tf32)
@@ -89,8 +91,8 @@ def _build_and_check(onnx, label, plan, precision, check, tolerance, removed, no
     for fp32_norm in attempts:
         build_engine(onnx, label, plan, precision, fp32_norm, tf32=tf32)
         error = check(plan, precision)
-        if error <= tolerance:
-            write_record(plan, "passed", max_abs_error=error, fp32_normalisation=fp32_norm, onnx=label)
+        if error <= tolerance:  # NaN is not
+            write_record(plan, "passed", max_abs_error=error, fp32_normalisation=fp32_norm, tf32=tf32, onnx=label)
             if fp32_norm:
                 notes.append("normalisation layers run in fp32 (fp16 drifted)")
             return TensorRTResult(plan, precision, error, removed, notes)
@@ -131,24 +133,29 @@ def facereg_parity(reference: FaceRegEngine, plan: FaceRegPlan, crops: list[np.n
     in the network's batches."""
     inputs = image_to_input(np.stack(crops))
     batches = [inputs[(np.arange(reference.batch) + start) % len(inputs)] for start in range(0, len(inputs), reference.batch)]
-    return max(float(np.abs(plan.run(np.ascontiguousarray(b)) - reference.answer(np.ascontiguousarray(b))).max()) for b in batches)
+    return float(np.max([np.abs(plan.run(np.ascontiguousarray(b)) - reference.answer(np.ascontiguousarray(b))).max() for b in batches]))
 
 
-def export_facereg_tensorrt(folder: Path | None, clip: Path, rebuild: bool = False) -> list[TensorRTResult]:
+def export_facereg_tensorrt(folder: Path | None, clip: Path, rebuild: bool = False) -> list[TensorRTResult | EngineError]:
     """Checked fp32 plans of the DenseFaceReg networks in `folder` (the shipped ones by default)
-    for this GPU, compared with ONNX Runtime on crops of `clip`. fp32 without TF32: the networks
-    take ~1 ms on a CPU already, and reduced precision cost the eyes their correlation."""
+    for this GPU, compared with ONNX Runtime on crops of `clip`; each network's result, or why
+    it has no plan (the others are built all the same: the tracker runs each network on its plan
+    or on ONNX Runtime). fp32 without TF32: the networks take ~1 ms on a CPU already, and
+    reduced precision cost the eyes their correlation."""
     reason = tensorrt_missing()
     if reason:
         raise EngineError(reason)
-    results = []
+    results: list[TensorRTResult | EngineError] = []
     for network in facereg_networks(read_facereg(folder)):
-        reference = network.engine(providers=["CPUExecutionProvider"])
-        crops = check_crops(clip, reference.size, reference.width, FACEREG_CHECK_FRAMES)
 
-        def check(plan: Path, precision: str, reference=reference, crops=crops) -> float:
-            return facereg_parity(reference, FaceRegPlan(plan, precision), crops)
+        def checker(network=network) -> Callable[[Path, str], float]:
+            reference = network.engine(providers=["CPUExecutionProvider"])
+            crops = check_crops(clip, reference.size, reference.width, FACEREG_CHECK_FRAMES)
+            return lambda plan, precision: facereg_parity(reference, FaceRegPlan(plan, precision), crops)
 
-        results.append(checked_build(network.onnx, network.label, "fp32", FACEREG_KIND, check, FACEREG_TOLERANCE, rebuild, [],
-                                     tf32=False))
+        try:
+            results.append(checked_build(network.onnx, network.label, "fp32", FACEREG_KIND, checker, FACEREG_TOLERANCE, rebuild, [],
+                                         tf32=False))
+        except EngineError as exc:
+            results.append(exc)
     return results

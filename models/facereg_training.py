@@ -72,6 +72,7 @@ class FaceRegTrainer(TimedTrainer):
         self.step, self.elapsed = 0, 0.0
         state = load_state(folder / FACEREG_STATE, keys=("facereg", "optimizer", "config")) if resume else None
         self.config = self.saved_config(state, FaceRegTrainConfig, facereg_config) if state else config
+        torch.manual_seed(self.config.seed)  # the starting weights (a resumed run's are restored below)
         self.net = DenseFaceReg(facereg_config(self.config.preset))
         model = load_face_model()
         self.mirror = mirror_permutation(model)

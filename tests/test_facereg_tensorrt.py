@@ -11,7 +11,6 @@ import pytest
 from h2h.app.cli import main
 from h2h.engines import facereg_engine
 from h2h.engines import tensorrt_engine as trt
-from h2h.engines.base import EngineError
 from h2h.engines.cache import EngineKey, engine_path, read_record
 from h2h.export import tensorrt_export as tx
 
@@ -90,24 +89,44 @@ def test_each_network_gets_a_checked_fp32_plan_and_the_tracker_runs_on_them(gpu,
         assert np.allclose(plan_engine.run(crops), onnx_engine.run(crops), atol=1e-6)
 
 
-def test_a_drifting_plan_is_rejected_remembered_and_its_network_stays_on_onnx_runtime(gpu, caplog):
-    face, eyes, _ = facereg_engine.facereg_networks(facereg_engine.read_facereg())
-    OnnxAsPlan.drift = {trt.bytes_sha256(eyes.onnx): 0.01}  # ten times the tolerance
-    with pytest.raises(EngineError, match="eyes.onnx rejected: max abs error 0.01"):
-        tx.export_facereg_tensorrt(None, SAMPLE_CLIP)
-    plan = engine_path(key_of(eyes.onnx, "fp32", "facereg"))
-    assert not plan.exists() and read_record(plan)["status"] == "rejected"
-    with pytest.raises(EngineError, match="rejected before.*--rebuild-trt"):
-        tx.export_facereg_tensorrt(None, SAMPLE_CLIP)
+def test_a_drifting_plan_is_rejected_remembered_and_its_network_stays_on_onnx_runtime(gpu, caplog, capsys):
+    face, eyes, mouth = facereg_engine.facereg_networks(facereg_engine.read_facereg())
+    OnnxAsPlan.drift = {trt.bytes_sha256(eyes.onnx): 0.01, trt.bytes_sha256(mouth.onnx): float("nan")}
+    assert main(["export-facereg", "--trt"]) == 1
+    out, err = capsys.readouterr()
+    assert "eyes.onnx rejected: max abs error 0.01" in err and "mouth.onnx rejected: max abs error nan" in err
+    assert out.count("TensorRT fp32 engine") == 1  # the face network's plan is built all the same
+    for network in (eyes, mouth):
+        plan = engine_path(key_of(network.onnx, "fp32", "facereg"))
+        assert not plan.exists() and read_record(plan)["status"] == "rejected"
+    results = tx.export_facereg_tensorrt(None, SAMPLE_CLIP)
+    assert [type(r).__name__ for r in results] == ["TensorRTResult", "EngineError", "EngineError"]
+    assert "rejected before" in str(results[1]) and "--rebuild-trt" in str(results[1])
     assert [label for label, _, _ in gpu].count(eyes.label) == 1  # not retried unless asked
     with caplog.at_level(logging.INFO):
         loaded, stages = facereg_engine.load_facereg()
     assert loaded.provider == "TensorRT"
-    assert stages[0].regressor.provider.startswith("ONNX Runtime")  # the eyes: no plan that passed
+    assert [s.regressor.provider[:12] for s in stages] == ["ONNX Runtime"] * 2  # no plan that passed
     assert f"{eyes.label}: TensorRT skipped (no checked TensorRT engine" in caplog.text
     OnnxAsPlan.drift = {}
     results = tx.export_facereg_tensorrt(None, SAMPLE_CLIP, rebuild=True)
     assert [read_record(r.plan)["status"] for r in results] == ["passed"] * 3
+
+
+def test_a_plan_that_fails_while_tracking_hands_over_to_onnx_runtime(gpu, caplog):
+    tx.export_facereg_tensorrt(None, SAMPLE_CLIP)
+    face, _ = facereg_engine.load_facereg()
+    reference, _ = facereg_engine.load_facereg(providers=["CPUExecutionProvider"])
+    crops = crops_for(reference, 2)
+
+    def lost(inputs):
+        raise RuntimeError("CUDA error: an illegal memory access was encountered")
+
+    face.plan.run = lost
+    with caplog.at_level(logging.WARNING):
+        assert np.allclose(face.run(crops), reference.run(crops), atol=1e-6)
+    assert face.provider.startswith("ONNX Runtime") and "TensorRT failed (RuntimeError: CUDA error" in caplog.text
+    assert np.allclose(face.run(crops), reference.run(crops), atol=1e-6)
 
 
 @pytest.mark.parametrize("error", [ImportError("libnvinfer.so.10: cannot open"), RuntimeError("CUDA out of memory")])
