@@ -11,6 +11,11 @@ class EngineError(Exception):
     """An engine that cannot be built or loaded; the message says what to do."""
 
 
+def failure(exc: BaseException) -> str:
+    """An exception as one short line for a fallback's reason: its type and its first line."""
+    return f"{type(exc).__name__}: {(str(exc).splitlines() or [''])[0][:200]}"
+
+
 @dataclass(frozen=True)
 class TensorSpec:
     name: str

@@ -21,7 +21,7 @@ from ..models.geometry.face_crop import PARTS, checked_part_points
 from ..models.geometry.facereg_tracker import PartStage
 from ..models.geometry.topology import ASSETS
 from ..models.geometry.tracker import NUM_LANDMARKS
-from .base import EngineError
+from .base import EngineError, failure
 from .onnx_check import check_facereg_onnx
 from .onnx_engine import open_session
 from .stepper import image_to_input
@@ -64,8 +64,7 @@ class FaceRegEngine:
             try:
                 return self.plan.run(inputs)
             except Exception as exc:  # a CUDA error, a failed execution
-                log.warning("%s: TensorRT failed (%s: %s); continuing on ONNX Runtime", self.label, type(exc).__name__,
-                            (str(exc).splitlines() or [""])[0][:200])
+                log.warning("%s: TensorRT failed (%s); continuing on ONNX Runtime", self.label, failure(exc))
                 self.plan = None
                 self._open_session(None)
         return self.session.run(["points"], {"crop": inputs})[0]
@@ -157,7 +156,7 @@ def tensorrt_plan(onnx: bytes) -> tuple[tuple[Path, str] | None, str | None]:
             return None, None  # no TensorRT here: ONNX Runtime as always (h2h doctor says why)
         found = checked_plan(onnx, FACEREG_KIND)
     except Exception as exc:  # a broken CUDA or TensorRT install must not stop the tracker
-        return None, f"{type(exc).__name__}: {(str(exc).splitlines() or [''])[0][:200]}"
+        return None, failure(exc)
     return found, None if found else "no checked TensorRT engine for this GPU yet; run h2h export-facereg --trt (once per GPU)"
 
 
@@ -170,7 +169,7 @@ def open_network(network: FaceRegNetwork, threads: int | None, providers: list[s
             try:
                 return network.engine(threads, None, plan)
             except Exception as exc:  # CUDA out of memory, a driver error, a TensorRT API mismatch
-                reason = f"{type(exc).__name__}: {(str(exc).splitlines() or [''])[0][:200]}"
+                reason = failure(exc)
         if reason:
             log.info("%s: TensorRT skipped (%s)", network.label, reason)
     return network.engine(threads, providers)

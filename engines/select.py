@@ -9,7 +9,7 @@ from collections.abc import Callable
 
 from ..models.avatar import Avatar
 from ..models.avatar_files import MAX_MODEL_BYTES, AvatarError, AvatarFiles
-from .base import Engine, EngineError
+from .base import Engine, EngineError, failure
 from .cache import bytes_sha256
 
 log = logging.getLogger(__name__)
@@ -115,7 +115,7 @@ def load(avatar: Avatar, prefer: str = "auto", run: str | None = None, fp16: boo
             except EngineError as exc:
                 reason = str(exc)
             except Exception as exc:  # CUDA out of memory, a driver error, a TensorRT API mismatch
-                reason = f"{type(exc).__name__}: {(str(exc).splitlines() or [''])[0][:200]}"
+                reason = failure(exc)
         if prefer == "trt":
             raise EngineError(f"TensorRT engine unavailable: {reason}")
         reasons.append(f"TensorRT skipped ({reason})")
